@@ -1,0 +1,230 @@
+"""Checkpoint I/O: Hugging Face model directories and j1_min `.pt` files, read and written safely.
+
+A `.pt` file is a plain dict of tensors, numbers and strings that loads with `torch.load(weights_only=True)`:
+{"format": "j1_min/1", "config": <HF config dict>, "model": <state dict, HF names>, "tokenizer": <tokenizer.json
+text>, "train_state": <optional>}. Nothing is ever unpickled beyond that, and every write is atomic.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .model import ModelConfig, Transformer
+
+PT_FORMAT = "j1_min/1"
+ARCHITECTURES = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded as asked; the message names the file and the problem."""
+
+
+# ----------------------------------------------------------------------------------------------- config.json
+
+def config_from_hf(d: dict, where: str = "config.json") -> ModelConfig:
+    """ModelConfig from a config.json dict, as published (transformers 4: `rope_theta`, `torch_dtype` at the top)
+    or as transformers 5 writes it (`rope_parameters`, `dtype`). Settings that change the math and are not
+    implemented (rope scaling, sliding-window attention, MLP bias, another activation) raise CheckpointError."""
+    mtype = d.get("model_type")
+    if mtype not in ARCHITECTURES:
+        raise CheckpointError(f"{where}: model_type {mtype!r} is not supported (supported: {sorted(ARCHITECTURES)})")
+
+    def need(key):
+        if key not in d:
+            raise CheckpointError(f"{where}: missing required key {key!r}")
+        return d[key]
+
+    rope = d.get("rope_parameters") or {}
+    scaling = d.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if scaling or rope_type != "default":
+        raise CheckpointError(f"{where}: rope scaling ({scaling or rope}) is not supported; only plain RoPE is")
+    sliding = d.get("use_sliding_window", False) or "sliding_attention" in (d.get("layer_types") or [])
+    if sliding:
+        raise CheckpointError(f"{where}: sliding-window attention is switched on; it is not supported")
+    if d.get("mlp_bias", False):
+        raise CheckpointError(f"{where}: mlp_bias=true is not supported")
+    if d.get("hidden_act", "silu") != "silu":
+        raise CheckpointError(f"{where}: hidden_act {d['hidden_act']!r} is not supported (only silu)")
+    heads = need("num_attention_heads")
+    head_dim = d.get("head_dim") or (128 if mtype == "qwen3" else need("hidden_size") // heads)
+    return ModelConfig(
+        vocab_size=need("vocab_size"), hidden_size=need("hidden_size"),
+        intermediate_size=need("intermediate_size"), num_hidden_layers=need("num_hidden_layers"),
+        num_attention_heads=heads, num_key_value_heads=d.get("num_key_value_heads") or heads, head_dim=head_dim,
+        rms_norm_eps=d.get("rms_norm_eps", 1e-6),
+        rope_theta=float(rope.get("rope_theta", d.get("rope_theta", 10000.0))),
+        max_position_embeddings=d.get("max_position_embeddings", 4096),
+        tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
+        qkv_bias=mtype == "qwen2", o_bias=mtype != "qwen2" and bool(d.get("attention_bias", False)),
+        qk_norm=mtype == "qwen3", model_type=mtype,
+    )
+
+
+def config_to_hf(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> dict:
+    """The config.json transformers needs to rebuild this model (both rope spellings, for transformers 4 and 5)."""
+    d = dict(
+        architectures=[ARCHITECTURES[cfg.model_type]], model_type=cfg.model_type, vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim, hidden_act="silu",
+        rms_norm_eps=cfg.rms_norm_eps, rope_theta=cfg.rope_theta,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        max_position_embeddings=cfg.max_position_embeddings, tie_word_embeddings=cfg.tie_word_embeddings,
+        torch_dtype=str(dtype).removeprefix("torch."), use_cache=True,
+    )
+    if cfg.model_type != "qwen2":
+        d["attention_bias"] = cfg.o_bias
+    if cfg.model_type in ("qwen2", "qwen3"):
+        d.update(use_sliding_window=False, sliding_window=None)
+    return d
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+def resolve_dtype(dtype, device, config_dict: dict | None = None) -> torch.dtype:
+    """A torch.dtype from a dtype or its name; None means float32 on CPU and the checkpoint's dtype elsewhere."""
+    if dtype is None:
+        if torch.device(device or "cpu").type == "cpu" or not config_dict:
+            return torch.float32
+        dtype = config_dict.get("dtype") or config_dict.get("torch_dtype") or "float32"
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = str(dtype).removeprefix("torch.")
+    if name not in ("float32", "float16", "bfloat16"):
+        raise CheckpointError(f"dtype {dtype!r} is not supported (float32, float16, bfloat16)")
+    return getattr(torch, name)
+
+
+def atomic_write(path, write_fn) -> None:
+    """Call write_fn(tmp_path) on a temporary file in path's folder, fsync it, then rename it onto path."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise CheckpointError(f"cannot write {path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _build(cfg: ModelConfig, state: dict, where: str, dtype, device) -> Transformer:
+    """Build the model on the meta device and adopt the loaded tensors (assign=True): no random init, no copy."""
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    expected = set(model.state_dict().keys())
+    if cfg.tie_word_embeddings:
+        expected.discard("lm_head.weight")
+        state.pop("lm_head.weight", None)  # some tied checkpoints store it anyway; the embedding is the truth
+    missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or extra:
+        raise CheckpointError(f"{where}: state dict does not match the config: missing keys {missing[:8]}"
+                              f"{' ...' if len(missing) > 8 else ''}, unexpected keys {extra[:8]}"
+                              f"{' ...' if len(extra) > 8 else ''}")
+    shapes = model.state_dict()
+    for k, t in state.items():
+        if tuple(t.shape) != tuple(shapes[k].shape):
+            raise CheckpointError(f"{where}: {k} has shape {tuple(t.shape)}, the config needs {tuple(shapes[k].shape)}")
+    state = {k: t.to(device=device or "cpu", dtype=dtype) for k, t in state.items()}
+    if cfg.tie_word_embeddings:
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    model.load_state_dict(state, assign=True)
+    if cfg.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    return model.eval()
+
+
+def read_pt(path) -> dict:
+    """torch.load with weights_only=True: a file that needs real unpickling is refused and nothing in it runs."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, EOFError) as e:
+        raise CheckpointError(f"{path}: refused: not a plain-tensor checkpoint (loading it would need to unpickle "
+                              f"arbitrary objects, which j1_min never does): {str(e).splitlines()[0]}") from None
+    if not isinstance(ck, dict) or ck.get("format") != PT_FORMAT:
+        raise CheckpointError(f"{path}: not a j1_min checkpoint (expected a dict with format={PT_FORMAT!r})")
+    return ck
+
+
+# ------------------------------------------------------------------------------------------------ load / save
+
+def load_model(path, dtype=None, device=None):
+    """Load (model, tokenizer_json_text_or_None, extra) from a HF directory or a `.pt` file.
+
+    `extra` is the `.pt` dict without its model weights (config, train_state, ...) or {"config": config.json}.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
+    if path.is_dir():
+        cfg_path = path / "config.json"
+        if not cfg_path.is_file():
+            raise CheckpointError(f"{path}: a model directory needs config.json, and there is none")
+        try:
+            config_dict = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
+        cfg = config_from_hf(config_dict, str(cfg_path))
+        index = path / "model.safetensors.index.json"
+        if index.is_file():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        elif (path / "model.safetensors").is_file():
+            files = ["model.safetensors"]
+        else:
+            raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
+        state = {}
+        for f in files:
+            state.update(load_file(str(path / f)))
+        tok = path / "tokenizer.json"
+        tok_text = tok.read_text() if tok.is_file() else None
+        extra = {"config": config_dict}
+    else:
+        ck = read_pt(path)
+        config_dict = ck["config"]
+        cfg = config_from_hf(config_dict, f"{path} (config)")
+        state, tok_text = ck.pop("model"), ck.get("tokenizer")
+        extra = ck
+    model = _build(cfg, state, str(path), resolve_dtype(dtype, device, config_dict), device)
+    return model, tok_text, extra
+
+
+def _state_to_save(model: Transformer) -> dict:
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight")
+    return state
+
+
+def save_hf(model: Transformer, directory, tokenizer=None) -> None:
+    """Write config.json, model.safetensors and (if given) tokenizer.json into `directory`, each atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.cpu() for k, v in _state_to_save(model).items()}
+    dtype = next(iter(state.values())).dtype
+    config = config_to_hf(model.config, dtype)
+    atomic_write(directory / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
+    atomic_write(directory / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+    if tokenizer is not None:
+        text = tokenizer if isinstance(tokenizer, str) else tokenizer.to_json()
+        atomic_write(directory / "tokenizer.json", lambda p: Path(p).write_text(text))
+
+
+def save_pt(path, model: Transformer, tokenizer=None, **extra) -> None:
+    """Write a `.pt` checkpoint atomically: config, HF-named weights, tokenizer JSON and any plain extras."""
+    ck = {"format": PT_FORMAT, "config": config_to_hf(model.config, model.lm_head.weight.dtype),
+          "model": {k: v.cpu() for k, v in _state_to_save(model).items()}}
+    if tokenizer is not None:
+        ck["tokenizer"] = tokenizer if isinstance(tokenizer, str) else tokenizer.to_json()
+    ck.update(extra)
+    atomic_write(path, lambda p: torch.save(ck, p))

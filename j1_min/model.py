@@ -1,0 +1,230 @@
+"""The Qwen2-family decoder (Qwen2 / Qwen2.5, Llama, Qwen3) and its KV cache, in plain PyTorch.
+
+Module and parameter names are exactly Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, ...), so a
+checkpoint's state dict loads with no renaming. Loading and saving live in checkpoint.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = 4096
+    tie_word_embeddings: bool = False
+    qkv_bias: bool = False  # Qwen2: bias on q, k, v (not o)
+    o_bias: bool = False  # Llama / Qwen3 with attention_bias=True: bias on q, k, v and o
+    qk_norm: bool = False  # Qwen3: RMSNorm over head_dim on each query and key head
+    model_type: str = "qwen2"  # "qwen2" | "llama" | "qwen3": what save_pretrained writes
+
+
+class RMSNorm(nn.Module):
+    """y = w * x / sqrt(mean(x^2) + eps), computed in float32 (Zhang & Sennrich 2019; as transformers' Qwen2RMSNorm)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
+    """RoPE tables for absolute positions (Su et al. 2021), in the "rotate half" layout of transformers.
+
+    inv_freq_i = theta^(-2i/d); angle = pos * inv_freq; cos/sin = cos/sin(cat(angle, angle)). positions: (B, T).
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float) / head_dim))
+    angles = positions[..., None].float() * inv_freq  # (B, T, D/2)
+    emb = torch.cat((angles, angles), dim=-1)  # (B, T, D)
+    return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]  # (B, 1, T, D) each
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x * cos + rotate_half(x) * sin, rotate_half([x1, x2]) = [-x2, x1]. x: (B, H, T, D)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class KVCache:
+    """Preallocated keys and values, written at absolute positions, one length per row (gpt-fast's layout).
+
+    Row b holds its own tokens in slots 0 .. lengths[b]-1, with no padding inside, so slot index == position.
+    An append writes slots lengths[b] .. lengths[b]+T-1 and a query at position p sees slots <= p: the mask is
+    built from positions, never `is_causal` (SDPA aligns that top-left when queries are fewer than keys).
+    Rolling a row back by k is `lengths[b] -= k`: the stale slots are overwritten before anything can see them.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype):
+        shape = (cfg.num_hidden_layers, batch_size, cfg.num_key_value_heads, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, Hkv, S, D)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
+        self.max_len = max_len
+        self.kv_len = 0
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` (in that order, repeats allowed): drops finished rows, or copies a prompt to G rows."""
+        self.k, self.v, self.lengths = self.k[:, rows], self.v[:, rows], self.lengths[rows]
+
+    def reserve(self, T: int):
+        """Claim the next T positions of every row: returns their positions (B, T) and the attention mask.
+
+        mask[b, 0, t, j] is True iff key slot j <= positions[b, t]; keys stop at the longest row (S slots).
+        """
+        positions = self.lengths[:, None] + torch.arange(T, device=self.lengths.device)  # (B, T)
+        self.kv_len = int(positions.max()) + 1  # S
+        if self.kv_len > self.max_len:
+            raise ValueError(f"KV cache overflow: position {self.kv_len - 1} >= cache size {self.max_len}")
+        self.lengths = self.lengths + T
+        slots = torch.arange(self.kv_len, device=positions.device)
+        return positions, (slots <= positions[:, :, None])[:, None]  # (B, T), (B, 1, T, S)
+
+    def write(self, layer: int, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """Store k, v (B, Hkv, T, D) at positions (B, T); return the layer's keys and values (B, Hkv, S, D)."""
+        idx = positions[:, None, :, None].expand_as(k)  # (B, Hkv, T, D)
+        self.k[layer].scatter_(2, idx, k)
+        self.v[layer].scatter_(2, idx, v)
+        return self.k[layer, :, :, :self.kv_len], self.v[layer, :, :, :self.kv_len]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, h, hkv = cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads
+        self.cfg = cfg
+        self.q_proj = nn.Linear(cfg.hidden_size, h * d, bias=cfg.qkv_bias or cfg.o_bias)
+        self.k_proj = nn.Linear(cfg.hidden_size, hkv * d, bias=cfg.qkv_bias or cfg.o_bias)
+        self.v_proj = nn.Linear(cfg.hidden_size, hkv * d, bias=cfg.qkv_bias or cfg.o_bias)
+        self.o_proj = nn.Linear(h * d, cfg.hidden_size, bias=cfg.o_bias)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(d, cfg.rms_norm_eps)
+            self.k_norm = RMSNorm(d, cfg.rms_norm_eps)
+
+    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int, positions):
+        B, T, _ = x.shape
+        cfg = self.cfg
+        q = self.q_proj(x).view(B, T, -1, cfg.head_dim)  # (B, T, H, D)
+        k = self.k_proj(x).view(B, T, -1, cfg.head_dim)  # (B, T, Hkv, D)
+        v = self.v_proj(x).view(B, T, -1, cfg.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        if cfg.qk_norm:  # Qwen3: per-head RMSNorm before RoPE
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = apply_rope(q.transpose(1, 2), cos, sin)  # (B, H, T, D)
+        k = apply_rope(k.transpose(1, 2), cos, sin)  # (B, Hkv, T, D)
+        if cache is not None:
+            k, v = cache.write(layer, positions, k, v)  # (B, Hkv, S, D)
+        # softmax(q k^T / sqrt(D) + mask) v, each query head sharing its group's key/value head (GQA)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                           enable_gqa=k.shape[1] != q.shape[1])
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU (Shazeer 2020)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, mask, cache, layer, positions):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer, positions)  # pre-norm residual
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Transformer(nn.Module):
+    """Decoder-only transformer: embed -> N x (attention, SwiGLU MLP) -> RMSNorm -> lm_head."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.model = nn.ModuleDict(dict(
+            embed_tokens=nn.Embedding(cfg.vocab_size, cfg.hidden_size),
+            layers=nn.ModuleList(Block(cfg) for _ in range(cfg.num_hidden_layers)),
+            norm=RMSNorm(cfg.hidden_size, cfg.rms_norm_eps),
+        ))
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    @classmethod
+    def from_pretrained(cls, path, dtype=None, device=None) -> "Transformer":
+        """Load a Hugging Face model directory or a j1_min `.pt` file (see checkpoint.load_model)."""
+        from .checkpoint import load_model
+        return load_model(path, dtype=dtype, device=device)[0]
+
+    def save_pretrained(self, directory, tokenizer=None) -> None:
+        """Write config.json + model.safetensors (+ tokenizer.json) that transformers loads (checkpoint.save_hf)."""
+        from .checkpoint import save_hf
+        save_hf(self, directory, tokenizer)
+
+    def init_weights(self, std: float = 0.02, seed: int | None = None) -> None:
+        """Normal(0, std) linear and embedding weights, zero biases, unit norms (as transformers' _init_weights)."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        for name, p in self.named_parameters():
+            with torch.no_grad():
+                if name.endswith("norm.weight"):
+                    p.fill_(1.0)
+                elif name.endswith("bias"):
+                    p.zero_()
+                else:
+                    p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        """An empty KV cache for `batch_size` rows of up to `max_len` positions, on this model's device and dtype."""
+        w = self.lm_head.weight
+        return KVCache(self.config, batch_size, max_len, w.device, w.dtype)
+
+    def hidden_states(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Final-norm hidden states (B, T, hidden) for input_ids (B, T).
+
+        Without a cache the T tokens are positions 0..T-1 (causal; right padding is harmless). With a cache, row b's
+        tokens are appended at positions cache.lengths[b] .. +T-1 and the lengths advance by T.
+        """
+        B, T = input_ids.shape
+        cfg = self.config
+        if cache is None:
+            positions = torch.arange(T, device=input_ids.device).expand(B, T)
+            mask = None  # plain causal attention over the T tokens themselves
+        else:
+            positions, mask = cache.reserve(T)  # (B, T), (B, 1, T, S)
+        x = self.model.embed_tokens(input_ids)  # (B, T, hidden)
+        cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, x.dtype)
+        for i, block in enumerate(self.model.layers):
+            x = block(x, cos, sin, mask, cache, i, positions)
+        return self.model.norm(x)
+
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) for input_ids (B, T)."""
+        return self.lm_head(self.hidden_states(input_ids, cache))
+
+    def num_params(self) -> int:
+        """Parameter count, shared (tied) tensors counted once."""
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,122 @@
+"""Checkpoints: `.pt` round trip, refusal of pickled code, atomic writes, clear errors for broken inputs."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from j1_min.checkpoint import CheckpointError, atomic_write, load_model, save_pt
+from j1_min.model import Transformer
+from j1_min.tokenizer import Tokenizer, train_bpe
+
+
+@pytest.fixture
+def model_dir(saved_hf):
+    return saved_hf("qwen2_tied")[1]
+
+
+def test_pt_round_trip_keeps_model_tokenizer_and_config(model_dir, tmp_path):
+    tok = train_bpe(["What is 12 + 34? The answer is 46."] * 20, vocab_size=300)
+    m = Transformer.from_pretrained(model_dir)
+    save_pt(tmp_path / "m.pt", m, tok, train_state={"step": 7})
+    raw = torch.load(tmp_path / "m.pt", weights_only=True)  # loads without unpickling any object
+    assert raw["train_state"]["step"] == 7
+    m2, tok_text, extra = load_model(tmp_path / "m.pt")
+    assert m2.config == m.config
+    x = torch.randint(0, 320, (2, 10))
+    with torch.no_grad():
+        assert torch.equal(m(x), m2(x))
+    assert Tokenizer.from_json(tok_text).encode("answer is 46") == tok.encode("answer is 46")
+    assert Tokenizer.from_path(tmp_path / "m.pt").vocab_size == tok.vocab_size
+    assert m2.lm_head.weight.data_ptr() == m2.model.embed_tokens.weight.data_ptr()  # still tied
+
+
+class _Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))  # unpickling this would create a file
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
+    target = tmp_path / "pwned"
+    bad = tmp_path / "bad.pt"
+    with open(bad, "wb") as f:
+        pickle.dump({"format": "j1_min/1", "x": _Evil(str(target))}, f)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_model(bad)
+    assert not target.exists()
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_model(tmp_path / "nope")
+
+
+def test_directory_without_config_json_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="needs config.json"):
+        load_model(tmp_path)
+
+
+def test_unsupported_architecture_is_a_clear_error(model_dir):
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg["model_type"] = "gpt2"
+    (model_dir / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="model_type 'gpt2' is not supported"):
+        load_model(model_dir)
+
+
+def test_missing_and_extra_keys_are_named(model_dir):
+    sd = load_file(str(model_dir / "model.safetensors"))
+    del sd["model.norm.weight"]
+    sd["model.extra.weight"] = torch.zeros(3)
+    save_file(sd, str(model_dir / "model.safetensors"))
+    with pytest.raises(CheckpointError) as e:
+        load_model(model_dir)
+    assert "model.norm.weight" in str(e.value) and "model.extra.weight" in str(e.value)
+
+
+def test_wrong_shape_is_named(model_dir):
+    sd = load_file(str(model_dir / "model.safetensors"))
+    sd["model.norm.weight"] = torch.ones(5)
+    save_file(sd, str(model_dir / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"model.norm.weight has shape \(5,\)"):
+        load_model(model_dir)
+
+
+def test_pt_that_is_not_ours_is_refused(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a j1_min checkpoint"):
+        load_model(tmp_path / "other.pt")
+
+
+def test_a_crash_during_save_leaves_the_old_file_intact(tmp_path):
+    path = tmp_path / "ck.pt"
+    path.write_bytes(b"good")
+
+    def crash(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, crash)
+    assert path.read_bytes() == b"good"
+    assert os.listdir(tmp_path) == ["ck.pt"]  # no temporary file left behind
+
+
+def test_writing_into_a_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        atomic_write(tmp_path / "missing" / "x.pt", lambda p: None)
+
+
+def test_load_in_bfloat16_by_name(model_dir):
+    m = Transformer.from_pretrained(model_dir, dtype="bfloat16")
+    assert m.lm_head.weight.dtype == torch.bfloat16
+    with pytest.raises(CheckpointError, match="dtype"):
+        Transformer.from_pretrained(model_dir, dtype="int8")
