@@ -1,0 +1,93 @@
+"""Forward+backward throughput of our Transformer against transformers' Qwen2ForCausalLM on the same weights.
+
+    python bench/train.py            # both configs of the sampler benchmark, batch 16 x 256 tokens, float32, CPU
+
+Prints tokens/s for each, the ratio (ours / transformers), and model FLOPs utilization (MFU) against this
+machine's measured float32 matmul rate. Training FLOPs per token ~ 6 * params + 12 * layers * hidden * seq
+(Kaplan et al. 2020; PaLM appendix B for the attention term), with params excluding the embedding lookup.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from j1_min.model import Transformer
+
+CONFIGS = {
+    "small": dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_attention_heads=8,
+                  num_key_value_heads=2, vocab_size=512),
+    "medium": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
+                   num_key_value_heads=2, vocab_size=4096),
+}
+
+
+def matmul_flops(n: int = 1024, reps: int = 20) -> float:
+    """Measured float32 matmul rate of this machine (FLOP/s) on n x n x n products."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+
+
+def step_time(fn, reps: int) -> float:
+    fn()  # warm-up
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]  # median
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=16, help="sequences per step")
+    ap.add_argument("--seq", type=int, default=256, help="tokens per sequence")
+    ap.add_argument("--reps", type=int, default=5, help="timed steps per model (median reported)")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    args = ap.parse_args()
+    import transformers
+    torch.set_num_threads(args.threads)
+    peak = matmul_flops()
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, threads {args.threads}, "
+          f"measured fp32 matmul {peak / 1e9:.1f} GFLOP/s")
+    for name, kw in CONFIGS.items():
+        torch.manual_seed(0)
+        cfg = transformers.Qwen2Config(**kw, tie_word_embeddings=True, max_position_embeddings=4096)
+        hf = transformers.Qwen2ForCausalLM(cfg).train()
+        with tempfile.TemporaryDirectory() as d:
+            hf.save_pretrained(d)
+            ours = Transformer.from_pretrained(d).train()
+        x = torch.randint(0, kw["vocab_size"], (args.batch, args.seq))
+
+        def ours_step():
+            logits = ours(x[:, :-1])
+            F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()).backward()
+
+        def hf_step():
+            logits = hf(input_ids=x[:, :-1]).logits
+            F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()).backward()
+
+        with torch.no_grad():
+            diff = (ours(x[:2]) - hf(input_ids=x[:2]).logits).abs().max().item()
+        tokens = args.batch * (args.seq - 1)
+        t_ours, t_hf = step_time(ours_step, args.reps), step_time(hf_step, args.reps)
+        n_params = ours.num_params() - ours.model.embed_tokens.weight.numel() * (not cfg.tie_word_embeddings)
+        flops_tok = 6 * n_params + 12 * kw["num_hidden_layers"] * kw["hidden_size"] * args.seq
+        print(f"[{name}] {ours.num_params() / 1e6:.2f}M params, batch {args.batch}x{args.seq}, float32, "
+              f"max |logit diff| {diff:.1e}")
+        print(f"  ours         {tokens / t_ours:9.0f} tok/s   MFU {flops_tok * tokens / t_ours / peak:5.1%}")
+        print(f"  transformers {tokens / t_hf:9.0f} tok/s   MFU {flops_tok * tokens / t_hf / peak:5.1%}")
+        print(f"  ratio ours/transformers: {t_hf / t_ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
