@@ -221,9 +221,11 @@ class Transformer(nn.Module):
             x = block(x, cos, sin, mask, cache, i, positions)
         return self.model.norm(x)
 
-    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (B, T, vocab) for input_ids (B, T)."""
-        return self.lm_head(self.hidden_states(input_ids, cache))
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, return_hidden: bool = False):
+        """Logits (B, T, vocab) for input_ids (B, T); with return_hidden, the final hidden states (B, T, hidden)
+        instead, so a caller can apply lm_head a chunk at a time (a DDP wrapper still sees this forward)."""
+        h = self.hidden_states(input_ids, cache)
+        return h if return_hidden else self.lm_head(h)
 
     def num_params(self) -> int:
         """Parameter count, shared (tied) tensors counted once."""

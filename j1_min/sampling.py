@@ -1,0 +1,383 @@
+"""Batched, KV-cached generation with s1 budget forcing (Simple Test-Time Scaling).
+
+    gens = generate(model, prompts, max_new_tokens, temperature=0.8, top_p=0.95, stop_ids=[eos], seed=0,
+                    think_end=tok.encode("</think>"), wait=tok.encode("Wait"), budget=2,
+                    max_think_tokens=1024, answer_prefix=tok.encode("\\nFinal verdict:"))
+
+The loop (gpt-fast / nanochat): dedupe and prefill the prompts once, copy each prompt's cache to its rows, then one
+batched forward of one token per row per step, logits for that position only. Each row keeps a tiny Python state
+(thinking or answering, "Wait"s spent, a queue of forced tokens, how much of the end marker it has just sampled);
+nothing in a step grows with the sequence length. Rows that finish are dropped from the batch and the cache.
+
+Budget forcing follows s1 (Muennighoff et al. 2025, "s1: Simple test-time scaling", sec. 3.1; simplescaling/s1):
+suppress the end-of-thinking marker and append "Wait" up to `budget` times, and force the marker (plus an answer
+prefix) when the thinking budget `max_think_tokens` is spent.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import random
+from array import array
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+PREFILL_CHUNK = 512  # prompt tokens per prefill forward: bounds the (rows, 1, T, S) mask and activations
+LOGPROB_CHUNK = 256  # positions per lm_head + log-softmax chunk in selected_logprobs
+ONEDNN_CPU = True  # CPU float32: run the model's linears on oneDNN with prepacked weights inside generate()
+
+
+@dataclass
+class Generation:
+    """One row's output. tokens/forced/logprobs have the same length; only `.tokens` counts for max_new_tokens."""
+    tokens: list[int] = field(default_factory=list)  # new tokens, forced ones included, suppressed markers not
+    forced: list[bool] = field(default_factory=list)  # True where the engine inserted the token ("Wait", marker, ...)
+    logprobs: list[float] = field(default_factory=list)  # log p(token) under the processed distribution; 0.0 if forced
+    num_waits: int = 0  # end-of-thinking markers suppressed (= "Wait"s forced)
+    suppressed_at: list[int] = field(default_factory=list)  # index in .tokens of each forced "Wait" (a marker was there)
+    think_tokens: int = 0  # how many of .tokens precede the end-of-thinking marker (all, if thinking never ended)
+    answer_start: int | None = None  # index in .tokens just past the accepted/forced marker; 0 without think_end;
+    #                                  None if thinking never ended (no verdict may be read from such a row)
+    forced_end: bool = False  # max_think_tokens was reached and the marker was forced
+    stopped: bool = False  # the row ended on one of stop_ids (the stop token is the last of .tokens)
+
+
+def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """The logits the sampler draws from, in float32: temperature, then top-k, then top-p, as transformers applies
+    them (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper); removed tokens get -inf.
+
+        z = logits / T                     (T = 0, greedy, leaves the logits unscaled)
+        top-k: z_i = -inf where z_i < (k-th largest z)          (ties with the k-th value are kept)
+        top-p: sort ascending, c = cumsum(softmax(z)); drop the tokens with c <= 1 - p (the largest is always kept)
+
+    The sampler's log-probabilities are log_softmax of this, so a trainer that calls it on the same logits with the
+    same settings recomputes them exactly (DESIGN pitfall 3). logits: (..., V).
+    """
+    z = logits.float()
+    if temperature > 0 and temperature != 1.0:
+        z = z / temperature
+    V = z.shape[-1]
+    if 0 < top_k < V:
+        kth = torch.topk(z, top_k, dim=-1).values[..., -1:]  # (..., 1)
+        z = z.masked_fill(z < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_z, order = torch.sort(z, dim=-1, descending=False)
+        remove = sorted_z.softmax(-1).cumsum(-1) <= (1 - top_p)  # (..., V) in ascending order
+        remove[..., -1:] = False  # keep at least one token
+        z = z.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+    return z
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
+                   top_p: float = 1.0) -> torch.Tensor:
+    """log p(token) = log_softmax(process_logits(logits))[token]: what generate() reports in .logprobs.
+    logits (..., V), tokens (...) -> (...)."""
+    z = process_logits(logits, temperature, top_k, top_p).log_softmax(-1)
+    return z.gather(-1, tokens[..., None]).squeeze(-1)
+
+
+def selected_logprobs(model, inp: torch.Tensor, tgt: torch.Tensor, *, temperature: float = 1.0, top_k: int = 0,
+                      top_p: float = 1.0, chunk: int = LOGPROB_CHUNK) -> torch.Tensor:
+    """The trainer's side of pitfall 3: log p(tgt_t | inp_<=t) = token_logprobs(lm_head(h_t), tgt_t, ...) for every
+    position, (B, T) float32, with the sampler's processing (defaults: plain log-softmax, as SFT needs).
+    inp, tgt: (B, T). One forward gives the hidden states (through a DDP wrapper too: model(inp, return_hidden=True));
+    lm_head and the log-softmax then run `chunk` positions at a time, each chunk under activation checkpointing when
+    gradients are on, so the (B, T, V) logits never exist at once (pitfall 5)."""
+    h = model(inp, return_hidden=True)  # (B, T, hidden)
+    head = getattr(model, "module", model).lm_head  # the bare model under DDP
+
+    def part(hc, tc):
+        return token_logprobs(head(hc), tc, temperature, top_k, top_p)  # (B, chunk)
+
+    grad = torch.is_grad_enabled() and h.requires_grad
+    outs = [checkpoint(part, h[:, s:s + chunk], tgt[:, s:s + chunk], use_reentrant=False) if grad
+            else part(h[:, s:s + chunk], tgt[:, s:s + chunk]) for s in range(0, inp.shape[1], chunk)]
+    return torch.cat(outs, 1)
+
+
+def sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, uniforms: torch.Tensor | None):
+    """Draw one token per row: argmax at temperature 0 (the first of equal maxima), else inverse-CDF sampling of
+    softmax(process_logits(...)) with one uniform in [0, 1) per row. logits (B, V), uniforms (B,) float64.
+    Returns tokens (B,) and their log-probabilities (B,) (at temperature 0: of the unscaled, filtered logits)."""
+    logp = process_logits(logits, temperature, top_k, top_p).log_softmax(-1)  # (B, V)
+    if temperature == 0:
+        tok = logits.argmax(-1)
+    else:
+        cdf = logp.exp().double().cumsum(-1)  # (B, V), float64 so rounding never moves probability mass visibly
+        total = cdf[:, -1:]
+        tok = torch.searchsorted(cdf, uniforms[:, None] * total, right=True)  # first index with cdf > u * total
+        last = (cdf < total).sum(-1, keepdim=True)  # the last token with p > 0 (guards u * total rounding to total)
+        tok = torch.minimum(tok, last).squeeze(-1)
+    return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+
+
+def row_seed(seed: int, prompt: list[int], occurrence: int) -> int:
+    """The random stream of one row: a hash of (seed, the prompt's tokens, which repeat of that prompt in this call
+    it is). So a row's samples do not depend on the other rows of the batch, nor on its index in the batch."""
+    h = hashlib.blake2b(f"{seed}:{occurrence}:".encode() + array("q", prompt).tobytes(), digest_size=8)
+    return int.from_bytes(h.digest(), "little")
+
+
+class _Row:
+    """Per-row budget-forcing state. advance() appends one token (sampled or forced) and says what to feed next."""
+    __slots__ = ("gen", "budget", "thinking", "match", "queue", "end_at", "done")
+
+    def __init__(self, budget: int, thinking: bool):
+        self.gen = Generation(answer_start=None if thinking else 0)
+        self.budget, self.thinking = budget, thinking
+        self.match = 0  # length of the longest suffix of the latest sampled tokens that is a prefix of think_end
+        self.queue: deque[int] = deque()  # forced tokens still to emit, one per step
+        self.end_at = -1  # while forcing the marker: len(.tokens) once its last token is in
+        self.done = False
+
+    def advance(self, tok: int, lp: float, s: "_Spec") -> tuple[int, int]:
+        """Returns (token to feed next, KV-cache positions to roll back first); sets self.done when the row ends."""
+        g, roll, accepted = self.gen, 0, False
+        if self.thinking and s.cap is not None and len(g.tokens) >= s.cap:  # thinking budget spent: force the end
+            g.think_tokens, g.forced_end, self.thinking = len(g.tokens) - self.match, True, False
+            rest = s.think_end[self.match:]  # a marker sampled in part is completed, never repeated
+            self.queue = deque(rest + s.answer_prefix)
+            self.end_at, self.match = len(g.tokens) + len(rest), 0  # rest is never empty: match < len(marker)
+        if self.queue:
+            tok, lp, forced = self.queue.popleft(), 0.0, True  # forced tokens never advance the marker match
+        else:
+            forced = False
+            if self.thinking:
+                m = self.match  # KMP step on the marker
+                while m and s.think_end[m] != tok:
+                    m = s.fail[m - 1]
+                m += s.think_end[m] == tok
+                self.match = m
+                if m == len(s.think_end):
+                    self.match = 0
+                    if g.num_waits < self.budget:  # s1: drop the marker, append "Wait", keep thinking
+                        roll = m - 1  # the marker's earlier tokens are in .tokens and the cache; its last is not
+                        if roll:
+                            del g.tokens[-roll:], g.forced[-roll:], g.logprobs[-roll:]
+                        g.num_waits += 1
+                        g.suppressed_at.append(len(g.tokens))
+                        self.queue = deque(s.wait)
+                        tok, lp, forced = self.queue.popleft(), 0.0, True
+                    else:  # the (budget+1)-th marker is accepted
+                        g.think_tokens, self.thinking, accepted = len(g.tokens) - (m - 1), False, True
+                        g.answer_start = len(g.tokens) + 1
+        g.tokens.append(tok)
+        g.forced.append(forced)
+        g.logprobs.append(lp)
+        if forced and len(g.tokens) == self.end_at:
+            g.answer_start = len(g.tokens)
+        if not forced and not accepted and tok in s.stop:
+            g.stopped = self.done = True
+        if len(g.tokens) >= s.max_new:
+            self.done = True
+        if self.done and self.thinking:
+            g.think_tokens = len(g.tokens)
+        return tok, roll
+
+
+@dataclass
+class _Spec:
+    max_new: int
+    stop: frozenset
+    think_end: list[int]
+    fail: list[int]
+    wait: list[int]
+    cap: int | None
+    answer_prefix: list[int]
+
+
+def _kmp_fail(p: list[int]) -> list[int]:
+    """fail[i] = length of the longest proper prefix of p[:i+1] that is also its suffix (Knuth-Morris-Pratt)."""
+    fail, k = [0] * len(p), 0
+    for i in range(1, len(p)):
+        while k and p[i] != p[k]:
+            k = fail[k - 1]
+        k += p[i] == p[k]
+        fail[i] = k
+    return fail
+
+
+def _check_ids(name: str, ids, vocab: int) -> list[int]:
+    ids = [int(t) for t in ids]
+    bad = [t for t in ids if not 0 <= t < vocab]
+    if bad:
+        raise ValueError(f"{name}: token id {bad[0]} is outside the model's vocabulary [0, {vocab})")
+    return ids
+
+
+def _prefill(model, prompts: list[list[int]], max_len: int, device):
+    """Prefill the prompts (right-padded, in chunks of PREFILL_CHUNK positions); return last-position logits
+    (U, V) and the cache with each row's length set to its true prompt length."""
+    U, lens = len(prompts), [len(p) for p in prompts]
+    T = max(lens)
+    ids = torch.zeros(U, T, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, :len(p)] = torch.tensor(p, dtype=torch.long)
+    ids = ids.to(device)
+    cache = model.new_cache(U, max_len)
+    last = [None] * U
+    for c0 in range(0, T, PREFILL_CHUNK):
+        h = model.hidden_states(ids[:, c0:c0 + PREFILL_CHUNK], cache)  # (U, chunk, hidden)
+        for i, n in enumerate(lens):
+            if c0 < n <= c0 + PREFILL_CHUNK:
+                last[i] = h[i, n - 1 - c0]
+    cache.lengths = torch.tensor(lens, dtype=torch.long, device=device)  # padding slots are overwritten later
+    return model.lm_head(torch.stack(last)), cache  # (U, V)
+
+
+@functools.cache
+def _onednn_works() -> bool:
+    """Whether this torch build has oneDNN's packed linear (a private op that inductor uses) and it gives F.linear."""
+    try:
+        x, w, b = torch.randn(3, 8), torch.randn(5, 8), torch.randn(5)
+        y = torch.ops.mkldnn._linear_pointwise(x, torch.ops.mkldnn._reorder_linear_weight(w, 3), b, "none", [], "")
+        return bool(torch.allclose(y, F.linear(x, w, b), atol=1e-5))
+    except Exception:  # noqa: BLE001 (any failure means: not available here)
+        return False
+
+
+@contextmanager
+def _onednn_linears(model, rows: int):
+    """On CPU in float32, route every nn.Linear of the model through oneDNN with weights prepacked for `rows`
+    rows, for the duration of one generate() call; a no-op elsewhere. Why: torch's float32 F.linear calls MKL sgemm,
+    which runs a slow code path on AMD CPUs; oneDNN's packed kernel was 1.5-3x faster there for these shapes (see
+    bench/sampling.py). Same float32 math, different summation order (logits agree to ~1e-5). Packing costs ~1 ms per
+    million weights and a temporary copy of the weights; the model's own modules are restored on exit."""
+    w = model.lm_head.weight
+    if not (ONEDNN_CPU and w.device.type == "cpu" and w.dtype == torch.float32 and _onednn_works()):
+        yield
+        return
+    patched = []
+    try:
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Linear) and "forward" not in vars(mod):
+                packed = torch.ops.mkldnn._reorder_linear_weight(mod.weight, rows)
+                mod.forward = functools.partial(_packed_linear, packed, mod.bias)
+                patched.append(mod)
+        yield
+    finally:
+        for mod in patched:
+            del mod.forward
+
+
+def _packed_linear(w, b, x):
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+
+
+@torch.inference_mode()
+def generate(model, prompts: list[list[int]], max_new_tokens: int, *, temperature: float = 0.0, top_k: int = 0,
+             top_p: float = 1.0, stop_ids=(), seed: int | None = None, think_end=None, wait=None,
+             budget: int | list[int] = 0, max_think_tokens: int | None = None, answer_prefix=None) -> list[Generation]:
+    """Generate up to max_new_tokens new tokens for each prompt (a list of token-id lists); one Generation each.
+
+    temperature 0 is greedy (argmax, first of equal maxima); top_k=0 and top_p=1 are off. A row ends after emitting
+    one of stop_ids (kept in .tokens); forced tokens and a marker that ends thinking never count as stops.
+    seed: the same seed, prompt and repeat index give the same samples, whatever else is in the batch (see
+    row_seed); seed=None draws a base seed from torch's global generator.
+
+    Budget forcing (s1), when think_end (marker token ids) is given: every row thinks from its first token. When it
+    samples the whole marker and has spent fewer than `budget` forcings, the marker is removed (from .tokens and the
+    KV cache) and `wait` is forced; the (budget+1)-th marker is accepted and the row answers. `budget` is an int or
+    one int per prompt. When .tokens reaches max_think_tokens while thinking ("Wait"s count, removed markers do
+    not), the rest of the marker (all of it, unless its first tokens were just sampled) and then answer_prefix are
+    forced. max_new_tokens bounds len(.tokens), forced tokens included; a forced sequence is cut at that limit.
+
+    All prompts form one batch: the KV cache holds len(prompts) x (longest prompt + max_new_tokens) positions, so
+    split very large prompt sets into several calls (the per-row seeds make the split invisible in the samples).
+
+    Raises ValueError for an empty prompt list or prompt, a prompt whose length plus max_new_tokens exceeds
+    model.config.max_position_embeddings, token ids outside the vocabulary, and inconsistent options.
+    """
+    cfg = model.config
+    V, ctx = cfg.vocab_size, cfg.max_position_embeddings
+    if not prompts:
+        raise ValueError("generate: the prompt list is empty")
+    if max_new_tokens < 0:
+        raise ValueError(f"generate: max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"generate: need temperature >= 0, top_k >= 0, 0 < top_p <= 1 "
+                         f"(got {temperature}, {top_k}, {top_p})")
+    prompts = [_check_ids(f"prompt {i}", p, V) for i, p in enumerate(prompts)]
+    for i, p in enumerate(prompts):
+        if not p:
+            raise ValueError(f"generate: prompt {i} is empty (a row needs at least one token to condition on)")
+        if len(p) + max_new_tokens > ctx:
+            raise ValueError(f"generate: prompt {i} has {len(p)} tokens; with max_new_tokens={max_new_tokens} it "
+                             f"exceeds the model's context of {ctx} (max_position_embeddings)")
+    budgets = list(budget) if isinstance(budget, (list, tuple)) else [budget] * len(prompts)
+    if len(budgets) != len(prompts):
+        raise ValueError(f"generate: budget has {len(budgets)} entries for {len(prompts)} prompts")
+    if any(b < 0 for b in budgets):
+        raise ValueError(f"generate: budget must be >= 0, got {min(budgets)}")
+    if max_think_tokens is not None and max_think_tokens < 0:
+        raise ValueError(f"generate: max_think_tokens must be >= 0 or None, got {max_think_tokens}")
+    if think_end is None:
+        if any(budgets) or max_think_tokens is not None or answer_prefix is not None:
+            raise ValueError("generate: budget, max_think_tokens and answer_prefix need think_end (the marker ids)")
+    elif not think_end:
+        raise ValueError("generate: think_end is empty; pass the end-of-thinking marker's token ids or None")
+    if any(budgets) and not wait:
+        raise ValueError("generate: budget > 0 needs wait, the token ids forced after a suppressed marker")
+    marker = _check_ids("think_end", think_end or [], V)
+    spec = _Spec(max_new_tokens, frozenset(_check_ids("stop_ids", stop_ids, V)), marker, _kmp_fail(marker),
+                 _check_ids("wait", wait or [], V), max_think_tokens,
+                 _check_ids("answer_prefix", answer_prefix or [], V))
+
+    rows = [_Row(b, think_end is not None) for b in budgets]
+    if max_new_tokens == 0:
+        return [r.gen for r in rows]
+    with _onednn_linears(model, len(prompts)):
+        _decode(model, prompts, rows, spec, temperature, top_k, top_p, seed, max_new_tokens)
+    return [r.gen for r in rows]
+
+
+def _decode(model, prompts, rows, spec, temperature, top_k, top_p, seed, max_new_tokens) -> None:
+    """The loop: prefill once per distinct prompt, then one batched single-token forward per step."""
+    device = model.lm_head.weight.device
+
+    # Identical prompts (GRPO's G samples of one prompt) are prefilled once; each row gets a copy of the cache.
+    unique: dict[tuple, int] = {}
+    row_u, occurrence, seen = [], [], {}
+    for p in prompts:
+        u = unique.setdefault(tuple(p), len(unique))
+        occurrence.append(seen.get(u, 0))
+        seen[u] = occurrence[-1] + 1
+        row_u.append(u)
+    logits, cache = _prefill(model, [list(k) for k in unique], max(map(len, prompts)) + max_new_tokens, device)
+    if len(unique) < len(prompts):
+        idx = torch.tensor(row_u, device=device)
+        cache.select(idx)
+        logits = logits[idx]  # (B, V)
+    if temperature > 0:
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)))
+        rngs = [random.Random(row_seed(seed, p, k)) for p, k in zip(prompts, occurrence)]
+
+    active = list(range(len(prompts)))  # original index of each row still in the batch
+    while True:
+        u = None
+        if temperature > 0:
+            u = torch.tensor([rngs[r].random() for r in active], dtype=torch.float64, device=device)
+        tok, lp = sample(logits, temperature, top_k, top_p, u)  # (B,), (B,)
+        feed, keep, rolls = [], [], []
+        for i, (r, t, l) in enumerate(zip(active, tok.tolist(), lp.tolist())):
+            row = rows[r]
+            t, roll = row.advance(t, l, spec)
+            if not row.done:
+                keep.append(i)
+                feed.append(t)
+                rolls.append(roll)
+        if not keep:
+            break
+        if len(keep) < len(active):  # drop finished rows so they stop costing
+            cache.select(torch.tensor(keep, device=device))
+            active = [active[i] for i in keep]
+        if any(rolls):  # a suppressed marker: its tokens leave the cache (their slots are overwritten later)
+            cache.lengths -= torch.tensor(rolls, dtype=torch.long, device=device)
+        x = torch.tensor(feed, dtype=torch.long, device=device)[:, None]  # (B, 1)
+        logits = model.lm_head(model.hidden_states(x, cache)[:, -1])  # (B, V)

@@ -1,0 +1,354 @@
+"""The sampling engine: greedy equals transformers and a full recompute, rows are independent of their batch, s1
+budget forcing produces exactly the specified sequences, and sampling draws from the processed distribution."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from j1_min.model import Transformer
+from j1_min.sampling import Generation, generate, process_logits, sample, token_logprobs
+
+torch.set_num_threads(2)
+
+V = 96
+
+
+def _hf_tiny(vocab=V, std=0.3, seed=0):
+    """A random tiny transformers Qwen2 with large weights (std 0.3, norms 1 + noise), so greedy is not degenerate."""
+    import transformers as T
+    cfg = T.Qwen2Config(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    torch.manual_seed(seed)
+    hf = T.Qwen2ForCausalLM(cfg).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            p.copy_((1.0 if name.endswith("norm.weight") else 0.0) + std * torch.randn(p.shape, generator=gen))
+    return hf
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """(transformers model, the folder it was saved to)."""
+    hf = _hf_tiny()
+    d = tmp_path_factory.mktemp("tiny")
+    hf.save_pretrained(d)
+    return hf, d
+
+
+@pytest.fixture(scope="module")
+def pair(saved):
+    """(transformers model, our model loaded from its save_pretrained folder)."""
+    return saved[0], Transformer.from_pretrained(saved[1])
+
+
+@pytest.fixture(scope="module")
+def model(pair):
+    return pair[1]
+
+
+@pytest.fixture(scope="module")
+def flat(tmp_path_factory):
+    """A deterministic model: final norm weight 0, so every logit is 0 and greedy always picks token 0."""
+    hf = _hf_tiny(seed=1)
+    d = tmp_path_factory.mktemp("flat")
+    hf.save_pretrained(d)
+    m = Transformer.from_pretrained(d)
+    with torch.no_grad():
+        m.model.norm.weight.zero_()
+    return m
+
+
+PROMPTS = [[1, 2, 3], list(range(10, 27)), [40, 7], list(range(30, 60)), [1, 2, 3], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11]]
+
+
+def recompute_logits(model, prompt, tokens):
+    """Logits predicting each of `tokens` from one uncached forward over prompt + tokens: (len(tokens), V)."""
+    with torch.no_grad():
+        return model(torch.tensor([prompt + tokens]))[0, len(prompt) - 1:-1]
+
+
+# ------------------------------------------------------------------------------------------------ greedy
+
+
+def test_greedy_matches_transformers_generate_per_row(pair):
+    import transformers as T
+    hf, ours = pair
+    got = generate(ours, PROMPTS, 48)
+    gc = T.GenerationConfig(do_sample=False, max_new_tokens=48, eos_token_id=None, pad_token_id=0)
+    for p, g in zip(PROMPTS, got):
+        x = torch.tensor([p])  # (a prompt holds token 0 = pad_token_id: pass the mask, or transformers masks it)
+        ref = hf.generate(x, attention_mask=torch.ones_like(x), generation_config=gc)[0, len(p):].tolist()
+        assert len(set(ref)) >= 5  # a non-degenerate continuation, so the comparison has teeth
+        assert g.tokens == ref
+        assert g.forced == [False] * 48 and len(g.logprobs) == 48
+
+
+def test_cached_decode_equals_full_recompute_every_step(model):
+    got = generate(model, PROMPTS[:4], 40)
+    for p, g in zip(PROMPTS[:4], got):
+        seq = list(p)
+        for _ in range(40):
+            with torch.no_grad():
+                seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+        assert g.tokens == seq[len(p):]
+
+
+def test_row_output_does_not_depend_on_batch_composition(model):
+    stop = [0]  # a stop that ends some rows early, so finished rows get dropped from the batch
+    for kw in (dict(), dict(temperature=1.0, top_k=30, seed=3)):
+        batch = generate(model, PROMPTS, 40, stop_ids=stop, **kw)
+        assert len({len(g.tokens) for g in batch}) > 1  # rows really finished at different steps
+        for i in (0, 1, 3, 5):
+            alone = generate(model, [PROMPTS[i]], 40, stop_ids=stop, **kw)[0]
+            assert alone.tokens == batch[i].tokens and alone.stopped == batch[i].stopped
+        shuffled = generate(model, [PROMPTS[5], PROMPTS[3], PROMPTS[0]], 40, stop_ids=stop, **kw)
+        assert [g.tokens for g in shuffled] == [batch[5].tokens, batch[3].tokens, batch[0].tokens]
+
+
+def test_identical_prompts_are_prefilled_once_and_copied(model, monkeypatch):
+    sizes = []
+    real = model.hidden_states
+    monkeypatch.setattr(model, "hidden_states", lambda x, cache=None: (sizes.append(x.shape), real(x, cache))[1])
+    a, b = PROMPTS[1], PROMPTS[3]
+    out = generate(model, [a, a, b, a], 6, temperature=1.0, seed=0)
+    assert sizes[0] == (2, len(b))  # one prefill row per distinct prompt, right-padded to the longest
+    assert all(s[1] == 1 for s in sizes[1:]) and sizes[1][0] == 4  # then one token per row per step
+    monkeypatch.undo()
+    assert out[0].tokens != out[1].tokens or out[1].tokens != out[3].tokens  # repeats get their own random streams
+    assert generate(model, [a, a, b, a], 6)[0].tokens == generate(model, [a], 6)[0].tokens
+
+
+def test_long_prompts_prefilled_in_chunks_give_the_same_tokens(model, monkeypatch):
+    import j1_min.sampling as S
+    whole = generate(model, PROMPTS, 20)
+    monkeypatch.setattr(S, "PREFILL_CHUNK", 4)  # prompts of 2..30 tokens now take 1..8 chunks
+    chunked = generate(model, PROMPTS, 20)
+    assert [g.tokens for g in chunked] == [g.tokens for g in whole]
+    assert max(abs(a - b) for c, w in zip(chunked, whole) for a, b in zip(c.logprobs, w.logprobs)) < 1e-4
+
+
+def test_onednn_fast_path_matches_plain_linears_and_restores_the_model(model, monkeypatch):
+    import j1_min.sampling as S
+    fast = generate(model, PROMPTS, 24, temperature=0.9, seed=5)
+    assert not any("forward" in vars(m) for m in model.modules())  # the patched linears are restored
+    monkeypatch.setattr(S, "ONEDNN_CPU", False)
+    plain = generate(model, PROMPTS, 24, temperature=0.9, seed=5)
+    assert [g.tokens for g in fast] == [g.tokens for g in plain]
+    assert max(abs(a - b) for f, p in zip(fast, plain) for a, b in zip(f.logprobs, p.logprobs)) < 1e-4
+
+
+# ------------------------------------------------------------------------------------------------ budget forcing
+
+T_, F_ = True, False
+
+
+def test_budget_forcing_suppresses_marker_then_accepts_it(flat):
+    g = generate(flat, [[1, 2]], 10, think_end=[0], wait=[5, 6], budget=3)[0]
+    assert g.tokens[:7] == [5, 6, 5, 6, 5, 6, 0]
+    assert g.forced[:7] == [T_, T_, T_, T_, T_, T_, F_]
+    assert g.num_waits == 3 and g.suppressed_at == [0, 2, 4]
+    assert g.think_tokens == 6 and g.answer_start == 7 and not g.forced_end
+    assert g.logprobs[:6] == [0.0] * 6 and g.logprobs[6] == pytest.approx(-math.log(V))
+
+
+def test_budget_forcing_with_a_two_token_marker(flat):
+    g = generate(flat, [[1, 2]], 10, think_end=[0, 0], wait=[5, 6], budget=3)[0]
+    assert g.tokens[:8] == [5, 6, 5, 6, 5, 6, 0, 0]
+    assert g.forced[:8] == [T_] * 6 + [F_, F_]
+    assert g.num_waits == 3 and g.answer_start == 8 and g.think_tokens == 6
+
+
+def test_max_think_tokens_forces_marker_and_answer_prefix(flat):
+    g = generate(flat, [[1, 2]], 10, think_end=[7], budget=0, max_think_tokens=4, answer_prefix=[8, 9])[0]
+    assert g.tokens[:7] == [0, 0, 0, 0, 7, 8, 9]
+    assert g.forced[:7] == [F_, F_, F_, F_, T_, T_, T_]
+    assert g.forced_end and g.num_waits == 0 and g.think_tokens == 4 and g.answer_start == 5
+
+
+def test_cap_reached_on_a_partial_marker_completes_it_exactly_once(flat):
+    # marker [0, 7]: the model samples its first token every step; at the cap only 7 is missing
+    g = generate(flat, [[1, 2]], 10, think_end=[0, 7], max_think_tokens=4, answer_prefix=[8, 9])[0]
+    assert g.tokens[:7] == [0, 0, 0, 0, 7, 8, 9]
+    assert g.forced[:7] == [F_, F_, F_, F_, T_, T_, T_]
+    assert g.think_tokens == 3 and g.answer_start == 5  # the marker starts at the sampled 0 at index 3
+
+
+def test_cap_reached_mid_wait_cuts_the_wait_and_forces_the_marker(flat):
+    # Waits count as thinking tokens: [5, 6, 5] reaches the cap of 3 inside the second "Wait"
+    g = generate(flat, [[1, 2]], 12, think_end=[0], wait=[5, 6], budget=5, max_think_tokens=3, answer_prefix=[8])[0]
+    assert g.tokens[:5] == [5, 6, 5, 0, 8] and g.forced[:5] == [T_] * 5
+    assert g.num_waits == 2 and g.forced_end and g.answer_start == 4
+    assert g.tokens[5:] == [0] * 7  # then the row answers (greedy 0)
+
+
+def test_max_new_tokens_counts_forced_tokens_and_cuts_a_forced_sequence(flat):
+    g = generate(flat, [[1, 2]], 3, think_end=[0], wait=[5, 6], budget=3)[0]
+    assert g.tokens == [5, 6, 5] and g.forced == [T_, T_, T_] and g.answer_start is None and g.think_tokens == 3
+    g = generate(flat, [[1, 2]], 6, think_end=[7], max_think_tokens=4, answer_prefix=[8, 9])[0]
+    assert g.tokens == [0, 0, 0, 0, 7, 8] and g.answer_start == 5
+
+
+def test_per_row_budgets_are_independent(flat):
+    p = [1, 2]
+    batch = generate(flat, [p, p, p, [3]], 9, think_end=[0], wait=[5, 6], budget=[0, 2, 1, 3])
+    assert batch[0].tokens[:1] == [0] and batch[0].num_waits == 0
+    assert batch[1].tokens[:5] == [5, 6, 5, 6, 0] and batch[1].num_waits == 2
+    assert batch[2].tokens[:3] == [5, 6, 0] and batch[2].num_waits == 1
+    assert batch[3].tokens[:7] == [5, 6, 5, 6, 5, 6, 0] and batch[3].num_waits == 3
+    for prompt, b, g in zip([p, p, p, [3]], [0, 2, 1, 3], batch):
+        assert generate(flat, [prompt], 9, think_end=[0], wait=[5, 6], budget=b)[0] == g
+
+
+def test_stop_ids_do_not_fire_on_forced_tokens_or_the_accepted_marker(flat):
+    g = generate(flat, [[1]], 10, stop_ids=[0], think_end=[0], wait=[5, 6], budget=1)[0]
+    assert g.tokens == [5, 6, 0, 0] and g.stopped  # marker accepted at index 2, the next 0 is an answer-phase stop
+    g = generate(flat, [[1]], 10, stop_ids=[0])[0]
+    assert g.tokens == [0] and g.stopped and g.answer_start == 0
+
+
+def test_suppressed_multi_token_marker_is_rolled_back_from_the_kv_cache(model):
+    """A real model, a marker it emits: after removal of the marker, every sampled token must still be the greedy
+    choice given the final visible sequence (a stale cache entry would change the continuation)."""
+    p = PROMPTS[1]
+    plain = generate(model, [p], 30)[0].tokens
+    marker, wait = plain[3:5], [50, 51, 52]
+    g = generate(model, [p], 30, think_end=marker, wait=wait, budget=2, max_think_tokens=20, answer_prefix=[60, 61])[0]
+    assert g.suppressed_at[0] == 3 and g.tokens[:6] == plain[:3] + wait
+    assert g.forced[3:6] == [True] * 3
+    logits = recompute_logits(model, p, g.tokens)
+    for i, (t, f) in enumerate(zip(g.tokens, g.forced)):
+        if not f:
+            assert int(logits[i].argmax()) == t, i
+
+
+# ------------------------------------------------------------------------------------------------ sampling
+
+
+def test_same_seed_reproduces_and_another_seed_differs(model):
+    kw = dict(temperature=1.0, top_p=0.95)
+    a = generate(model, PROMPTS, 24, seed=7, **kw)
+    assert generate(model, PROMPTS, 24, seed=7, **kw) == a
+    assert [g.tokens for g in generate(model, PROMPTS, 24, seed=8, **kw)] != [g.tokens for g in a]
+
+
+def test_logprobs_are_log_softmax_of_processed_logits(model):
+    kw = dict(temperature=0.7, top_k=20, top_p=0.9)
+    gens = generate(model, PROMPTS[:3], 30, seed=1, think_end=[95], max_think_tokens=12, answer_prefix=[90], **kw)
+    for p, g in zip(PROMPTS[:3], gens):
+        assert g.forced_end and g.forced[12] and g.logprobs[12:14] == [0.0, 0.0]
+        ref = token_logprobs(recompute_logits(model, p, g.tokens), torch.tensor(g.tokens), **kw)
+        for i, f in enumerate(g.forced):
+            if not f:
+                assert g.logprobs[i] == pytest.approx(float(ref[i]), abs=1e-4)
+                assert g.logprobs[i] > -math.inf
+
+
+def test_selected_logprobs_equal_full_logits_in_chunks_with_the_same_gradient(model):
+    from j1_min.sampling import selected_logprobs
+    kw = dict(temperature=0.8, top_k=40)
+    inp = torch.randint(0, V, (3, 21), generator=torch.Generator().manual_seed(4))
+    tgt = model(inp).argmax(-1).detach()  # tokens inside the top-k, so every log-prob is finite
+    w = model.lm_head.weight
+    ref = token_logprobs(model(inp), tgt, **kw)
+    (g_ref,) = torch.autograd.grad(ref.sum(), w)
+    got = selected_logprobs(model, inp, tgt, chunk=4, **kw)  # 21 positions in chunks of 4 (the last is short)
+    (g_got,) = torch.autograd.grad(got.sum(), w)
+    assert got.shape == (3, 21) and torch.allclose(got, ref, atol=1e-5) and torch.allclose(g_got, g_ref, atol=1e-4)
+    with torch.no_grad():
+        assert torch.allclose(selected_logprobs(model, inp, tgt, chunk=5, **kw), ref, atol=1e-5)
+
+
+def test_process_logits_follows_transformers_warpers():
+    from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
+                                                        TopPLogitsWarper)
+    x = torch.randn(5, 50, generator=torch.Generator().manual_seed(0)) * 3
+    ids = torch.zeros(5, 1, dtype=torch.long)
+    ref = TopPLogitsWarper(0.8)(ids, TopKLogitsWarper(10)(ids, TemperatureLogitsWarper(0.6)(ids, x)))
+    assert torch.equal(process_logits(x, 0.6, 10, 0.8), ref)
+    assert torch.equal(process_logits(x, 0.0), x)  # greedy leaves logits unscaled
+    tiny_p = process_logits(x, 1.0, 0, 1e-9)  # top-p always keeps the most likely token
+    assert torch.equal(tiny_p, TopPLogitsWarper(1e-9)(ids, x))
+    assert torch.equal(tiny_p.isfinite().nonzero()[:, 1], x.argmax(-1))
+
+
+def chi2_critical(df, z=3.72):
+    """Wilson-Hilferty upper quantile of chi-square(df); z=3.72 is p ~ 1e-4."""
+    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+
+
+def chi2(counts, probs, n):
+    keep = probs > 0
+    assert counts[~keep].sum() == 0  # filtered tokens are never drawn
+    e = probs[keep] * n
+    return float(((counts[keep] - e) ** 2 / e).sum()), int(keep.sum()) - 1
+
+
+@pytest.mark.parametrize("t,k,p", [(1.0, 0, 1.0), (0.5, 0, 1.0), (1.0, 5, 1.0), (1.5, 0, 0.7), (0.8, 6, 0.9)])
+def test_sampled_frequencies_match_processed_distribution(t, k, p):
+    n = 40000
+    logits = torch.randn(10, generator=torch.Generator().manual_seed(1)) * 1.5
+    u = torch.rand(n, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    tok, lp = sample(logits.expand(n, 10), t, k, p, u)
+    probs = process_logits(logits, t, k, p).softmax(-1).double()
+    counts = torch.bincount(tok, minlength=10).double()
+    stat, df = chi2(counts, probs, n)
+    assert stat < chi2_critical(df)
+    wrong = logits.softmax(-1).double()  # the unprocessed distribution: must be rejected when it differs
+    if (t, k, p) != (1.0, 0, 1.0):
+        assert float(((counts - wrong * n) ** 2 / (wrong * n)).sum()) > chi2_critical(9)
+    assert torch.allclose(lp, probs.log()[tok].float(), atol=1e-5)
+
+
+def test_generate_first_token_frequencies_match_model_distribution(tmp_path):
+    """End to end: one prompt repeated n times (one prefill, n random streams) samples the model's processed
+    next-token distribution."""
+    hf = _hf_tiny(vocab=12, std=0.3, seed=3)
+    hf.save_pretrained(tmp_path)
+    m = Transformer.from_pretrained(tmp_path)
+    prompt, n, kw = [1, 2, 3], 6000, dict(temperature=1.5, top_k=8, top_p=0.95)
+    gens = generate(m, [prompt] * n, 1, seed=0, **kw)
+    with torch.no_grad():
+        probs = process_logits(m(torch.tensor([prompt]))[0, -1], **kw).softmax(-1).double()
+    assert (probs == 0).sum() >= 5 and probs.max() < 0.5  # the filters bite and the distribution is not a point
+    counts = torch.bincount(torch.tensor([g.tokens[0] for g in gens]), minlength=12).double()
+    stat, df = chi2(counts, probs, n)
+    assert stat < chi2_critical(df)
+
+
+def test_greedy_takes_first_of_equal_maxima():
+    tok, _ = sample(torch.tensor([[0.0, 2.0, 2.0, 1.0], [3.0, 3.0, 3.0, 3.0]]), 0.0, 0, 1.0, None)
+    assert tok.tolist() == [1, 0]
+
+
+# ------------------------------------------------------------------------------------------------ edge cases
+
+
+def test_max_new_tokens_zero_returns_empty_generations(model):
+    assert generate(model, [[1], [2, 3]], 0) == [Generation(answer_start=0), Generation(answer_start=0)]
+
+
+@pytest.mark.parametrize("args,kw,msg", [
+    ([], {}, "prompt list is empty"),
+    ([[1], []], {}, "prompt 1 is empty"),
+    ([[1] * 100], {}, "exceeds the model's context of 128"),
+    ([[1, V]], {}, "outside the model's vocabulary"),
+    ([[1]], dict(budget=-1, think_end=[0], wait=[1]), "budget must be >= 0"),
+    ([[1]], dict(budget=1, wait=[1]), "need think_end"),
+    ([[1]], dict(budget=1, think_end=[0]), "needs wait"),
+    ([[1], [2]], dict(budget=[1], think_end=[0], wait=[1]), "2 prompts"),
+    ([[1]], dict(think_end=[]), "think_end is empty"),
+    ([[1]], dict(top_p=0.0), "top_p"),
+    ([[1]], dict(temperature=-1.0), "temperature"),
+])
+def test_bad_arguments_raise_clear_value_errors(model, args, kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        generate(model, args, 40, **kw)
+
+
+def test_runs_in_bfloat16(saved):
+    m = Transformer.from_pretrained(saved[1], dtype=torch.bfloat16)
+    gens = generate(m, PROMPTS[:2], 8, temperature=1.0, seed=0, think_end=[0], max_think_tokens=4)
+    assert all(len(g.tokens) == 8 and all(math.isfinite(x) for x in g.logprobs) for g in gens)
