@@ -1,0 +1,213 @@
+"""Make J1-style judge data: verifiable preference pairs, and reflection-enhanced SFT traces by rejection sampling.
+
+    python data_gen.py pairs --task arith --n 2000 --split test --out data/test.jsonl
+    python data_gen.py traces --task arith --n 10000 --split train --out data/traces.jsonl
+    python data_gen.py traces --task arith --n 10000 --split train --no-reflection --out data/plain.jsonl
+    python data_gen.py traces --teacher ./my-model --data prefs.jsonl --k 8 --budget 1 --out data/traces.jsonl
+
+Rejection sampling (J1 sec. 3.1), the same for both teachers: draw --k traces per item, keep those whose verdict
+parses and matches the label (j1_min.judging.parse_verdict), drop duplicates, keep at most --max-keep per item.
+
+Output, one JSON object per line. Pairs: id, question, response_a, response_b, label ("A" or "B"), origin,
+wrong_kind. Traces: the pair's fields and completion (the judge's text after the prompt's `<think>\\n`: thinking,
+`</think>`, verdict; without `<|im_end|>`, which trainers append), verdict, has_reflection, num_reflections, source.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+from pathlib import Path
+
+from tqdm import tqdm
+
+from j1_min.data import read_pairs, write_jsonl
+from j1_min.judging import count_reflections, select_traces
+from j1_min.runs import cli
+from j1_min.tasks import make_pairs, parse_difficulty, reflection_changed, teacher_trace
+
+# ---------------------------------------------------------------------------------------------- defaults
+N, SPLIT, SEED = 1000, "train", 0
+DIGITS, MUL_DIGITS, OPS = "2-3", "2-3x1", "+-*"  # the synthetic task's difficulty (see tasks.Difficulty)
+K, MAX_KEEP = 4, 1                               # traces drawn per item, traces kept per item
+SLIP_RATE = 0.2                                  # programmatic teacher: chance of one slip in the first pass
+REFLECTIONS = "0.3,0.5,0.2"                      # programmatic teacher: weights of 0, 1, 2, ... reflections
+TEMPERATURE, TOP_P, TOP_K = 1.0, 1.0, 0          # model teacher sampling
+MAX_NEW_TOKENS, BUDGET, BATCH = 1024, 0, 8       # model teacher: length, forced "Wait"s (s1), items per batch
+MODEL_DEFAULTS = dict(temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K, max_new_tokens=MAX_NEW_TOKENS,
+                      budget=BUDGET, max_think_tokens=None, batch_size=BATCH, device="cpu", dtype=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="mode", required=True, metavar="{pairs,traces}")
+    p_pairs = sub.add_parser("pairs", help="synthetic preference pairs of the arithmetic task")
+    p_tr = sub.add_parser("traces", help="judge traces by rejection sampling (programmatic or model teacher)")
+    for p in (p_pairs, p_tr):
+        p.add_argument("--out", required=True, help="output JSONL file (never overwritten without --force)")
+        p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+        p.add_argument("--seed", type=int, default=SEED, help=f"seed of every random draw (default {SEED})")
+        p.add_argument("--task", choices=["arith"], default="arith",
+                       help="synthetic task: arith, 'What is a op b?' answer checking (the only one)")
+        p.add_argument("--n", type=int, help=f"number of synthetic pairs, exactly (default {N})")
+        p.add_argument("--split", choices=["train", "val", "test"],
+                       help=f"split of the synthetic questions; splits never share a question (default {SPLIT})")
+        p.add_argument("--digits", default=DIGITS, help=f"digits of each operand of + and -, LO-HI (default {DIGITS})")
+        p.add_argument("--mul-digits", default=MUL_DIGITS,
+                       help=f"digits of a and b in a * b, AxB, each LO-HI (default {MUL_DIGITS})")
+        p.add_argument("--ops", default=OPS, help=f"operations to draw from, a subset of +-* (default {OPS})")
+    p_tr.add_argument("--data", help="preference pairs JSONL (RewardBench, JudgeBench or j1_min format) instead of "
+                      "synthetic pairs; the programmatic teacher needs arith questions")
+    p_tr.add_argument("--skip-bad", action="store_true", help="skip malformed --data lines (counted) instead of "
+                      "stopping at the first")
+    p_tr.add_argument("--teacher", help="model teacher: a Hugging Face model folder or j1_min .pt checkpoint "
+                      "(with a tokenizer); without it the programmatic teacher writes the traces")
+    p_tr.add_argument("--k", type=int, default=K, help=f"traces drawn per item (default {K})")
+    p_tr.add_argument("--max-keep", type=int, default=MAX_KEEP,
+                      help=f"correct traces kept per item (default {MAX_KEEP})")
+    p_tr.add_argument("--no-reflection", action="store_true", help="plain traces for the ablation: the programmatic "
+                      "teacher never writes 'Wait'; a model teacher's traces that contain 'Wait' are rejected")
+    p_tr.add_argument("--slip-rate", type=float, help=f"programmatic teacher: chance of a slip (a wrong carry or a "
+                      f"column sum off by one) in the first pass (default {SLIP_RATE})")
+    p_tr.add_argument("--reflections", help=f"programmatic teacher: weights of 0, 1, 2, ... reflections per trace "
+                      f"(default {REFLECTIONS})")
+    p_tr.add_argument("--temperature", type=float, default=TEMPERATURE,
+                      help=f"model teacher sampling temperature, 0 = greedy (default {TEMPERATURE})")
+    p_tr.add_argument("--top-p", type=float, default=TOP_P, help=f"model teacher nucleus sampling (default {TOP_P})")
+    p_tr.add_argument("--top-k", type=int, default=TOP_K, help=f"model teacher top-k, 0 = off (default {TOP_K})")
+    p_tr.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS,
+                      help=f"model teacher: tokens per trace at most (default {MAX_NEW_TOKENS})")
+    p_tr.add_argument("--budget", type=int, default=BUDGET, help=f"model teacher: s1 budget forcing, times the end "
+                      f"of thinking is replaced by 'Wait' (default {BUDGET})")
+    p_tr.add_argument("--max-think-tokens", type=int, help="model teacher: thinking cap; then `</think>` and the "
+                      "answer prefix are forced (default: none)")
+    p_tr.add_argument("--batch-size", type=int, default=BATCH, help=f"model teacher: items per generation batch, "
+                      f"k rows each (default {BATCH})")
+    p_tr.add_argument("--device", default="cpu", help="model teacher: cpu, cuda, ... (default cpu)")
+    p_tr.add_argument("--dtype", help="model teacher: float32, bfloat16, float16 (default: float32 on CPU, the "
+                      "checkpoint's elsewhere)")
+    return ap
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def check_args(args) -> None:
+    """Refuse contradictory or out-of-range flags, and an existing --out, before any work is done."""
+    if Path(args.out).exists() and not args.force:
+        raise ValueError(f"--out {args.out} exists; pass --force to overwrite it")
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n {args.n}: need at least 1")
+    if args.mode == "pairs":
+        return
+    if args.k < 1 or args.max_keep < 1:
+        raise ValueError(f"--k {args.k} and --max-keep {args.max_keep} must be >= 1")
+    if args.teacher and (args.slip_rate is not None or args.reflections is not None):
+        raise ValueError("--slip-rate and --reflections set the programmatic teacher; leave them out with --teacher")
+    model_only = [k for k, v in MODEL_DEFAULTS.items() if getattr(args, k) != v]
+    if not args.teacher and model_only:
+        raise ValueError(f"--{model_only[0].replace('_', '-')} sets the model teacher; it needs --teacher")
+    if args.no_reflection and args.reflections is not None:
+        raise ValueError("--reflections and --no-reflection contradict each other; give one")
+    args.slip_rate = SLIP_RATE if args.slip_rate is None else args.slip_rate
+    if not 0 <= args.slip_rate <= 1:
+        raise ValueError(f"--slip-rate {args.slip_rate}: must be between 0 and 1")
+    try:
+        args.weights = (1.0,) if args.no_reflection else tuple(map(float, (args.reflections or REFLECTIONS).split(",")))
+    except ValueError:
+        raise ValueError(f"--reflections {args.reflections!r}: expected weights like 0.3,0.5,0.2") from None
+    if min(args.weights) < 0 or sum(args.weights) <= 0:
+        raise ValueError(f"--reflections {args.reflections!r}: weights must be >= 0 with a positive sum")
+
+
+def load_items(args) -> list[dict]:
+    """The pairs to work on: --data, or synthetic ones from --task/--n/--split."""
+    if getattr(args, "data", None):
+        if args.n is not None or args.split is not None:
+            raise ValueError("--n and --split make synthetic pairs; leave them out with --data")
+        items = read_pairs(args.data, seed=args.seed, skip_bad=args.skip_bad)
+        if items.skipped:
+            print(f"skipped {len(items.skipped)} malformed lines of {args.data} (first: {items.skipped[0]})")
+        return list(items)
+    diff = parse_difficulty(args.digits, args.mul_digits, args.ops)
+    return make_pairs(args.n or N, args.split or SPLIT, args.seed, diff)
+
+
+def program_completions(args, items):
+    """(item, k completions) from the programmatic teacher; each item's draws are seeded by (seed, item id)."""
+    for it in items:
+        rng = random.Random(f"teacher:{args.seed}:{it['id']}")
+        try:
+            yield it, [teacher_trace(it["question"], it["response_a"], it["response_b"], rng, args.slip_rate,
+                                     args.weights)["completion"] for _ in range(args.k)]
+        except ValueError as e:
+            raise ValueError(f"item {it['id']}: {e}; the programmatic teacher only judges the arith task "
+                             f"(use --teacher for other data)") from None
+
+
+def model_completions(args, items, lengths: list[int]):
+    """(item, k completions) sampled from --teacher with the j1_min sampler; token counts go to `lengths`."""
+    from j1_min.checkpoint import load_model
+    from j1_min.judging import completion_text, encode_prompt, forcing_kwargs
+    from j1_min.sampling import generate
+    from j1_min.tokenizer import Tokenizer
+    model, tok_text, _ = load_model(args.teacher, dtype=args.dtype, device=args.device)
+    if tok_text is None:
+        raise ValueError(f"--teacher {args.teacher}: no tokenizer.json (or tokenizer) in the checkpoint")
+    tok = Tokenizer.from_json(tok_text)
+    kw = forcing_kwargs(tok, args.budget, args.max_think_tokens)
+    for s in range(0, len(items), args.batch_size):
+        chunk = items[s:s + args.batch_size]
+        prompts = [encode_prompt(tok, it["question"], it["response_a"], it["response_b"])
+                   for it in chunk for _ in range(args.k)]
+        gens = generate(model, prompts, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                        top_p=args.top_p, seed=args.seed, **kw)
+        for i, it in enumerate(chunk):
+            mine = gens[i * args.k:(i + 1) * args.k]
+            lengths += [len(g.tokens) for g in mine]
+            yield it, [completion_text(tok, g) for g in mine]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_args(args)
+    items = load_items(args)
+    if args.mode == "pairs":
+        write_jsonl(args.out, items, force=args.force)
+        n_a = sum(r["label"] == "A" for r in items)
+        print(f"wrote {len(items)} pairs ({n_a} labeled A, {len(items) - n_a} B) to {args.out}")
+        return
+    lengths: list[int] = []
+    stream = model_completions(args, items, lengths) if args.teacher else program_completions(args, items)
+    source = f"model:{args.teacher}" if args.teacher else "teacher:arith"
+    kept, drawn, correct = [], 0, 0
+    for it, completions in tqdm(stream, total=len(items), desc="traces", dynamic_ncols=True):
+        drawn += len(completions)
+        if args.no_reflection:  # the ablation's traces never reflect
+            completions = [c for c in completions if count_reflections(c) == 0]
+        traces, n_ok = select_traces(it, completions, args.max_keep, source)
+        correct += n_ok
+        kept += traces
+    if not kept:
+        raise ValueError(f"no trace was correct ({drawn} drawn): nothing to write to {args.out}")
+    write_jsonl(args.out, kept, force=args.force)
+    summary = {"items": len(items), "drawn": drawn, "acceptance_rate": correct / drawn, "kept": len(kept),
+               "items_without_trace": len(items) - len({t["id"] for t in kept}),
+               "reflection_rate": statistics.mean(t["has_reflection"] for t in kept),
+               "mean_reflections": statistics.mean(t["num_reflections"] for t in kept),
+               "changed_by_reflection": statistics.mean(reflection_changed(t["completion"]) for t in kept),
+               "mean_chars": statistics.mean(len(t["completion"]) for t in kept)}
+    if lengths:
+        summary["mean_tokens_drawn"] = statistics.mean(lengths)
+    print(f"acceptance rate {summary['acceptance_rate']:.3f} ({correct}/{drawn} drawn traces correct); kept "
+          f"{len(kept)} traces for {len(items) - summary['items_without_trace']}/{len(items)} items; reflection "
+          f"rate {summary['reflection_rate']:.3f} ({summary['changed_by_reflection']:.3f} changed the verdict); "
+          f"mean length {summary['mean_chars']:.0f} chars")
+    print(json.dumps(summary))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -1,0 +1,348 @@
+"""A verifiable preference task for tiny models, and its programmatic teacher.
+
+The task is arithmetic answer checking, the miniature of RewardMath (one of J1's benchmarks): "What is a op b?"
+(op in + - *, subtraction with a >= b) and two responses that each end with "The answer is N."; one is right, the
+other wrong in a plausible way (a dropped carry or borrow, a digit off by one, off by a power of ten, swapped digits).
+
+The teacher writes judge traces in a compact, regular format a ~5M model can learn (one digit per token; every
+decision made right after the digits it depends on; see DESIGN "Measured"):
+
+    347+85                      the question, restated
+    7+5+0=12                    one line per column, right to left: digits + carry in = column sum
+    4+8+1=14                    <- a slip (13 is right): the teacher errs at --slip-rate, in one column
+    3+0+1=4
+    =442                        the result: the last column's sum, then the other columns' last digits
+    A 432: 4/4 3/4 no.          each response's N against the result, digit by digit, stopping at the first mismatch
+    B 442: 4/4 4/4 2/2 yes.
+    So B is right.              every thinking segment ends here; `</think>` or a reflection follows
+    Wait, check B: 442-85       a reflection checks the current choice by an independent route
+    2-5-0=7 b1                  (a sum by subtracting, a difference by adding, a product by the other
+    4-8-1=5 b1                   decomposition: b times each digit of a) and flips the choice if the check fails
+    4-0-1=3 b0
+    =357
+    Need 347: 3/3 4/5 no.
+    So A is right.
+    </think>
+    [[A]]
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+OPS = "+-*"
+SPLITS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}  # share of the question hash space
+STYLES = ("bare", "equation", "words")
+WRONG_KINDS = ("carry", "digit", "power", "swap")
+QUESTION_RE = re.compile(r"What is (\d+) ([-+*]) (\d+)\?")
+ANSWER_RE = re.compile(r"The answer is (-?\d+)\.")
+
+
+@dataclass
+class Difficulty:
+    """Digit counts (inclusive ranges) of the operands. The default, 2-3 digit sums and differences and 2-3 digit
+    by 1-digit products, keeps a trace with one reflection near 150-200 tiny-BPE tokens and leaves a ~5M model's
+    first pass clearly short of 100% (DESIGN "Measured": 86% of 1-3 digit sums after 15 CPU minutes); 2-digit by
+    1-digit products alone would give only ~700 distinct questions, too few for a training set."""
+    add: tuple[int, int] = (2, 3)  # digits of each operand of + and -
+    mul_a: tuple[int, int] = (2, 3)  # digits of a in a * b
+    mul_b: tuple[int, int] = (1, 1)  # digits of b in a * b (a 1-digit b is drawn from 2..9)
+    ops: str = OPS
+
+
+def parse_difficulty(digits: str = "2-3", mul_digits: str = "2-3x1", ops: str = OPS) -> Difficulty:
+    """Difficulty from the CLI knobs: --digits "LO-HI" (or "N") for + and -, --mul-digits "A x B" with A and B
+    each "LO-HI" or "N" (e.g. "2-3x1"), --ops a non-empty subset of "+-*"."""
+    def rng_(s: str, flag: str) -> tuple[int, int]:
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", s.strip())
+        lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, 0)
+        if not 1 <= lo <= hi <= 9:
+            raise ValueError(f"{flag} {s!r}: expected LO-HI or N, digit counts from 1 to 9, e.g. 2-3")
+        return lo, hi
+    parts = mul_digits.lower().split("x")
+    if len(parts) != 2:
+        raise ValueError(f"--mul-digits {mul_digits!r}: expected AxB, e.g. 2-3x1")
+    if not ops or set(ops) - set(OPS) or len(set(ops)) != len(ops):
+        raise ValueError(f"--ops {ops!r}: expected a non-empty subset of '+-*', e.g. +-")
+    return Difficulty(rng_(digits, "--digits"), rng_(parts[0], "--mul-digits"), rng_(parts[1], "--mul-digits"), ops)
+
+
+def apply(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def _number(rng: random.Random, lo: int, hi: int, min_one_digit: int) -> int:
+    d = rng.randint(lo, hi)
+    return rng.randint(min_one_digit, 9) if d == 1 else rng.randint(10 ** (d - 1), 10 ** d - 1)
+
+
+def draw_question(rng: random.Random, diff: Difficulty) -> tuple[int, str, int]:
+    op = rng.choice(diff.ops)
+    if op == "*":
+        return _number(rng, *diff.mul_a, 2), op, _number(rng, *diff.mul_b, 2)
+    a, b = _number(rng, *diff.add, 1), _number(rng, *diff.add, 1)
+    return (max(a, b), op, min(a, b)) if op == "-" else (a, op, b)
+
+
+def split_of(a: int, op: str, b: int) -> str:
+    """The split a question belongs to, from a hash of the question with + and * operands sorted, so no question
+    (nor its commuted twin) is ever in two splits."""
+    x, y = (min(a, b), max(a, b)) if op in "+*" else (a, b)
+    u = int(hashlib.sha256(f"{x}{op}{y}".encode()).hexdigest()[:12], 16) / 16 ** 12
+    return next(s for s, (lo, hi) in SPLITS.items() if lo <= u < hi)
+
+
+def response_text(rng: random.Random, a: int, op: str, b: int, n: int) -> str:
+    """One response in a random style; every style ends with "The answer is N." (the bare style is only that)."""
+    style = rng.choice(STYLES)
+    if style == "bare":
+        return f"The answer is {n}."
+    if style == "equation":
+        return f"{a} {op} {b} = {n}. The answer is {n}."
+    verb = {"+": f"Adding {a} and {b}", "-": f"Subtracting {b} from {a}", "*": f"Multiplying {a} by {b}"}[op]
+    return f"{verb} gives {n}. The answer is {n}."
+
+
+def wrong_answer(rng: random.Random, a: int, op: str, b: int) -> tuple[int, str]:
+    """A plausible wrong N (and its kind): a dropped/extra carry or borrow, one digit off by one, x10 or /10,
+    two adjacent digits swapped. Never the true value, never negative, never a random number."""
+    true = apply(a, op, b)
+    for _ in range(100):
+        kind, s = rng.choice(WRONG_KINDS), str(true)
+        if kind == "carry":
+            found = _random_slip(rng, a, op, b, kind="carry")
+            w = found[1] if found else None
+        elif kind == "digit":
+            i = rng.randrange(len(s))
+            d = int(s[i]) + rng.choice((-1, 1))
+            w = int(s[:i] + str(d) + s[i + 1:]) if 0 <= d <= 9 and (d or i or len(s) == 1) else None
+        elif kind == "power":  # a zero too many, or one too few
+            w = true // 10 if true % 10 == 0 and true and rng.random() < 0.5 else true * 10
+        else:  # two adjacent digits swapped (never making a leading zero)
+            i = rng.randrange(max(1, len(s) - 1))
+            t = s[:i] + s[i + 1:i + 2] + s[i] + s[i + 2:] if len(s) > 1 else s
+            w = int(t) if t[0] != "0" else None
+        if w is not None and w != true and w >= 0:
+            return w, kind
+    return true + 1, "digit"
+
+
+def make_pairs(n: int, split: str, seed: int = 0, diff: Difficulty | None = None) -> list[dict]:
+    """Exactly n preference pairs of one split: distinct questions, labels balanced (n//2 A, the rest B, shuffled),
+    reproducible from (split, seed)."""
+    diff = diff or Difficulty()
+    if split not in SPLITS:
+        raise ValueError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
+    if n < 1:
+        raise ValueError(f"--n {n}: need at least 1 item")
+    rng = random.Random(f"arith:{split}:{seed}")
+    labels = ["A"] * (n // 2) + ["B"] * (n - n // 2)
+    rng.shuffle(labels)
+    items, seen, tries = [], set(), 0
+    while len(items) < n:
+        tries += 1
+        if tries > 200 * n + 10_000:
+            raise ValueError(f"only {len(items)} distinct {split} questions found for --n {n} at this difficulty; "
+                             f"use more digits or a smaller --n")
+        a, op, b = draw_question(rng, diff)
+        q = f"What is {a} {op} {b}?"
+        if q in seen or split_of(a, op, b) != split:
+            continue
+        seen.add(q)
+        true = apply(a, op, b)
+        wrong, kind = wrong_answer(rng, a, op, b)
+        good, bad = response_text(rng, a, op, b, true), response_text(rng, a, op, b, wrong)
+        label = labels[len(items)]
+        ra, rb = (good, bad) if label == "A" else (bad, good)
+        items.append({"id": f"arith-{split}-{seed}-{len(items)}", "question": q, "response_a": ra,
+                      "response_b": rb, "label": label, "origin": "arith", "wrong_kind": kind})
+    return items
+
+
+# ------------------------------------------------------------------------------------------------ column arithmetic
+
+def _digits(x: int) -> list[int]:
+    return [int(c) for c in reversed(str(x))]  # least significant first
+
+
+class _Slip(NamedTuple):
+    """One slip of the first pass, in column number `at`: a carry/borrow in ("carry") or a column sum ("digit")
+    off by `delta` (-1 or +1)."""
+    at: int
+    kind: str
+    delta: int
+
+
+class _Cols:
+    """Writes column lines; applies the slip (if any) when its column comes. `n` counts the columns written."""
+
+    def __init__(self, slip: _Slip | None = None):
+        self.slip, self.n, self.lines = slip, 0, []
+
+    def _next(self, first: bool) -> tuple[int, int]:
+        """(carry-in change, column-sum change) for the next column: the slip's if it falls here, else (0, 0)."""
+        s, i = self.slip, self.n
+        self.n += 1
+        if s is None or s.at != i:
+            return 0, 0
+        return ((0 if first else s.delta), 0) if s.kind == "carry" else (0, s.delta)
+
+    def add(self, nums: list[int]) -> int:
+        """Column addition of several numbers, one line per column: `d1+d2+...+carry=sum`."""
+        ds, carry, value = [_digits(x) for x in nums], 0, 0
+        width = max(map(len, ds))
+        for i in range(width):
+            col = [d[i] if i < len(d) else 0 for d in ds]
+            dc, dsum = self._next(i == 0)
+            carry = max(0, carry + dc)
+            s = max(0, sum(col) + carry + dsum)
+            self.lines.append("+".join(map(str, col + [carry])) + f"={s}")
+            value += (s if i == width - 1 else s % 10) * 10 ** i
+            carry = s // 10
+        return value
+
+    def sub(self, x: int, y: int) -> int:
+        """Column subtraction x - y, one line per column: `dx-dy-borrow=digit bK` (K: the borrow out)."""
+        dx, dy, borrow, value = _digits(x), _digits(y), 0, 0
+        for i in range(len(dx)):
+            yi = dy[i] if i < len(dy) else 0
+            dc, dsum = self._next(i == 0)
+            borrow ^= dc != 0
+            d = dx[i] - yi - borrow
+            out = int(d < 0)
+            d = (d + 10 * out + dsum) % 10
+            self.lines.append(f"{dx[i]}-{yi}-{borrow}={d} b{out}")
+            value += d * 10 ** i
+            borrow = out
+        return -1 if borrow else value  # -1: negative (only a slip does that; such a slip is not used)
+
+    def mul1(self, x: int, d: int) -> int:
+        """x times one digit d, one line per column: `dx*d+carry=product` (the bare fact `x*d=p` if x is a digit)."""
+        dx, carry, value = _digits(x), 0, 0
+        for i, xi in enumerate(dx):
+            dc, dsum = self._next(i == 0)
+            carry = max(0, carry + dc)
+            p = max(0, xi * d + carry + dsum)
+            self.lines.append(f"{xi}*{d}={p}" if len(dx) == 1 else f"{xi}*{d}+{carry}={p}")
+            value += (p if i == len(dx) - 1 else p % 10) * 10 ** i
+            carry = p // 10
+        return value
+
+    def mul(self, x: int, y: int) -> int:
+        """Long multiplication: x times each digit of y (right to left), then the column sum of the shifted partials."""
+        if y < 10:
+            return self.mul1(x, y)
+        parts = []
+        for j, dj in enumerate(_digits(y)):
+            if x >= 10:
+                self.lines.append(f"{x}*{dj}")
+            p = self.mul1(x, dj)
+            if x >= 10:
+                self.lines.append(f"={p}")
+            parts.append(p * 10 ** j)
+        self.lines.append("+".join(map(str, parts)))
+        return self.add(parts)
+
+
+def _solve(a: int, op: str, b: int, slip: _Slip | None = None) -> tuple[list[str], int, int]:
+    """The first pass: (column lines, result, number of columns). With a slip the result may be wrong."""
+    c = _Cols(slip)
+    value = c.add([a, b]) if op == "+" else c.sub(a, b) if op == "-" else c.mul(a, b)
+    return c.lines, value, c.n
+
+
+def _random_slip(rng: random.Random, a: int, op: str, b: int, kind: str | None = None) -> tuple[_Slip, int] | None:
+    """A slip that really changes the first pass's result (and keeps it >= 0), with that result; None if none found."""
+    true, cols = apply(a, op, b), _solve(a, op, b)[2]
+    for _ in range(20):
+        slip = _Slip(rng.randrange(cols), kind or rng.choice(("carry", "digit")), rng.choice((-1, 1)))
+        value = _solve(a, op, b, slip)[1]
+        if value >= 0 and value != true:
+            return slip, value
+    return None
+
+
+def _compare(name: str, n: int, value: int) -> tuple[str, bool]:
+    """`name n: n1/v1 n2/v2 ... yes.`: digits from the left, `_` past the end, stopping at the first mismatch."""
+    s, t, pairs = str(n), str(value), []
+    for i in range(max(len(s), len(t))):
+        x, y = s[i] if i < len(s) else "_", t[i] if i < len(t) else "_"
+        pairs.append(f"{x}/{y}")
+        if x != y:
+            return f"{name} {n}: {' '.join(pairs)} no.", False
+    return f"{name} {n}: {' '.join(pairs)} yes.", True
+
+
+def _check(a: int, op: str, b: int, n: int) -> tuple[list[str], bool]:
+    """Check "a op b = n" by an independent route: n-b must give a, n+b must give a, b times each digit of a
+    (the other decomposition of the product) must give n. Returns (lines, whether n is right)."""
+    c = _Cols()
+    if op == "+":
+        if n < b:
+            return [f"{n}-{b}", f"{n}<{b} no."], False
+        head, r, target = f"{n}-{b}", c.sub(n, b), a
+    elif op == "-":
+        head, r, target = f"{n}+{b}", c.add([n, b]), a
+    else:
+        head, r, target = f"{b}*{a}", c.mul(b, a), n
+    line, ok = _compare("Need", target, r)
+    return [head, *c.lines, f"={r}", line], ok
+
+
+# ------------------------------------------------------------------------------------------------ the teacher
+
+def parse_question(question: str) -> tuple[int, str, int]:
+    m = QUESTION_RE.fullmatch(question.strip())
+    if not m:
+        raise ValueError(f"not an arithmetic question of the form 'What is a op b?': {question[:60]!r}")
+    return int(m.group(1)), m.group(2), int(m.group(3))
+
+
+def parse_answer(response: str) -> int | None:
+    """N of the last "The answer is N." in a response, or None."""
+    found = ANSWER_RE.findall(response)
+    return int(found[-1]) if found else None
+
+
+def teacher_trace(question: str, response_a: str, response_b: str, rng: random.Random, slip_rate: float = 0.2,
+                  reflections: tuple[float, ...] = (0.3, 0.5, 0.2)) -> dict:
+    """One judge trace (the completion after `<think>\n`) written by the programmatic teacher, which never sees the
+    label. First pass: the question by columns, with one slip at probability slip_rate; each response's N against
+    the result; a choice ("Neither matches." and a coin flip if neither matches). Then r reflections, r drawn with
+    weights `reflections` over 0, 1, 2, ... (at least 1 after "Neither matches.", unless reflections allow only 0):
+    reflection k checks response [first choice, the other][k % 2] by the independent route and sets the choice.
+    Reflections never slip, so a slip is caught by the first one. Returns completion, verdict, num_reflections,
+    slipped, changed (the final choice differs from the first pass's)."""
+    a, op, b = parse_question(question)
+    ns = {"A": parse_answer(response_a), "B": parse_answer(response_b)}
+    if None in ns.values():
+        raise ValueError("a response has no 'The answer is N.' for the teacher to check")
+    found = _random_slip(rng, a, op, b) if rng.random() < slip_rate else None
+    cols, value, _ = _solve(a, op, b, found[0] if found else None)
+    lines = [f"{a}{op}{b}", *cols, f"={value}"]
+    ok = {}
+    for s in "AB":
+        line, ok[s] = _compare(s, ns[s], value)
+        lines.append(line)
+    neither = ok["A"] == ok["B"]  # no match (or two, if both responses give the same N)
+    choice = rng.choice("AB") if neither else ("A" if ok["A"] else "B")
+    lines.append(("" if not neither else "Both match. " if ok["A"] else "Neither matches. ") + f"So {choice} is right.")
+    r = rng.choices(range(len(reflections)), weights=reflections)[0]
+    r = max(r, 1) if neither and len(reflections) > 1 else r
+    first = choice
+    for k in range(r):
+        z = (first, "B" if first == "A" else "A")[k % 2]
+        check, passed = _check(a, op, b, ns[z])
+        choice = z if passed else ("B" if z == "A" else "A")
+        lines += [f"Wait, check {z}: {check[0]}", *check[1:], f"So {choice} is right."]
+    return {"completion": "\n".join(lines) + f"\n</think>\n[[{choice}]]", "verdict": choice, "num_reflections": r,
+            "slipped": found is not None, "changed": choice != first}
+
+
+def reflection_changed(completion: str) -> bool:
+    """Whether a trace's reflections changed its verdict: the first "So X is right." differs from the last."""
+    choices = re.findall(r"So ([AB]) is right\.", completion.split("</think>", 1)[0])
+    return len(choices) > 1 and choices[0] != choices[-1]

@@ -1,0 +1,178 @@
+"""Specifications for data_gen.py: the CLI, rejection sampling with the programmatic teacher, and the model teacher
+end to end on a tiny random transformers Qwen2."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import data_gen
+from j1_min.data import read_pairs
+from j1_min.judging import build_prompt, parse_verdict
+from j1_min.tokenizer import train_bpe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(capsys, *argv) -> dict:
+    """Run data_gen.main and return the JSON summary line it prints (or {} for pairs)."""
+    data_gen.main([str(a) for a in argv])
+    lines = capsys.readouterr().out.splitlines()
+    return next((json.loads(ln) for ln in lines if ln.startswith("{")), {})
+
+
+def test_help_explains_every_flag(capsys):
+    ap = data_gen.build_parser()
+    subparsers = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == {"pairs", "traces"}
+    for name, p in subparsers.choices.items():
+        for a in p._actions:
+            if a.dest != "help":
+                assert a.help and len(a.help) > 10, (name, a.option_strings)
+        with pytest.raises(SystemExit):
+            p.parse_args(["--help"])
+        shown = capsys.readouterr().out
+        assert all(s in shown for a in p._actions for s in a.option_strings)
+
+
+def test_pairs_writes_exactly_n_balanced_items(tmp_path, capsys):
+    out = tmp_path / "p.jsonl"
+    run(capsys, "pairs", "--n", 9, "--split", "test", "--out", out)
+    recs = read_pairs(out)
+    assert len(recs) == 9 and sum(r["label"] == "A" for r in recs) in (4, 5)
+    assert all(set(r) >= {"id", "question", "response_a", "response_b", "label"} for r in recs)
+
+
+def test_an_existing_output_is_refused_with_exit_2_and_no_traceback(tmp_path):
+    out = tmp_path / "p.jsonl"
+    out.write_text("keep me\n")
+    r = subprocess.run([sys.executable, str(ROOT / "data_gen.py"), "pairs", "--n", "3", "--out", str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "--force" in r.stderr
+    assert "Traceback" not in r.stderr and out.read_text() == "keep me\n"
+    with pytest.raises(ValueError, match="exists"):  # refused before any work (a model teacher may run for hours)
+        data_gen.main(["traces", "--teacher", str(tmp_path / "no-such-model"), "--data", "x", "--out", str(out)])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["traces", "--slip-rate", "2"], "--slip-rate"),
+    (["traces", "--reflections", "a,b"], "--reflections"),
+    (["traces", "--reflections", "0,0"], "--reflections"),
+    (["traces", "--k", "0"], "--k"),
+    (["traces", "--digits", "0-3"], "--digits"),
+    (["pairs", "--n", "0"], "--n"),
+    (["pairs", "--ops", "+/"], "--ops"),
+    (["traces", "--teacher", "m", "--slip-rate", "0.1"], "--slip-rate"),
+    (["traces", "--data", "d.jsonl", "--n", "5"], "--n"),
+    (["traces", "--budget", "2"], "--budget .*--teacher"),
+    (["traces", "--temperature", "0.5"], "--temperature"),
+    (["traces", "--no-reflection", "--reflections", "1,1"], "contradict"),
+])
+def test_user_mistakes_are_value_errors_naming_the_flag(tmp_path, argv, message):
+    with pytest.raises(ValueError, match=message):
+        data_gen.main(argv + ["--out", str(tmp_path / "o.jsonl")])
+
+
+def test_programmatic_traces_by_rejection_sampling(tmp_path, capsys):
+    out = tmp_path / "t.jsonl"
+    s = run(capsys, "traces", "--n", 300, "--split", "val", "--k", 3, "--max-keep", 2, "--slip-rate", 0.3,
+            "--out", out)
+    recs = read_pairs(out, need_completion=True)
+    assert s["drawn"] == 900 and s["kept"] == len(recs) and 300 <= len(recs) <= 600
+    for r in recs:
+        assert parse_verdict(r["completion"]) == r["label"] == r["verdict"]
+        assert r["has_reflection"] == ("\nWait, " in r["completion"]) and r["source"] == "teacher:arith"
+        assert not r["completion"].endswith("<|im_end|>")
+    assert 0.5 < s["reflection_rate"] < 1 and s["changed_by_reflection"] > 0
+    ids = [r["id"] for r in recs]
+    assert all(ids.count(i) <= 2 for i in ids)  # at most --max-keep per item
+
+
+def test_without_reflection_rejection_sampling_rejects_slipped_traces(tmp_path, capsys):
+    out = tmp_path / "t.jsonl"
+    s = run(capsys, "traces", "--n", 300, "--split", "val", "--no-reflection", "--slip-rate", 0.5, "--out", out)
+    recs = read_pairs(out, need_completion=True)
+    assert s["acceptance_rate"] < 0.95 and s["reflection_rate"] == 0
+    assert all("Wait" not in r["completion"] and parse_verdict(r["completion"]) == r["label"] for r in recs)
+
+
+def test_traces_are_reproducible_from_the_seed(tmp_path, capsys):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        run(capsys, "traces", "--n", 50, "--seed", seed, "--out", tmp_path / f"{name}.jsonl")
+    a, b, c = ((tmp_path / f"{n}.jsonl").read_text() for n in "abc")
+    assert a == b and a != c
+
+
+def test_programmatic_teacher_refuses_other_questions(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "q9", "question": "Is the sky blue?", "response_a": "Yes. The answer is 1.",
+                                "response_b": "No. The answer is 0.", "label": "A"}) + "\n")
+    with pytest.raises(ValueError, match="item q9: .*--teacher"):
+        data_gen.main(["traces", "--data", str(data), "--out", str(tmp_path / "o.jsonl")])
+
+
+# ------------------------------------------------------------------------------------------------ model teacher
+
+def tiny_teacher(folder: Path, tok) -> None:
+    """A random tiny transformers Qwen2 in which, as a bigram, `\\n` (the prompt's last token) is followed by
+    `</think>`, `[[` by `A` or `B` (equally likely), either by `]]`, and `]]` by `<|im_end|>`. So the teacher ends
+    its thinking at once (budget forcing turns that into "Wait"), and after the forced end of thinking and answer
+    prefix `\\n[[` it gives a well-formed verdict that is right half the time."""
+    import transformers
+    cfg = transformers.Qwen2Config(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
+                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   max_position_embeddings=1024, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = transformers.Qwen2ForCausalLM(cfg).eval()
+    (bra,), (a,), (b,), (ket,), (nl,) = (tok.encode(s) for s in ("[[", "A", "B", "]]", "\n"))
+    plants = [(bra, (a, b)), (a, (ket,)), (b, (ket,)), (ket, (tok.eos_id,)), (nl, (tok.token_id("</think>"),))]
+    with torch.no_grad():
+        for layer in model.model.layers:  # blocks add nothing: the next token depends on the current one only
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight[:, :len(plants)] = 0.0  # these dimensions belong to the planted tokens
+        for dim, (src, dsts) in enumerate(plants):
+            model.model.embed_tokens.weight[src] = 0.0
+            model.model.embed_tokens.weight[src, dim] = 1.0
+            model.lm_head.weight[:, dim] = 0.0
+            model.lm_head.weight[list(dsts), dim] = 3.0
+    model.save_pretrained(folder)
+    (folder / "tokenizer.json").write_text(tok.to_json())
+
+
+def test_model_teacher_rejection_sampling_end_to_end(tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    run(capsys, "pairs", "--n", 8, "--split", "test", "--out", pairs)
+    recs = read_pairs(pairs)
+    tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "\n</think>\n[[A]] [[B]]"
+                     for r in recs] * 4, 400)
+    tiny_teacher(tmp_path / "teacher", tok)
+    out = tmp_path / "traces.jsonl"
+    s = run(capsys, "traces", "--teacher", tmp_path / "teacher", "--data", pairs, "--k", 4, "--max-keep", 4,
+            "--max-new-tokens", 24, "--max-think-tokens", 6, "--budget", 1, "--batch-size", 3, "--out", out)
+    assert s["items"] == 8 and s["drawn"] == 32 and s["mean_tokens_drawn"] <= 24
+    assert 0.2 < s["acceptance_rate"] < 0.8  # near chance: the random teacher's verdict is a coin flip
+    kept = read_pairs(out, need_completion=True)
+    assert len(kept) == s["kept"] > 0
+    for r in kept:
+        assert parse_verdict(r["completion"]) == r["label"] and r["source"].startswith("model:")
+        assert r["completion"].endswith("]]") and "<|im_end|>" not in r["completion"]
+        assert r["completion"].startswith("Wait")  # its own `</think>` was suppressed and "Wait" forced
+    assert s["reflection_rate"] > 0  # (random letters glued to "Wait" do not make it a word, hence not all)
+
+
+def test_skip_bad_reports_how_many_lines_were_skipped(tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    run(capsys, "pairs", "--n", 4, "--out", pairs)
+    pairs.write_text(pairs.read_text() + "{broken\n")
+    with pytest.raises(ValueError, match=r"pairs.jsonl, line 5: not valid JSON"):
+        data_gen.main(["traces", "--data", str(pairs), "--out", str(tmp_path / "t.jsonl")])
+    s = run(capsys, "traces", "--data", pairs, "--skip-bad", "--out", tmp_path / "t.jsonl")
+    assert s["items"] == 4
+    data_gen.main(["traces", "--data", str(pairs), "--skip-bad", "--out", str(tmp_path / "u.jsonl")])
+    assert "skipped 1 malformed lines" in capsys.readouterr().out
