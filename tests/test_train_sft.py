@@ -1,0 +1,174 @@
+"""train_sft.py: masked loss, accumulation = one big batch, kill-and-resume = uninterrupted, DDP = one process."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train_sft
+from j1_min.checkpoint import load_model
+from j1_min.data import sft_batches, sft_example
+from j1_min.model import Transformer
+from j1_min.tokenizer import train_bpe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trace(i: int) -> dict:
+    a, b = 10 + i, 3 + i % 7
+    right, wrong = a + b, a + b + 10
+    label = "A" if i % 2 == 0 else "B"
+    ra, rb = (right, wrong) if label == "A" else (wrong, right)
+    return {"id": f"t{i}", "question": f"What is {a} + {b}?", "response_a": f"The answer is {ra}.",
+            "response_b": f"The answer is {rb}.", "label": label, "verdict": label, "has_reflection": False,
+            "source": "test",
+            "completion": f"{a} + {b} = {right}.\nA says {ra}. B says {rb}.\nSo {label} is right.\n</think>\n[[{label}]]"}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A traces file, a held-out file, and a tiny random Qwen2 folder with a tokenizer trained on the traces."""
+    import transformers
+    d = tmp_path_factory.mktemp("sft")
+    train, val = [trace(i) for i in range(40)], [trace(i) for i in range(100, 108)]
+    for name, rows in (("train.jsonl", train), ("val.jsonl", val)):
+        (d / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tok = train_bpe([json.dumps(r) for r in train], vocab_size=300)
+    torch.manual_seed(0)
+    cfg = transformers.Qwen2Config(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   max_position_embeddings=512, tie_word_embeddings=True)
+    transformers.Qwen2ForCausalLM(cfg).save_pretrained(d / "init")
+    (d / "init" / "tokenizer.json").write_text(tok.to_json())
+    return d
+
+
+def run(files, out, *extra):
+    args = ["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out", str(out),
+            "--batch", "8", "--micro", "8", "--steps", "6", "--lr", "3e-3", "--warmup", "2",
+            "--eval-every", "0", "--save-every", "100", "--seed", "1", *map(str, extra)]
+    train_sft.main(args)
+    return load_model(out)[0]
+
+
+def max_diff(a: Transformer, b: Transformer) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    return max((sa[k] - sb[k]).abs().max().item() for k in sa)
+
+
+def test_prompt_positions_carry_no_gradient(files):
+    from j1_min.tokenizer import Tokenizer
+    tok = Tokenizer.from_path(files / "init")
+    model = Transformer.from_pretrained(files / "init")
+    ex = [sft_example(tok, trace(i)) for i in range(3)]
+    inp, tgt, mask = sft_batches(ex, 3, 0)[0]
+    grads = {}
+
+    def keep_grad(module, inputs, output):  # the final hidden states: position t feeds only the logits at t
+        output.register_hook(lambda g: grads.__setitem__("g", g))
+    model.model.norm.register_forward_hook(keep_grad)
+    train_sft.sft_nll(model, inp, tgt, mask).backward()
+    g = grads["g"].abs().sum(-1)  # (b, T-1): gradient reaching each position's logits
+    for r, (ids, n_prompt) in enumerate(sorted(ex, key=lambda e: len(e[0]))):
+        assert g[r, :n_prompt - 1].max() == 0  # prompt targets: no gradient
+        assert (g[r, n_prompt - 1:len(ids) - 1] > 0).all()  # every completion target (and <|im_end|>): gradient
+        assert g[r, len(ids) - 1:].max() == 0 if len(ids) - 1 < g.shape[1] else True  # padding: none
+
+
+def test_gradient_accumulation_equals_one_big_batch(files, tmp_path):
+    big = run(files, tmp_path / "big.pt", "--micro", "8")
+    acc = run(files, tmp_path / "acc.pt", "--micro", "3")  # micro-batches of 3, 3, 2 sequences
+    assert max_diff(big, acc) < 1e-5  # the same update up to float summation order
+
+
+def test_kill_and_resume_gives_identical_weights(files, tmp_path):
+    full = run(files, tmp_path / "full.pt")
+    run(files, tmp_path / "part.pt", "--stop-after", "3")  # the process "dies" right after step 3's checkpoint
+    resumed = run(files, tmp_path / "part.pt", "--resume", tmp_path / "part.pt")
+    # Bit-identical: the same float32 CPU ops run in the same order on the same data (the data order is a pure
+    # function of seed and step, and the optimizer state is restored exactly).
+    assert max_diff(full, resumed) == 0.0
+    log = [json.loads(l) for l in (tmp_path / "part.log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6]
+
+
+def test_two_processes_give_the_loss_curve_of_one(files, tmp_path):
+    def curve(out, nproc):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               str(ROOT / "train_sft.py")] if nproc > 1 else [sys.executable, str(ROOT / "train_sft.py")]
+        cmd += ["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out", str(out),
+                "--batch", "8", "--micro", "2", "--steps", "4", "--eval-every", "0", "--seed", "1"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return [r["loss"] for r in map(json.loads, out.with_suffix(".log.jsonl").read_text().splitlines())
+                if "loss" in r]
+    one, two = curve(tmp_path / "one.pt", 1), curve(tmp_path / "two.pt", 2)
+    assert len(one) == len(two) == 4
+    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5
+    assert one[-1] < one[0]
+
+
+def test_thirty_steps_lower_the_loss(files, tmp_path):
+    run(files, tmp_path / "s.pt", "--steps", "30", "--lr", "1e-2")
+    losses = [r["loss"] for r in map(json.loads, (tmp_path / "s.log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_tiny_init_trains_a_tokenizer_and_evaluates_by_generation(files, tmp_path, capsys):
+    run(files, tmp_path / "t.pt", "--init", "tiny", "--steps", "2", "--val", files / "val.jsonl",
+        "--eval-items", "4", "--max-new-tokens", "8")
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert final["step"] == 2 and final["val_loss"] > 0 and 0.0 <= final["accuracy"] <= 1.0
+    ck = torch.load(tmp_path / "t.pt", weights_only=True)
+    assert ck["run_config"]["init"] == "tiny" and ck["tokenizer"]
+
+
+@pytest.mark.parametrize("case,message", [
+    ("empty", "no records"), ("bad_json", "line 2"), ("vocab", "do not belong together"),
+    ("no_folder", "does not exist"), ("exists", "--force"),
+])
+def test_bad_input_stops_with_a_clear_message(files, tmp_path, case, message, capsys):
+    data, init, out = files / "train.jsonl", files / "init", tmp_path / "o.pt"
+    if case == "empty":
+        data = tmp_path / "empty.jsonl"
+        data.write_text("")
+    elif case == "bad_json":
+        data = tmp_path / "bad.jsonl"
+        data.write_text(json.dumps(trace(0)) + "\n{not json\n")
+    elif case == "vocab":
+        import shutil
+        init = tmp_path / "init"
+        shutil.copytree(files / "init", init)
+        (init / "tokenizer.json").write_text(train_bpe([json.dumps(trace(i)) for i in range(40)] * 5,
+                                                       vocab_size=1000).to_json())
+    elif case == "no_folder":
+        out = tmp_path / "missing" / "o.pt"
+    elif case == "exists":
+        out.write_text("precious")
+    with pytest.raises(SystemExit) as e:
+        train_sft.run_cli(["--data", str(data), "--init", str(init), "--out", str(out), "--steps", "1"])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+    if case == "exists":
+        assert out.read_text() == "precious"
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(files, tmp_path, capsys):
+    out = tmp_path / "n.pt"
+    with pytest.raises(SystemExit) as e:  # lr 1e30: step 1 is finite, then the weights overflow
+        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out", str(out),
+                           "--steps", "50", "--lr", "1e30", "--warmup", "1", "--clip", "0", "--save-every", "1",
+                           "--eval-every", "0"])
+    assert e.value.code == 2
+    assert "stopping; the last good checkpoint" in capsys.readouterr().err
+    finite = [r["step"] for r in map(json.loads, out.with_suffix(".log.jsonl").read_text().splitlines())
+              if "loss" in r]
+    ck = torch.load(out, weights_only=True)
+    assert ck["train_state"]["step"] == finite[-1] >= 1  # the checkpoint is the last step whose loss was finite
+    assert all(torch.isfinite(t).all() for t in ck["model"].values())
