@@ -48,6 +48,20 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     return centred.reshape(-1)                                    # (N,)
 
 
+def loss_normalizer(mask: torch.Tensor, loss_type: str) -> torch.Tensor:
+    """The denominator each reduction of grpo_loss divides by: number of masked tokens ("dapo"), of sequences with
+    at least one ("grpo"), or N · T ("dr_grpo"). A loop that splits a batch into micro-batches scales each one's
+    loss by its normaliser over the whole batch's, and so gets exactly the whole batch's loss. mask: (N, T)."""
+    m = mask.float()
+    if loss_type == "dapo":
+        return m.sum()
+    if loss_type == "grpo":
+        return (m.sum(-1) > 0).float().sum()
+    if loss_type == "dr_grpo":
+        return torch.tensor(float(m.numel()), device=m.device)
+    raise ValueError(f"grpo.loss_normalizer: loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+
+
 def grpo_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,

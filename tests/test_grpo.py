@@ -257,3 +257,19 @@ def test_grpo_loss_rejects_bad_arguments():
         grpo_loss(z, z, None, adv, torch.zeros(2, 4))
     with pytest.raises(ValueError, match="advantages shape"):
         grpo_loss(z, z, None, torch.zeros(3), z)
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "dr_grpo"])
+def test_micro_batches_weighted_by_loss_normalizer_give_the_whole_batch_loss(loss_type):
+    from j1_min.grpo import loss_normalizer
+    g = torch.Generator().manual_seed(3)
+    logp = torch.randn(6, 5, generator=g) * 0.1 - 1
+    old = logp + torch.randn(6, 5, generator=g) * 0.3
+    adv = torch.randn(6, generator=g)
+    mask = torch.rand(6, 5, generator=g) > 0.4
+    mask[2] = False  # a sequence with no sampled token
+    whole, _ = grpo_loss(logp, old, None, adv, mask, loss_type=loss_type)
+    total = loss_normalizer(mask, loss_type)
+    parts = sum(grpo_loss(logp[s:s + 2], old[s:s + 2], None, adv[s:s + 2], mask[s:s + 2], loss_type=loss_type)[0]
+                * loss_normalizer(mask[s:s + 2], loss_type) / total for s in (0, 2, 4))
+    assert torch.allclose(parts, whole, atol=1e-6)
