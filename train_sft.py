@@ -52,7 +52,8 @@ TINY = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_att
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="training traces, JSONL (data_gen.py traces schema)")
-    ap.add_argument("--val", help="held-out traces JSONL: eval loss and verdict accuracy by generation")
+    ap.add_argument("--val", help="held-out JSONL: verdict accuracy by generation on its pairs, and eval loss on "
+                    "those that carry a completion (traces)")
     ap.add_argument("--init", default="tiny", help="a Hugging Face model directory, a .pt checkpoint, or 'tiny' "
                     "(a new ~4.6M model with a BPE tokenizer trained on --data)")
     ap.add_argument("--out", required=True, help="checkpoint to write (.pt); its log is <out>.log.jsonl")
@@ -105,7 +106,7 @@ def main(argv=None):
         raise ValueError(f"--batch {args.batch} must be divisible by the number of processes ({d.world})")
     torch.manual_seed(args.seed)
     train = read_pairs(args.data, skip_bad=args.skip_bad, need_completion=True)
-    val = read_pairs(args.val, skip_bad=args.skip_bad, need_completion=True) if args.val else []
+    val = read_pairs(args.val, skip_bad=args.skip_bad) if args.val else []
     state = runs.load_train_state(args.resume) if args.resume else None
     if state:
         model, tok_text, _ = load_model(args.resume)
@@ -115,7 +116,7 @@ def main(argv=None):
                                        + r["completion"] for r in train])  # the template's text is learned too
     model = model.to(d.device).train()
     examples = [sft_example(tok, r) for r in train]
-    val_examples = [sft_example(tok, r) for r in val]
+    val_examples = [sft_example(tok, r) for r in val if "completion" in r]  # pairs without traces: accuracy only
     for i, (ids, _) in enumerate(examples):
         if len(ids) > model.config.max_position_embeddings:
             raise ValueError(f"{args.data}: record {i + 1} is {len(ids)} tokens, over the model's context "
@@ -147,6 +148,7 @@ def main(argv=None):
             metrics = {"step": at_step}
             if val_examples:
                 metrics["val_loss"] = sft_loss(model, val_examples, tok, d)
+            if val:
                 metrics.update(eval_accuracy(model, tok, val[:args.eval_items], args.max_new_tokens))
         model.train()
         log.write(metrics)

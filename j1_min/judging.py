@@ -143,7 +143,11 @@ def select_traces(item: dict, completions: list[str], max_keep: int, source: str
 def forcing_kwargs(tokenizer, budget: int = 0, max_think_tokens: int | None = None) -> dict:
     """The sampler arguments that make a judge of this format (sampling.generate): stop at `<|im_end|>`, the
     `</think>` marker ids, "Wait" for s1 budget forcing, and the answer prefix forced after a cut-off thinking."""
-    return dict(stop_ids=[tokenizer.eos_id], think_end=tokenizer.marker_ids(THINK_END), wait=tokenizer.encode(WAIT),
+    think_end = tokenizer.marker_ids(THINK_END)
+    if tokenizer.decode(think_end) != THINK_END:
+        raise ValueError(f"the tokenizer cannot express {THINK_END} (it encodes to {think_end}, which decodes to "
+                         f"{tokenizer.decode(think_end)!r}); a J1 judge and budget forcing need it")
+    return dict(stop_ids=[tokenizer.eos_id], think_end=think_end, wait=tokenizer.encode(WAIT),
                 budget=budget, max_think_tokens=max_think_tokens, answer_prefix=tokenizer.encode(ANSWER_PREFIX))
 
 

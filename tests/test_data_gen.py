@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import data_gen
+from conftest import tiny_teacher
 from j1_min.data import read_pairs
 from j1_min.judging import build_prompt, parse_verdict
 from j1_min.tokenizer import train_bpe
@@ -117,33 +118,6 @@ def test_programmatic_teacher_refuses_other_questions(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ model teacher
-
-def tiny_teacher(folder: Path, tok) -> None:
-    """A random tiny transformers Qwen2 in which, as a bigram, `\\n` (the prompt's last token) is followed by
-    `</think>`, `[[` by `A` or `B` (equally likely), either by `]]`, and `]]` by `<|im_end|>`. So the teacher ends
-    its thinking at once (budget forcing turns that into "Wait"), and after the forced end of thinking and answer
-    prefix `\\n[[` it gives a well-formed verdict that is right half the time."""
-    import transformers
-    cfg = transformers.Qwen2Config(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
-                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                   max_position_embeddings=1024, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    model = transformers.Qwen2ForCausalLM(cfg).eval()
-    (bra,), (a,), (b,), (ket,), (nl,) = (tok.encode(s) for s in ("[[", "A", "B", "]]", "\n"))
-    plants = [(bra, (a, b)), (a, (ket,)), (b, (ket,)), (ket, (tok.eos_id,)), (nl, (tok.token_id("</think>"),))]
-    with torch.no_grad():
-        for layer in model.model.layers:  # blocks add nothing: the next token depends on the current one only
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        model.model.embed_tokens.weight[:, :len(plants)] = 0.0  # these dimensions belong to the planted tokens
-        for dim, (src, dsts) in enumerate(plants):
-            model.model.embed_tokens.weight[src] = 0.0
-            model.model.embed_tokens.weight[src, dim] = 1.0
-            model.lm_head.weight[:, dim] = 0.0
-            model.lm_head.weight[list(dsts), dim] = 3.0
-    model.save_pretrained(folder)
-    (folder / "tokenizer.json").write_text(tok.to_json())
-
 
 def test_model_teacher_rejection_sampling_end_to_end(tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"

@@ -1,0 +1,130 @@
+"""train_grpo.py: the loss sees only sampled completion tokens, sampler and trainer log-probs agree, the loop learns
+from the reward, resumes exactly, and refuses bad input with a clear message."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import train_grpo
+from conftest import tiny_teacher
+from j1_min.checkpoint import load_model
+from j1_min.data import read_pairs, write_jsonl
+from j1_min.judging import build_prompt, completion_text, encode_prompt, forcing_kwargs, parse_verdict
+from j1_min.sampling import Generation, generate, selected_logprobs
+from j1_min.tasks import make_pairs
+from j1_min.tokenizer import Tokenizer, train_bpe
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """RL pairs all labelled A, and the coin-flip teacher of conftest: after the forced end of thinking and the
+    answer prefix `\\n[[` it says A or B with equal probability. The reward (1 for A) is all there is to learn."""
+    d = tmp_path_factory.mktemp("grpo")
+    pairs = make_pairs(64, "train", seed=0)
+    for r in pairs:
+        if r["label"] == "B":
+            r["response_a"], r["response_b"], r["label"] = r["response_b"], r["response_a"], "A"
+    write_jsonl(d / "rl.jsonl", pairs)
+    tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "\n</think>\n[[A]] [[B]]"
+                     for r in pairs] * 2, 400)
+    tiny_teacher(d / "teacher", tok, strength=8.0)  # keeps the format: the verdict is what is learned
+    return d
+
+
+def args(setup, out, *extra):
+    return ["--ckpt", str(setup / "teacher"), "--data", str(setup / "rl.jsonl"), "--out", str(out),
+            "--prompts", "4", "--group", "4", "--max-new-tokens", "16", "--max-think-tokens", "4", "--budget", "1",
+            "--lr", "3e-3", "--steps", "4", "--eval-every", "0", "--seed", "3", *map(str, extra)]
+
+
+def log_of(out):
+    return [json.loads(l) for l in out.with_suffix(".log.jsonl").read_text().splitlines()]
+
+
+def share_of_a(path, setup) -> float:
+    """Share of `[[A]]` verdicts in 128 rollouts sampled as train_grpo samples them (temperature 1, budget 1)."""
+    model, tok = load_model(path)[0], Tokenizer.from_path(setup / "teacher")
+    prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"])
+               for r in read_pairs(setup / "rl.jsonl") for _ in range(2)]
+    gens = generate(model, prompts, 16, temperature=1.0, seed=123, **forcing_kwargs(tok, 1, 4))
+    return sum(parse_verdict(completion_text(tok, g)) == "A" for g in gens) / len(gens)
+
+
+def test_rollout_mask_keeps_only_sampled_completion_tokens():
+    prompts = [[1, 2, 3], [4, 5]]
+    gens = [Generation(tokens=[7, 8, 9], forced=[False, True, False], logprobs=[-0.1, 0.0, -0.3]),
+            Generation(tokens=[6], forced=[False], logprobs=[-0.2])]
+    inp, tgt, index, old, mask = train_grpo.rollout_tensors(prompts, gens, 5, "cpu")
+    assert mask.tolist() == [[1, 0, 1, 0, 0], [1, 0, 0, 0, 0]]  # no prompt, forced or padding token
+    assert tgt.gather(1, index)[0, :3].tolist() == [7, 8, 9] and tgt.gather(1, index)[1, 0].item() == 6
+    assert old[0, :3].tolist() == pytest.approx([-0.1, 0.0, -0.3])
+    assert inp[0, :5].tolist() == [1, 2, 3, 7, 8]  # the model reads prompt + completion, shifted by one
+
+
+def test_sampler_logprobs_equal_the_trainers_recomputation(setup):
+    model = load_model(setup / "teacher")[0]
+    tok = Tokenizer.from_path(setup / "teacher")
+    recs = read_pairs(setup / "rl.jsonl")[:3]
+    prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in recs for _ in range(2)]
+    gens = generate(model, prompts, 12, temperature=0.7, seed=1, stop_ids=[tok.eos_id],
+                    think_end=tok.marker_ids("</think>"), wait=tok.encode("Wait"), budget=1, max_think_tokens=4,
+                    answer_prefix=tok.encode("\n[["))
+    inp, tgt, index, old, mask = train_grpo.rollout_tensors(prompts, gens, 12, "cpu")
+    with torch.no_grad():
+        new = selected_logprobs(model, inp, tgt, temperature=0.7).gather(1, index)
+    assert mask.sum() > 6 and (1 - mask).sum() > 0  # both sampled and forced tokens are present
+    assert ((new - old).abs() * mask).max() < 1e-4
+
+
+def test_grpo_raises_the_share_of_the_rewarded_verdict(setup, tmp_path):
+    before = share_of_a(setup / "teacher", setup)
+    train_grpo.main(args(setup, tmp_path / "rl.pt", "--steps", "8"))
+    after = share_of_a(tmp_path / "rl.pt", setup)
+    log = [r for r in log_of(tmp_path / "rl.pt") if "reward" in r]
+    assert 0.35 < before < 0.65  # the coin flip (128 samples)
+    assert after > 0.85, (before, after)
+    assert all(r["logp_diff_max"] < 1e-4 for r in log)  # sampler and trainer agree (pitfall 3)
+    assert all(r["waits"] > 0 for r in log)  # budget forcing ran during rollouts
+
+
+def test_kill_and_resume_gives_identical_weights(setup, tmp_path):
+    train_grpo.main(args(setup, tmp_path / "full.pt"))
+    train_grpo.main(args(setup, tmp_path / "part.pt", "--stop-after", "2"))
+    train_grpo.main(args(setup, tmp_path / "part.pt", "--resume", tmp_path / "part.pt"))
+    a, b = load_model(tmp_path / "full.pt")[0].state_dict(), load_model(tmp_path / "part.pt")[0].state_dict()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) == 0.0  # bit-identical on CPU
+    rewards = [r["reward"] for r in log_of(tmp_path / "full.pt") if "reward" in r]
+    assert rewards == [r["reward"] for r in log_of(tmp_path / "part.pt") if "reward" in r]
+
+
+@pytest.mark.parametrize("case,message", [
+    ("no_tokenizer", "has no tokenizer"), ("no_labels", "label"), ("group1", "at least 2"),
+    ("no_think_end", "</think>"),
+])
+def test_bad_input_stops_with_a_clear_message(setup, tmp_path, case, message, capsys):
+    import shutil
+    ckpt, data, extra = setup / "teacher", setup / "rl.jsonl", []
+    if case == "no_tokenizer":
+        ckpt = tmp_path / "bare"
+        shutil.copytree(setup / "teacher", ckpt)
+        (ckpt / "tokenizer.json").unlink()
+    elif case == "no_labels":
+        data = tmp_path / "nolabel.jsonl"
+        data.write_text(json.dumps({"question": "q", "response_a": "a", "response_b": "b"}) + "\n")
+    elif case == "group1":
+        extra = ["--group", "1"]
+    elif case == "no_think_end":  # a word-level vocabulary with no way to write </think>
+        from tokenizers import Tokenizer as HF, models, pre_tokenizers
+        words = ["[UNK]", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "What", "is", "Wait"]
+        hf = HF(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+        hf.pre_tokenizer = pre_tokenizers.Whitespace()
+        hf.add_special_tokens(words[1:4])
+        ckpt = tmp_path / "words"
+        shutil.copytree(setup / "teacher", ckpt)
+        (ckpt / "tokenizer.json").write_text(hf.to_str())
+    with pytest.raises(SystemExit) as e:
+        train_grpo.run_cli(["--ckpt", str(ckpt), "--data", str(data), "--out", str(tmp_path / "o.pt"), *extra])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
