@@ -27,7 +27,8 @@ from j1_min import runs
 from j1_min.checkpoint import load_model
 from j1_min.data import read_pairs, sft_step_order
 from j1_min.grpo import group_advantages, grpo_loss, loss_normalizer
-from j1_min.judging import completion_text, encode_prompt, eval_accuracy, forcing_kwargs, parse_verdict, reward
+from j1_min.evaluate import eval_accuracy
+from j1_min.judging import completion_text, encode_prompt, forcing_kwargs, parse_verdict, reward
 from j1_min.sampling import generate, selected_logprobs
 from j1_min.tokenizer import Tokenizer
 
@@ -253,10 +254,10 @@ def main(argv=None):
             bar.update(1)
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", len=f"{metrics['completion_len']:.0f}",
                             flat=metrics["flat_groups"], dlogp=f"{logp_diff:.1e}")
-            if val and args.eval_every and step % args.eval_every == 0 and step < args.steps:
-                bar.write(json.dumps(evaluate(step)))
             if step % args.save_every == 0 or step == args.steps or step == args.stop_after:
                 save(step)
+            if val and args.eval_every and step % args.eval_every == 0 and step < args.steps:
+                bar.write(json.dumps(evaluate(step)))
             if step == args.stop_after:
                 break
     bar.close()

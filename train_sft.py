@@ -23,7 +23,8 @@ from tqdm import tqdm
 from j1_min import runs
 from j1_min.checkpoint import load_model
 from j1_min.data import read_pairs, sft_batches, sft_example, sft_step_order
-from j1_min.judging import build_prompt, eval_accuracy
+from j1_min.evaluate import eval_accuracy
+from j1_min.judging import build_prompt
 from j1_min.model import ModelConfig, Transformer
 from j1_min.sampling import selected_logprobs
 from j1_min.tokenizer import Tokenizer, train_bpe
@@ -144,11 +145,12 @@ def main(argv=None):
 
     def evaluate(at_step):
         model.eval()
-        with torch.no_grad(), autocast:
-            metrics = {"step": at_step}
+        metrics = {"step": at_step}
+        with torch.no_grad():
             if val_examples:
-                metrics["val_loss"] = sft_loss(model, val_examples, tok, d)
-            if val:
+                with autocast:
+                    metrics["val_loss"] = sft_loss(model, val_examples, tok, d)
+            if val:  # generation runs in the weights' dtype
                 metrics.update(eval_accuracy(model, tok, val[:args.eval_items], args.max_new_tokens))
         model.train()
         log.write(metrics)
@@ -185,10 +187,10 @@ def main(argv=None):
             log.write({"step": step, "loss": loss, "lr": lr, "grad_norm": gnorm.item(), "target_tok_s": tok_s})
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:.0f}")
-            if args.eval_every and step % args.eval_every == 0 and step < args.steps:
-                bar.write(json.dumps(evaluate(step)))
             if step % args.save_every == 0 or step == args.steps or step == args.stop_after:
                 save(step)
+            if args.eval_every and step % args.eval_every == 0 and step < args.steps:
+                bar.write(json.dumps(evaluate(step)))
             if step == args.stop_after:
                 break
     bar.close()

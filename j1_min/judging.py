@@ -140,14 +140,14 @@ def select_traces(item: dict, completions: list[str], max_keep: int, source: str
 
 # ------------------------------------------------------------------------------------------------ generation
 
-def forcing_kwargs(tokenizer, budget: int = 0, max_think_tokens: int | None = None) -> dict:
+def forcing_kwargs(tokenizer, budget: int = 0, max_think_tokens: int | None = None, wait_text: str = WAIT) -> dict:
     """The sampler arguments that make a judge of this format (sampling.generate): stop at `<|im_end|>`, the
     `</think>` marker ids, "Wait" for s1 budget forcing, and the answer prefix forced after a cut-off thinking."""
     think_end = tokenizer.marker_ids(THINK_END)
     if tokenizer.decode(think_end) != THINK_END:
         raise ValueError(f"the tokenizer cannot express {THINK_END} (it encodes to {think_end}, which decodes to "
                          f"{tokenizer.decode(think_end)!r}); a J1 judge and budget forcing need it")
-    return dict(stop_ids=[tokenizer.eos_id], think_end=think_end, wait=tokenizer.encode(WAIT),
+    return dict(stop_ids=[tokenizer.eos_id], think_end=think_end, wait=tokenizer.encode(wait_text),
                 budget=budget, max_think_tokens=max_think_tokens, answer_prefix=tokenizer.encode(ANSWER_PREFIX))
 
 
@@ -155,26 +155,3 @@ def completion_text(tokenizer, gen) -> str:
     """The judge's text of one sampling.Generation, without its final stop token."""
     tokens = gen.tokens[:-1] if gen.stopped else gen.tokens
     return tokenizer.decode(tokens)
-
-
-def eval_accuracy(model, tokenizer, records: list[dict], max_new_tokens: int, batch_size: int = 32,
-                  budget: int = 0, max_think_tokens: int | None = None) -> dict:
-    """Greedy judging of `records`: verdict accuracy overall and split by the label's position (a position bias can
-    look like learning, DESIGN "Measured"), and the share of completions with no verdict."""
-    from .sampling import generate
-    right = {"A": [0, 0], "B": [0, 0]}  # label -> [correct, total]
-    none = 0
-    kw = forcing_kwargs(tokenizer, budget, max_think_tokens)
-    for s in range(0, len(records), batch_size):
-        chunk = records[s:s + batch_size]
-        prompts = [encode_prompt(tokenizer, r["question"], r["response_a"], r["response_b"]) for r in chunk]
-        for r, g in zip(chunk, generate(model, prompts, max_new_tokens, **kw)):
-            v = parse_verdict(completion_text(tokenizer, g))
-            none += v is None
-            right[r["label"]][0] += v == r["label"]
-            right[r["label"]][1] += 1
-    n = len(records)
-    out = {"accuracy": (right["A"][0] + right["B"][0]) / max(n, 1), "no_verdict": none / max(n, 1), "n": n}
-    for lab in "AB":
-        out[f"accuracy_label_{lab}"] = right[lab][0] / right[lab][1] if right[lab][1] else None
-    return out

@@ -99,8 +99,8 @@ class KVCache:
     def write(self, layer: int, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (B, Hkv, T, D) at positions (B, T); return the layer's keys and values (B, Hkv, S, D)."""
         idx = positions[:, None, :, None].expand_as(k)  # (B, Hkv, T, D)
-        self.k[layer].scatter_(2, idx, k)
-        self.v[layer].scatter_(2, idx, v)
+        self.k[layer].scatter_(2, idx, k.to(self.k.dtype))  # (autocast may hand us another dtype)
+        self.v[layer].scatter_(2, idx, v.to(self.v.dtype))
         return self.k[layer, :, :, :self.kv_len], self.v[layer, :, :, :self.kv_len]
 
 

@@ -54,20 +54,22 @@ def saved_hf(tmp_path):
     return make
 
 
-def tiny_teacher(folder: Path, tok, strength: float = 3.0) -> None:
+def planted_judge(tok, verdicts: str = "AB", strength: float = 3.0):
     """A random tiny transformers Qwen2 in which, as a bigram, `\\n` (the prompt's last token) is followed by
-    `</think>`, `[[` by `A` or `B` (equally likely), either by `]]`, and `]]` by `<|im_end|>`. So the teacher ends
+    `</think>`, `[[` by one of `verdicts` (equally likely), that by `]]`, and `]]` by `<|im_end|>`. So the judge ends
     its thinking at once (budget forcing turns that into "Wait"), and after the forced end of thinking and answer
-    prefix `\\n[[` it gives a well-formed verdict that is right half the time. `strength` is each planted logit
-    (against about 0 for every other token): 3 leaves the other tokens most of the probability, 8 very little."""
+    prefix `\\n[[` it gives a well-formed verdict: a coin flip with "AB", a pure position bias with "A".
+    `strength` is each planted logit (against about 0 for every other token): 3 leaves the other tokens most of the
+    probability, 8 very little."""
     import transformers
     cfg = transformers.Qwen2Config(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                    max_position_embeddings=1024, tie_word_embeddings=False)
     torch.manual_seed(0)
     model = transformers.Qwen2ForCausalLM(cfg).eval()
-    (bra,), (a,), (b,), (ket,), (nl,) = (tok.encode(s) for s in ("[[", "A", "B", "]]", "\n"))
-    plants = [(bra, (a, b)), (a, (ket,)), (b, (ket,)), (ket, (tok.eos_id,)), (nl, (tok.token_id("</think>"),))]
+    bra, ket, nl = (tok.encode(s)[0] for s in ("[[", "]]", "\n"))
+    picks = [tok.encode(v)[0] for v in verdicts]
+    plants = [(bra, picks), (ket, [tok.eos_id]), (nl, [tok.token_id("</think>")])] + [(p, [ket]) for p in picks]
     with torch.no_grad():
         for layer in model.model.layers:  # blocks add nothing: the next token depends on the current one only
             layer.self_attn.o_proj.weight.zero_()
@@ -77,6 +79,11 @@ def tiny_teacher(folder: Path, tok, strength: float = 3.0) -> None:
             model.model.embed_tokens.weight[src] = 0.0
             model.model.embed_tokens.weight[src, dim] = 1.0
             model.lm_head.weight[:, dim] = 0.0
-            model.lm_head.weight[list(dsts), dim] = strength
-    model.save_pretrained(folder)
+            model.lm_head.weight[dsts, dim] = strength
+    return model
+
+
+def tiny_teacher(folder: Path, tok, strength: float = 3.0, verdicts: str = "AB") -> None:
+    """planted_judge saved as a Hugging Face folder with its tokenizer.json."""
+    planted_judge(tok, verdicts, strength).save_pretrained(folder)
     (folder / "tokenizer.json").write_text(tok.to_json())

@@ -1,0 +1,116 @@
+"""Judging many pairs and scoring the verdicts: budgets (s1 budget forcing, sequential scaling), samples with a
+majority vote (parallel scaling), both presentation orders (position consistency), and accuracy with its 95%
+interval. judge.py, train_sft.py and train_grpo.py all evaluate through here.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from tqdm import tqdm
+
+from .judging import completion_text, encode_prompt, forcing_kwargs, parse_verdict, swap_label
+from .sampling import generate
+
+
+def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap: bool = False,
+          temperature: float = 0.0, seed: int = 0, max_new_tokens: int = 1024, max_think_tokens: int | None = None,
+          wait_text: str = "Wait", batch_size: int = 32, progress: bool = False) -> list[dict]:
+    """One judgment per (item, order, budget, sample), as dicts: id, order ("AB" as given, "BA" swapped), budget,
+    sample, label (the right verdict as shown), verdict (as shown, or None), correct, completion (the full trace),
+    think_tokens, num_waits, suppressed_at, tokens.
+
+    The rows of one item share its prompt, so the sampler prefills each prompt once however many budgets and
+    samples ride on it (per-row budgets); `batch_size` items are judged per sampler call."""
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if samples > 1 and temperature <= 0:
+        raise ValueError("a majority vote over several samples needs --temperature > 0 (greedy samples are equal)")
+    kw = forcing_kwargs(tok, 0, max_think_tokens, wait_text)
+    kw.pop("budget")
+    orders = ("AB", "BA") if swap else ("AB",)
+    out = []
+    bar = tqdm(total=len(items), desc="judging", disable=not progress, dynamic_ncols=True)
+    for s in range(0, len(items), batch_size):
+        rows, prompts, row_budgets = [], [], []
+        for it in items[s:s + batch_size]:
+            for order in orders:
+                a, b = (it["response_a"], it["response_b"]) if order == "AB" else (it["response_b"], it["response_a"])
+                prompt = encode_prompt(tok, it["question"], a, b)
+                label = it.get("label")
+                shown = label if order == "AB" or label is None else swap_label(label)
+                for budget in budgets:
+                    for k in range(samples):
+                        rows.append({"id": it.get("id"), "order": order, "budget": budget, "sample": k,
+                                     "label": shown})
+                        prompts.append(prompt)
+                        row_budgets.append(budget)
+        gens = generate(model, prompts, max_new_tokens, temperature=temperature, seed=seed, budget=row_budgets, **kw)
+        for row, g in zip(rows, gens):
+            text = completion_text(tok, g)
+            verdict = parse_verdict(text)
+            row.update(verdict=verdict, correct=verdict is not None and verdict == row["label"], completion=text,
+                       think_tokens=g.think_tokens, num_waits=g.num_waits, suppressed_at=g.suppressed_at,
+                       tokens=len(g.tokens))
+            out.append(row)
+        bar.update(len(items[s:s + batch_size]))
+    bar.close()
+    return out
+
+
+def majority(verdicts: list) -> str | None:
+    """The most frequent parsed verdict of a sample set; None when none parsed or A and B tie (self-consistency,
+    Wang et al. 2023)."""
+    c = Counter(v for v in verdicts if v is not None)
+    if not c or c["A"] == c["B"]:
+        return None
+    return c.most_common(1)[0][0]
+
+
+def score(judgments: list[dict], ties: str = "wrong") -> dict:
+    """Per budget: accuracy, its 95% interval, and the means a scaling table needs.
+
+    An item-order's verdict is the majority over its samples. Its score is 1 if right, 0 if wrong, and for no
+    verdict 0 (ties="wrong", the default) or 0.5 (ties="half", RewardBench's convention; DESIGN pitfall 8).
+    With both orders judged an item scores 1 only if both orders are right (JudgeBench's rule), 0 if either is
+    wrong, else the no-verdict score. Interval: mean ± 1.96 · sd / sqrt(n) (normal approximation)."""
+    if ties not in ("wrong", "half"):
+        raise ValueError(f"ties must be 'wrong' or 'half', got {ties!r}")
+    none_score = 0.5 if ties == "half" else 0.0
+    table = {}
+    for budget in sorted({j["budget"] for j in judgments}):
+        rows = [j for j in judgments if j["budget"] == budget]
+        groups: dict = {}
+        for j in rows:
+            groups.setdefault((j["id"], j["order"]), []).append(j)
+        per_order = {}
+        for (item, order), js in groups.items():
+            v = majority([j["verdict"] for j in js])
+            per_order.setdefault(item, []).append(None if v is None else v == js[0]["label"])
+        scores = []
+        for results in per_order.values():
+            scores.append(0.0 if False in results else 1.0 if all(results) else none_score)
+        n = len(scores)
+        mean = sum(scores) / n
+        sd = math.sqrt(sum((x - mean) ** 2 for x in scores) / max(n - 1, 1))
+        single = [j for j in rows if j["order"] == "AB" and j["sample"] == 0]
+        by_label = {lab: [j["correct"] for j in single if j["label"] == lab] for lab in "AB"}
+        table[budget] = {
+            "budget": budget, "n": n, "accuracy": mean, "ci95": 1.96 * sd / math.sqrt(n),
+            "no_verdict": sum(j["verdict"] is None for j in rows) / len(rows),
+            "think_tokens": sum(j["think_tokens"] for j in rows) / len(rows),
+            "tokens": sum(j["tokens"] for j in rows) / len(rows),
+            "waits": sum(j["num_waits"] for j in rows) / len(rows),
+            **{f"accuracy_label_{lab}": (sum(v) / len(v) if v else None) for lab, v in by_label.items()},
+        }
+    return table
+
+
+def eval_accuracy(model, tok, records: list[dict], max_new_tokens: int, batch_size: int = 32, budget: int = 0,
+                  max_think_tokens: int | None = None) -> dict:
+    """Greedy verdict accuracy on `records` at one budget, split by the label's position (a position bias can look
+    like learning, DESIGN "Measured"), and the share of completions with no verdict."""
+    r = score(judge(model, tok, records, budgets=(budget,), max_new_tokens=max_new_tokens,
+                    max_think_tokens=max_think_tokens, batch_size=batch_size))[budget]
+    return {k: r[k] for k in ("accuracy", "no_verdict", "n", "accuracy_label_A", "accuracy_label_B",
+                              "think_tokens")}

@@ -1,0 +1,87 @@
+"""Scoring of judgments (majority vote, both orders, ties) and judging with per-row budgets."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import planted_judge
+from j1_min.evaluate import eval_accuracy, judge, majority, score
+from j1_min.judging import build_prompt
+from j1_min.model import Transformer
+from j1_min.tokenizer import train_bpe
+
+
+def j(id_, order, verdict, label, budget=0, sample=0):
+    return {"id": id_, "order": order, "budget": budget, "sample": sample, "verdict": verdict, "label": label,
+            "correct": verdict == label, "think_tokens": 10, "tokens": 12, "num_waits": budget}
+
+
+def test_majority_needs_a_strict_winner():
+    assert majority(["A", "A", "B"]) == "A"
+    assert majority(["A", "B"]) is None and majority([None, None]) is None
+    assert majority([None, "B", None]) == "B"
+
+
+def test_a_pair_judged_in_both_orders_is_right_only_when_both_are():
+    rows = [j(1, "AB", "A", "A"), j(1, "BA", "B", "B"),   # both right
+            j(2, "AB", "A", "A"), j(2, "BA", "A", "B"),   # position bias: always A
+            j(3, "AB", None, "B"), j(3, "BA", "A", "A")]  # one order unparseable
+    assert score(rows)[0]["accuracy"] == pytest.approx(1 / 3)
+    assert score(rows, ties="half")[0]["accuracy"] == pytest.approx((1 + 0 + 0.5) / 3)
+
+
+def test_majority_vote_over_samples_decides_each_item():
+    rows = [j(1, "AB", v, "A", sample=k) for k, v in enumerate("AAB")] + \
+           [j(2, "AB", v, "B", sample=k) for k, v in enumerate("AAB")]
+    t = score(rows)[0]
+    assert t["accuracy"] == 0.5 and t["n"] == 2
+
+
+def test_interval_is_the_normal_approximation():
+    rows = [j(i, "AB", "A", "A" if i < 3 else "B") for i in range(4)]  # scores 1, 1, 1, 0
+    t = score(rows)[0]
+    assert t["accuracy"] == 0.75
+    assert t["ci95"] == pytest.approx(1.96 * 0.5 / 2)  # sd of (1,1,1,0) with n-1 is 0.5; / sqrt(4)
+
+
+@pytest.fixture(scope="module")
+def judge_model(tmp_path_factory):
+    items = [{"id": f"q{i}", "question": f"What is {i} + 1?", "response_a": f"The answer is {i + 1}.",
+              "response_b": f"The answer is {i + 2}.", "label": "AB"[i % 2]} for i in range(6)]
+    tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "Wait\n</think>\n[[A]] [[B]]"
+                     for r in items] * 3, 400)
+    d = tmp_path_factory.mktemp("judge")
+    planted_judge(tok, "A", strength=8.0).save_pretrained(d)  # always answers [[A]]: a pure position bias
+    return Transformer.from_pretrained(d), tok, items
+
+
+def test_eval_accuracy_reports_accuracy_by_label_position(judge_model):
+    model, tok, items = judge_model
+    m = eval_accuracy(model, tok, items, max_new_tokens=16, batch_size=4, max_think_tokens=0)
+    assert m["n"] == 6 and m["no_verdict"] == 0.0
+    assert m["accuracy"] == 0.5 and m["accuracy_label_A"] == 1.0 and m["accuracy_label_B"] == 0.0
+
+
+def test_swap_exposes_a_position_bias(judge_model):
+    model, tok, items = judge_model
+    rows = judge(model, tok, items, swap=True, max_new_tokens=16, max_think_tokens=0)
+    assert len(rows) == 12 and {r["order"] for r in rows} == {"AB", "BA"}
+    assert all(r["verdict"] == "A" for r in rows)
+    assert score(rows)[0]["accuracy"] == 0.0  # every pair is wrong in one of its orders
+
+
+def test_budgets_in_one_call_equal_separate_calls(judge_model):
+    model, tok, items = judge_model
+    kw = dict(max_new_tokens=24, max_think_tokens=12, batch_size=4)
+    together = judge(model, tok, items, budgets=(0, 1, 2), **kw)
+    for b in (0, 1, 2):
+        alone = judge(model, tok, items, budgets=(b,), **kw)
+        mine = [r for r in together if r["budget"] == b]
+        assert [r["completion"] for r in mine] == [r["completion"] for r in alone]
+        assert [r["num_waits"] for r in mine] == [r["num_waits"] for r in alone]
+        assert max(r["num_waits"] for r in mine) == min(b, 1)  # it tries to stop at once, then rambles after Wait
+
+
+def test_samples_without_temperature_is_refused(judge_model):
+    model, tok, items = judge_model
+    with pytest.raises(ValueError, match="temperature"):
+        judge(model, tok, items, samples=3)
