@@ -276,18 +276,21 @@ def _compare(name: str, n: int, value: int) -> tuple[str, bool]:
     return f"{name} {n}: {' '.join(pairs)} yes.", True
 
 
-def _check(a: int, op: str, b: int, n: int) -> tuple[list[str], bool]:
-    """Check "a op b = n" by an independent route: n-b must give a, n+b must give a, b times each digit of a
-    (the other decomposition of the product) must give n. Returns (lines, whether n is right)."""
+def _check(a: int, op: str, b: int, n: int, route: int = 0) -> tuple[list[str], bool]:
+    """Check "a op b = n" by an independent route. Route 0: n-b must give a (sums), n+b must give a (differences),
+    b times each digit of a must give n (products, the other decomposition). Route 1: n-a must give b, a-n must
+    give b, and the product recomputed by columns. Returns (lines, whether n is right)."""
     c = _Cols()
-    if op == "+":
-        if n < b:
-            return [f"{n}-{b}", f"{n}<{b} no."], False
-        head, r, target = f"{n}-{b}", c.sub(n, b), a
-    elif op == "-":
-        head, r, target = f"{n}+{b}", c.add([n, b]), a
+    if op == "*":
+        head, r, target = (f"{b}*{a}", c.mul(b, a), n) if route == 0 else (f"{a}*{b}", c.mul(a, b), n)
     else:
-        head, r, target = f"{b}*{a}", c.mul(b, a), n
+        x, y, target = {("+", 0): (n, b, a), ("+", 1): (n, a, b), ("-", 0): (n, b, a), ("-", 1): (a, n, b)}[op, route]
+        if op == "+" or route == 1:  # subtract
+            if x < y:
+                return [f"{x}-{y}", f"{x}<{y} no."], False
+            head, r = f"{x}-{y}", c.sub(x, y)
+        else:
+            head, r = f"{x}+{y}", c.add([x, y])
     line, ok = _compare("Need", target, r)
     return [head, *c.lines, f"={r}", line], ok
 
@@ -311,9 +314,11 @@ def teacher_trace(question: str, response_a: str, response_b: str, rng: random.R
                   reflections: tuple[float, ...] = (0.3, 0.5, 0.2)) -> dict:
     """One judge trace (the completion after `<think>\n`) written by the programmatic teacher, which never sees the
     label. First pass: the question by columns, with one slip at probability slip_rate; each response's N against
-    the result; a choice ("Neither matches." and a coin flip if neither matches). Then r reflections, r drawn with
-    weights `reflections` over 0, 1, 2, ... (at least 1 after "Neither matches.", unless reflections allow only 0):
-    reflection k checks response [first choice, the other][k % 2] by the independent route and sets the choice.
+    the result, A's line then B's; then the choice. Then r reflections, r drawn with weights `reflections` over
+    0, 1, 2, ... (at least 1 when neither or both match, unless reflections allow only 0): reflection k checks
+    response B's N by the independent route k % 2. Every decision follows one rule, "B's line (or B's check) ends
+    in yes -> B, else A": the verdict token depends on the one word before it, not on a letter further back
+    (with "the letter checked, flipped on no", a tiny model must learn an XOR and stalls at a position bias).
     Reflections never slip, so a slip is caught by the first one. Returns completion, verdict, num_reflections,
     slipped, changed (the final choice differs from the first pass's)."""
     a, op, b = parse_question(question)
@@ -328,16 +333,15 @@ def teacher_trace(question: str, response_a: str, response_b: str, rng: random.R
         line, ok[s] = _compare(s, ns[s], value)
         lines.append(line)
     neither = ok["A"] == ok["B"]  # no match (or two, if both responses give the same N)
-    choice = rng.choice("AB") if neither else ("A" if ok["A"] else "B")
-    lines.append(("" if not neither else "Both match. " if ok["A"] else "Neither matches. ") + f"So {choice} is right.")
+    choice = "B" if ok["B"] else "A"  # one rule for every decision: B's line says yes -> B, else A
+    lines.append(f"So {choice} is right.")
     r = rng.choices(range(len(reflections)), weights=reflections)[0]
     r = max(r, 1) if neither and len(reflections) > 1 else r
     first = choice
     for k in range(r):
-        z = (first, "B" if first == "A" else "A")[k % 2]
-        check, passed = _check(a, op, b, ns[z])
-        choice = z if passed else ("B" if z == "A" else "A")
-        lines += [f"Wait, check {z}: {check[0]}", *check[1:], f"So {choice} is right."]
+        check, passed = _check(a, op, b, ns["B"], route=k % 2)
+        choice = "B" if passed else "A"
+        lines += [f"Wait, check B: {check[0]}", *check[1:], f"So {choice} is right."]
     return {"completion": "\n".join(lines) + f"\n</think>\n[[{choice}]]", "verdict": choice, "num_reflections": r,
             "slipped": found is not None, "changed": choice != first}
 
