@@ -69,6 +69,8 @@ def parse_args(argv=None):
         args.budget_list = [int(b) for b in args.budgets.split(",")] if args.budgets else [args.budget]
     except ValueError:
         raise ValueError(f"--budgets {args.budgets!r}: expected integers like 0,1,2,3") from None
+    if args.samples < 1 or (args.samples > 1 and args.temperature <= 0):
+        raise ValueError("--samples K needs K >= 1, and K > 1 needs --temperature > 0 (greedy samples are equal)")
     if min(args.budget_list) < 0:
         raise ValueError("budgets must be >= 0")
     one = [args.question, args.a, args.b]
