@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 @dataclass
 class ModelConfig:
+    """The architecture, in Hugging Face's config.json terms (checkpoint.config_from_hf reads one)."""
     vocab_size: int
     hidden_size: int
     intermediate_size: int
@@ -40,6 +41,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalize over the last dimension."""
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)
@@ -105,6 +107,8 @@ class KVCache:
 
 
 class Attention(nn.Module):
+    """Grouped-query attention (Ainslie et al. 2023) with RoPE, the Qwen2 / Llama / Qwen3 variants."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         d, h, hkv = cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads
@@ -118,6 +122,7 @@ class Attention(nn.Module):
             self.k_norm = RMSNorm(d, cfg.rms_norm_eps)
 
     def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int, positions):
+        """o_proj(softmax(q k^T / sqrt(D) + mask) v) for x (B, T, hidden); keys/values go through the cache."""
         B, T, _ = x.shape
         cfg = self.cfg
         q = self.q_proj(x).view(B, T, -1, cfg.head_dim)  # (B, T, H, D)
@@ -136,6 +141,8 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x)) (Shazeer 2020)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
@@ -143,10 +150,13 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
     def forward(self, x):
+        """(B, T, hidden) -> (B, T, hidden)."""
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU (Shazeer 2020)
 
 
 class Block(nn.Module):
+    """Pre-norm decoder layer: x + attn(norm(x)), then + mlp(norm(x))."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
@@ -155,6 +165,7 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, cos, sin, mask, cache, layer, positions):
+        """(B, T, hidden) -> (B, T, hidden)."""
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer, positions)  # pre-norm residual
         return x + self.mlp(self.post_attention_layernorm(x))
 

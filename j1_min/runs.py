@@ -32,12 +32,15 @@ def lr_at(step: int, max_lr: float, warmup: int, total: int, min_ratio: float = 
 
 @dataclass
 class Dist:
+    """This process's place: rank, number of processes, device."""
+
     rank: int = 0
     world: int = 1
     device: torch.device = torch.device("cpu")
 
     @property
     def main(self) -> bool:
+        """Rank 0 writes checkpoints and logs."""
         return self.rank == 0
 
 
@@ -63,6 +66,7 @@ def all_sum(x: torch.Tensor, d: Dist) -> torch.Tensor:
 
 
 def teardown(d: Dist) -> None:
+    """Leave the process group, if there is one."""
     if d.world > 1:
         dist.destroy_process_group()
 
@@ -89,6 +93,7 @@ class Log:
             self.path.write_text("")
 
     def write(self, record: dict) -> None:
+        """Append one record, time-stamped."""
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
@@ -103,6 +108,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(s: dict) -> None:
+    """Restore what rng_state saved."""
     torch.set_rng_state(s["torch"])
     if "cuda" in s and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])

@@ -71,6 +71,7 @@ def parse_difficulty(digits: str = "2-3", mul_digits: str = "2-3x1", ops: str = 
 
 
 def apply(a: int, op: str, b: int) -> int:
+    """The true value of a op b."""
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
@@ -80,6 +81,7 @@ def _number(rng: random.Random, lo: int, hi: int, min_one_digit: int) -> int:
 
 
 def draw_question(rng: random.Random, diff: Difficulty) -> tuple[int, str, int]:
+    """A random (a, op, b) of the difficulty; subtraction has a >= b, so the answer is never negative."""
     op = rng.choice(diff.ops)
     if op == "*":
         return _number(rng, *diff.mul_a, 2), op, _number(rng, *diff.mul_b, 2)
@@ -298,6 +300,7 @@ def _check(a: int, op: str, b: int, n: int, route: int = 0) -> tuple[list[str], 
 # ------------------------------------------------------------------------------------------------ the teacher
 
 def parse_question(question: str) -> tuple[int, str, int]:
+    """(a, op, b) of "What is a op b?"; ValueError for any other question."""
     m = QUESTION_RE.fullmatch(question.strip())
     if not m:
         raise ValueError(f"not an arithmetic question of the form 'What is a op b?': {question[:60]!r}")
