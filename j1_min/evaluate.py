@@ -18,7 +18,7 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
           wait_text: str = "Wait", batch_size: int = 32, progress: bool = False) -> list[dict]:
     """One judgment per (item, order, budget, sample), as dicts: id, order ("AB" as given, "BA" swapped), budget,
     sample, label (the right verdict as shown), verdict (as shown, or None), correct, completion (the full trace),
-    think_tokens, num_waits, suppressed_at, tokens.
+    think_tokens, num_waits, suppressed_at, forced_end (max_think_tokens ended the thinking), tokens.
 
     The rows of one item share its prompt, so the sampler prefills each prompt once however many budgets and
     samples ride on it (per-row budgets); `batch_size` items are judged per sampler call."""
@@ -51,7 +51,7 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
             verdict = parse_verdict(text)
             row.update(verdict=verdict, correct=verdict is not None and verdict == row["label"], completion=text,
                        think_tokens=g.think_tokens, num_waits=g.num_waits, suppressed_at=g.suppressed_at,
-                       tokens=len(g.tokens))
+                       forced_end=g.forced_end, tokens=len(g.tokens))
             out.append(row)
         bar.update(len(items[s:s + batch_size]))
     bar.close()

@@ -128,3 +128,20 @@ def test_bad_input_stops_with_a_clear_message(setup, tmp_path, case, message, ca
         train_grpo.run_cli(["--ckpt", str(ckpt), "--data", str(data), "--out", str(tmp_path / "o.pt"), *extra])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_runs_under_torchrun_with_two_processes(setup, tmp_path):
+    """Each rank samples its own groups; DDP averages the gradients; rank 0 alone writes the checkpoint and log."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ddp.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(root / "train_grpo.py"), *args(setup, out, "--steps", "2")]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = [r for r in log_of(out) if "reward" in r]
+    assert [r["step"] for r in log] == [1, 2]  # one line per step: rank 1 does not log
+    assert load_model(out)[0] is not None and torch.load(out, weights_only=True)["run_config"]["world"] == 2
