@@ -12,7 +12,6 @@ and takes a majority vote (parallel scaling), to compare with budget forcing at 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -17,10 +17,8 @@ import contextlib
 import copy
 import json
 import time
-from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from j1_min import runs
@@ -147,14 +145,7 @@ def main(argv=None):
     config = {k: v for k, v in vars(args).items() if k != "stop_after"}
     config.update(world=d.world, params=policy.num_params(), rl_items=len(data))
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    step = 0
-    if state:
-        opt.load_state_dict(state["optimizer"])
-        step = state["step"]
-        runs.set_rng_state(state["rng"])
-    ddp = DDP(policy) if d.world > 1 else policy
-    log = runs.Log(out, d.main, fresh=not state)
-    log.write({"config": config, "resumed_at": step} if state else {"config": config})
+    step, ddp, log = runs.start(out, d, policy, opt, state, config)
     sample_kw = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     try:
         forcing = forcing_kwargs(tok, args.budget, args.max_think_tokens)

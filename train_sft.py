@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from j1_min import runs
@@ -129,14 +128,7 @@ def main(argv=None):
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=BETAS)
-    step = 0
-    if state:
-        opt.load_state_dict(state["optimizer"])
-        step = state["step"]
-        runs.set_rng_state(state["rng"])
-    ddp = DDP(model) if d.world > 1 else model
-    log = runs.Log(out, d.main, fresh=not state)
-    log.write({"config": config, "resumed_at": step} if state else {"config": config})
+    step, ddp, log = runs.start(out, d, model, opt, state, config)
     autocast = torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
 
     def save(at_step):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .checkpoint import read_pt, save_pt
 
@@ -118,6 +119,21 @@ def save_run(path, model, tokenizer, run_config: dict, optimizer, step: int, dat
     """Atomically write a resumable `.pt`: weights, tokenizer, config, optimizer, step, data position, RNG states."""
     save_pt(path, model, tokenizer, run_config=run_config, train_state={
         "optimizer": optimizer.state_dict(), "step": step, "data_pos": data_pos, "rng": rng_state(), **extra})
+
+
+def start(out: Path, d: Dist, model, opt, state: dict | None, config: dict):
+    """Begin or resume a run: restore the optimizer and RNG state from `state` (None for a fresh run), wrap the
+    model in DDP when there are several processes, and open the log with the resolved configuration.
+    Returns (step to continue from, the model to call for training, the log)."""
+    step = 0
+    if state:
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        set_rng_state(state["rng"])
+    wrapped = DDP(model) if d.world > 1 else model
+    log = Log(out, d.main, fresh=not state)
+    log.write({"config": config, "resumed_at": step} if state else {"config": config})
+    return step, wrapped, log
 
 
 def load_train_state(path) -> dict:

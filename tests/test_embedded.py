@@ -8,7 +8,7 @@ import torch
 
 import judge
 from j1_min.data import read_pairs
-from j1_min.judging import completion_text, encode_prompt, forcing_kwargs, parse_verdict
+from j1_min.judging import completion_text, encode_prompt, parse_verdict
 from j1_min.model import Transformer
 from j1_min.sampling import generate
 from j1_min.tokenizer import Tokenizer

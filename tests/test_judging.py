@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from j1_min.judging import (ANSWER_PREFIX, SYSTEM_PROMPT, build_prompt, count_reflections, encode_prompt,
                             forcing_kwargs, parse_verdict, position_consistent_reward, reward,
