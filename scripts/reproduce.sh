@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED=${SEED:-0}
 OUT=${OUT:-runs/reproduce}
-SFT_STEPS=${SFT_STEPS:-300}        # batch 32: about 1 epoch of the 10,000 traces
+SFT_STEPS=${SFT_STEPS:-700}        # batch 32: about 2.2 epochs of the 10,000 traces
 GRPO_STEPS=${GRPO_STEPS:-60}       # 8 prompts x 8 samples per step
 TEST_N=${TEST_N:-1000}
 mkdir -p "$OUT"
@@ -35,7 +35,9 @@ step "data (seed $SEED)"
 once "$OUT/rl_pairs.jsonl" python data_gen.py pairs --n 10000 --split train --seed "$SEED" --out "$OUT/rl_pairs.jsonl"
 once "$OUT/val.jsonl" python data_gen.py pairs --n 300 --split val --seed "$SEED" --out "$OUT/val.jsonl"
 once "$OUT/test.jsonl" python data_gen.py pairs --n "$TEST_N" --split test --seed 0 --out "$OUT/test.jsonl"
-once "$OUT/traces_j1.jsonl" python data_gen.py traces --n 10000 --split train --seed "$SEED" --out "$OUT/traces_j1.jsonl"
+# J1 traces: 0-4 reflections, so a judge sees a check follow a check (the route alternates) before forcing asks it to
+once "$OUT/traces_j1.jsonl" python data_gen.py traces --n 10000 --split train --seed "$SEED" \
+  --reflections 0.35,0.4,0.15,0.05,0.05 --out "$OUT/traces_j1.jsonl"
 once "$OUT/traces_plain.jsonl" python data_gen.py traces --n 10000 --split train --seed "$SEED" --no-reflection \
   --out "$OUT/traces_plain.jsonl"
 
@@ -46,7 +48,7 @@ train "$OUT/plain_sft.pt" train_sft.py --data "$OUT/traces_plain.jsonl" "${SFT[@
 step "SFT on reflection traces (J1-SFT)"
 train "$OUT/j1_sft.pt" train_sft.py --data "$OUT/traces_j1.jsonl" "${SFT[@]}"
 
-GRPO=(--data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --steps "$GRPO_STEPS" --prompts 8 --group 8 --lr 5e-5
+GRPO=(--data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --steps "$GRPO_STEPS" --prompts 8 --group 8 --lr 1e-4
       --max-new-tokens 400 --eval-every 0 --eval-items 200 --save-every 10 --seed "$SEED")
 step "GRPO on J1-SFT (J1-SFT + RL)"
 train "$OUT/j1_rl.pt" train_grpo.py --ckpt "$OUT/j1_sft.pt" "${GRPO[@]}"
