@@ -4,6 +4,7 @@
     python judge.py --budgets 0,1,2,3 --plot scaling.png
     python judge.py --ckpt ./J1-7B --device cuda --dtype bfloat16 --data judgebench.jsonl --swap --budget 1
     python judge.py --question "What is 12 + 30?" --a "The answer is 42." --b "The answer is 52."
+    python judge.py --budget 1 --show-tokens 3         # pair 3's trace token by token: watch the forcing act
 
 Budget forcing (Muennighoff et al. 2025, s1): when the judge tries to close its thinking, `</think>` is removed and
 "Wait" appended, --budget times; --max-think-tokens forces the end of thinking. --samples K instead draws K traces
@@ -12,13 +13,18 @@ and takes a majority vote (parallel scaling), to compare with budget forcing at 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 
 from j1_min.checkpoint import load_model
 from j1_min.data import read_pairs, write_jsonl
+from j1_min import show_tokens
 from j1_min.evaluate import judge, score
+from j1_min.judging import completion_text, encode_prompt, forcing_kwargs, parse_verdict
 from j1_min.runs import cli
+from j1_min.sampling import generate
 from j1_min.tokenizer import Tokenizer
 
 EMBEDDED = Path(__file__).resolve().parent / "j1_min" / "embedded"
@@ -60,6 +66,12 @@ def parse_args(argv=None):
     ap.add_argument("--force", action="store_true", help="overwrite --out or --plot if it exists")
     ap.add_argument("--plot", help="PNG of accuracy against mean thinking tokens per budget (needs matplotlib)")
     ap.add_argument("--examples", type=int, default=EXAMPLES, help="example traces to print")
+    ap.add_argument("--show-tokens", type=int, nargs="?", const=0, metavar="N",
+                    help="judge only pair N (0-based; default 0) at --budget and print its trace token by token: "
+                    "forced tokens marked, each removed </think> shown, and the verdict's log-probability under "
+                    "each option")
+    ap.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                    help="--show-tokens marks in colour (auto: on a terminal, unless NO_COLOR is set) or brackets")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     ap.add_argument("--dtype", help="float32 (CPU default), bfloat16, float16")
     ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines (counted)")
@@ -70,6 +82,8 @@ def parse_args(argv=None):
         raise ValueError(f"--budgets {args.budgets!r}: expected integers like 0,1,2,3") from None
     if args.samples < 1 or (args.samples > 1 and args.temperature <= 0):
         raise ValueError("--samples K needs K >= 1, and K > 1 needs --temperature > 0 (greedy samples are equal)")
+    if args.show_tokens is not None and (args.budgets or args.samples > 1 or args.swap):
+        raise ValueError("--show-tokens shows one trace: use --budget, not --budgets, --samples or --swap")
     if min(args.budget_list) < 0:
         raise ValueError("budgets must be >= 0")
     one = [args.question, args.a, args.b]
@@ -127,6 +141,35 @@ def plot(table: dict, path: str) -> None:
     print(f"wrote {path}")
 
 
+def show_one(model, tok, items: list[dict], args) -> None:
+    """judge.py --show-tokens: one pair, one trace, every token visible (j1_min/show_tokens.py)."""
+    if not 0 <= args.show_tokens < len(items):
+        raise ValueError(f"--show-tokens {args.show_tokens}: there are {len(items)} pairs (0 .. {len(items) - 1})")
+    it = items[args.show_tokens]
+    prompt = encode_prompt(tok, it["question"], it["response_a"], it["response_b"])
+    gen = generate(model, [prompt], args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+                   **forcing_kwargs(tok, args.budget, args.max_think_tokens, args.wait_text))[0]
+    verdict = parse_verdict(completion_text(tok, gen))
+    label = it.get("label")
+    right = "" if label is None else " (right)" if verdict == label else f" (wrong; label {label})"
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    print(f"pair {args.show_tokens} ({it.get('id')}), budget {args.budget}, "
+          f"{'greedy' if args.temperature == 0 else f'temperature {args.temperature}, seed {args.seed}'}: "
+          f"verdict {verdict}{right}; {gen.think_tokens} thinking tokens, {gen.num_waits} forced "
+          f"'{args.wait_text}'{'' if gen.num_waits == 1 else 's'}"
+          f"{', thinking cut at --max-think-tokens' if gen.forced_end else ''}")
+    print(f"\n--- prompt ({len(prompt)} tokens)\n{tok.decode(prompt)}")
+    print(f"--- completion ({len(gen.tokens)} tokens)\n{show_tokens.LEGEND_COLOR if color else show_tokens.LEGEND_PLAIN}")
+    print(show_tokens.render(tok, gen, color))
+    lp = show_tokens.verdict_logprobs(model, tok, prompt, gen)
+    if lp is None:
+        print("--- no verdict letter after </think>")
+    else:
+        pa = 1 / (1 + math.exp(lp["B"] - lp["A"]))
+        print(f"--- verdict token {lp['at']} (the model's distribution, temperature 1): log p(A) = {lp['A']:.3f}, "
+              f"log p(B) = {lp['B']:.3f}; p(A) / (p(A) + p(B)) = {pa:.3f}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not Path(args.ckpt).exists() and args.ckpt == str(CKPT):
@@ -136,6 +179,8 @@ def main(argv=None):
         raise ValueError(f"--ckpt {args.ckpt}: no tokenizer.json in the checkpoint")
     tok = Tokenizer.from_json(tok_text)
     items = load_items(args)
+    if args.show_tokens is not None:
+        return show_one(model, tok, items, args)
     labelled = all(it.get("label") for it in items)
     judgments = judge(model, tok, items, budgets=args.budget_list, samples=args.samples, swap=args.swap,
                       temperature=args.temperature, seed=args.seed, max_new_tokens=args.max_new_tokens,

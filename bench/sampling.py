@@ -5,9 +5,7 @@
 
 For each config: prompt length 64, 128 new tokens, no stop; one warm-up run of each side, then `repeats` runs of
 each side interleaved. It prints tokens/s of each side's fastest run (the minimum is robust to other load on a
-shared machine), the ratio to transformers, and how many rows have identical greedy tokens. On CPU in float32 ours
-runs twice: as shipped (the linears go through oneDNN's packed kernel, see sampling._onednn_linears) and with
-sampling.ONEDNN_CPU = False, i.e. on the same F.linear (MKL) kernels transformers uses: the engine alone.
+shared machine), the ratio to transformers, and how many rows have identical greedy tokens.
 Then the decode cost at position ~1000 relative to ~100 for our generate, at the batch size and at batch 1:
     per-token time at P = (time(P, 1 + N new tokens) - time(P, 1 new token)) / N.
 """
@@ -23,7 +21,6 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from j1_min import sampling  # noqa: E402
 from j1_min.model import Transformer  # noqa: E402
 from j1_min.sampling import generate  # noqa: E402
 
@@ -67,16 +64,10 @@ def bench_config(name: str, cfg: dict, args, dtype: torch.dtype):
         with torch.inference_mode():
             return hf.generate(x, attention_mask=torch.ones_like(x), generation_config=gc)[:, PROMPT_LEN:].tolist()
 
-    def run_ours(onednn=True):
-        sampling.ONEDNN_CPU = onednn
-        try:
-            return [g.tokens for g in generate(ours, prompts.tolist(), NEW)]
-        finally:
-            sampling.ONEDNN_CPU = True
+    def run_ours():
+        return [g.tokens for g in generate(ours, prompts.tolist(), NEW)]
 
     sides = {"transformers": run_hf, "j1_min": run_ours}
-    if args.device == "cpu" and dtype == torch.float32:
-        sides["j1_min, F.linear"] = lambda: run_ours(False)
     times, tokens = {k: [] for k in sides}, {}
     for fn in sides.values():
         fn()  # warm-up
@@ -125,7 +116,7 @@ def main():
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {where}, {args.dtype}, "
           f"threads {torch.get_num_threads()}, batch {args.batch}, prompt {PROMPT_LEN}, new tokens {NEW}, greedy, "
-          f"best of {args.repeats}; oneDNN packed linear available: {sampling._onednn_works()}")
+          f"best of {args.repeats}")
     for name in args.configs:
         model = bench_config(name, CONFIGS[name], args, dtype)
         for rows in (args.batch, 1):

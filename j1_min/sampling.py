@@ -15,21 +15,17 @@ prefix) when the thinking budget `max_think_tokens` is spent.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import random
 from array import array
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 PREFILL_CHUNK = 512  # prompt tokens per prefill forward: bounds the (rows, 1, T, S) mask and activations
 LOGPROB_CHUNK = 256  # positions per lm_head + log-softmax chunk in selected_logprobs
-ONEDNN_CPU = True  # CPU float32: run the model's linears on oneDNN with prepacked weights inside generate()
 
 
 @dataclass
@@ -230,45 +226,6 @@ def _prefill(model, prompts: list[list[int]], max_len: int, device):
     return model.lm_head(torch.stack(last)), cache  # (U, V)
 
 
-@functools.cache
-def _onednn_works() -> bool:
-    """Whether this torch build has oneDNN's packed linear (a private op that inductor uses) and it gives F.linear."""
-    try:
-        x, w, b = torch.randn(3, 8), torch.randn(5, 8), torch.randn(5)
-        y = torch.ops.mkldnn._linear_pointwise(x, torch.ops.mkldnn._reorder_linear_weight(w, 3), b, "none", [], "")
-        return bool(torch.allclose(y, F.linear(x, w, b), atol=1e-5))
-    except Exception:  # noqa: BLE001 (any failure means: not available here)
-        return False
-
-
-@contextmanager
-def _onednn_linears(model, rows: int):
-    """On CPU in float32, route every nn.Linear of the model through oneDNN with weights prepacked for `rows`
-    rows, for the duration of one generate() call; a no-op elsewhere. Why: torch's float32 F.linear calls MKL sgemm,
-    which runs a slow code path on AMD CPUs; oneDNN's packed kernel was 1.5-3x faster there for these shapes (see
-    bench/sampling.py). Same float32 math, different summation order (logits agree to ~1e-5). Packing costs ~1 ms per
-    million weights and a temporary copy of the weights; the model's own modules are restored on exit."""
-    w = model.lm_head.weight
-    if not (ONEDNN_CPU and w.device.type == "cpu" and w.dtype == torch.float32 and _onednn_works()):
-        yield
-        return
-    patched = []
-    try:
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.Linear) and "forward" not in vars(mod):
-                packed = torch.ops.mkldnn._reorder_linear_weight(mod.weight, rows)
-                mod.forward = functools.partial(_packed_linear, packed, mod.bias)
-                patched.append(mod)
-        yield
-    finally:
-        for mod in patched:
-            del mod.forward
-
-
-def _packed_linear(w, b, x):
-    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
-
-
 @torch.inference_mode()
 def generate(model, prompts: list[list[int]], max_new_tokens: int, *, temperature: float = 0.0, top_k: int = 0,
              top_p: float = 1.0, stop_ids=(), seed: int | None = None, think_end=None, wait=None,
@@ -331,8 +288,7 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, *, temperatur
     rows = [_Row(b, think_end is not None) for b in budgets]
     if max_new_tokens == 0:
         return [r.gen for r in rows]
-    with _onednn_linears(model, len(prompts)):
-        _decode(model, prompts, rows, spec, temperature, top_k, top_p, seed, max_new_tokens)
+    _decode(model, prompts, rows, spec, temperature, top_k, top_p, seed, max_new_tokens)
     return [r.gen for r in rows]
 
 
