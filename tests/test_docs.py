@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ast
+import re
+import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "j1_min"
@@ -26,3 +28,31 @@ def test_every_module_and_public_function_has_a_docstring():
             missing.append(f"{f.name}: module")
         missing += [f"{f.name}: {name}" for name, node in public_defs(tree) if not ast.get_docstring(node)]
     assert not missing, "no docstring: " + ", ".join(missing)
+
+
+ROOT = PKG.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from doc_anchors import definitions, doc_files, stale_links  # noqa: E402
+
+REF = re.compile(r"`([\w./-]+\.py):([A-Za-z_][\w.]*)`")  # `j1_min/grpo.py:grpo_loss`, linked or not
+
+
+def test_every_code_reference_in_the_docs_resolves_and_its_line_anchor_is_current():
+    bad = []
+    for doc in doc_files():
+        for file, name in REF.findall(doc.read_text()):
+            path = ROOT / file
+            if not path.is_file():
+                bad.append(f"{doc.name}: {file} does not exist")
+            elif name not in definitions(path):
+                bad.append(f"{doc.name}: {file} defines no {name}")
+        bad += stale_links(doc)[1]
+    assert not bad, "\n".join(bad) + "\n(python scripts/doc_anchors.py sets every anchor to today's line)"
+
+
+def test_readme_layout_table_states_each_files_size_in_lines():
+    rows = re.findall(r"^\| `([\w/]+\.py)` \| (\d+) \|", (ROOT / "README.md").read_text(), re.M)
+    assert len(rows) >= 10
+    for file, lines in rows:  # within 10%, so an edit need not touch README every time, a rewrite does
+        actual = len((ROOT / file).read_text().splitlines())
+        assert abs(actual - int(lines)) <= 0.1 * actual, f"README says {file} has {lines} lines; it has {actual}"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 
 import pytest
 import torch
@@ -53,3 +55,22 @@ def test_the_embedded_folder_says_how_it_was_made():
     assert config["j1_min"]["command"] and config["j1_min"]["commit"]
     assert "reproduce.sh" in (CKPT / "README.md").read_text()
     assert len(read_pairs(DATA)) >= 1000
+
+
+def command_blocks():
+    """(page, command, printed output) for each ```text block in docs/ that starts with `$ python judge.py`."""
+    for page in sorted((judge.EMBEDDED.parents[1] / "docs").glob("*.md")):
+        for block in re.findall(r"```text\n(.*?)```", page.read_text(), re.S):
+            first, _, printed = block.partition("\n")
+            if first.startswith("$ python judge.py "):
+                yield page.name, first[len("$ python judge.py "):], printed
+
+
+def test_the_worked_examples_in_docs_are_what_their_commands_print_today(capsys):
+    blocks = list(command_blocks())
+    assert blocks, "docs/walkthrough.md should hold the worked example of budget forcing"
+    for page, command, printed in blocks:
+        judge.main(shlex.split(command))
+        out = capsys.readouterr().out
+        assert [l.rstrip() for l in out.splitlines()] == [l.rstrip() for l in printed.splitlines()], \
+            f"{page}: `python judge.py {command}` prints something else today; paste its output into the page"
