@@ -25,11 +25,16 @@ def main():
     ap.add_argument("ckpt", help="the .pt checkpoint to ship")
     ap.add_argument("--test", required=True, help="the test pairs to ship as j1_min/embedded/test.jsonl")
     ap.add_argument("--command", required=True, help="the command that produced the checkpoint (recorded)")
+    ap.add_argument("--commit", help="the commit whose code trained the checkpoint, when it is not this checkout's "
+                    "HEAD (e.g. the run was made in a worktree of an earlier commit)")
+    ap.add_argument("--note", default="", help="a paragraph for the folder's README (why this checkpoint)")
     ap.add_argument("--dest", default=str(DEST), help="embedded folder (default j1_min/embedded)")
     args = ap.parse_args()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
+    if args.commit:
+        commit, dirty = args.commit, ""
     provenance = {"commit": commit + ("-dirty" if dirty else ""), "command": args.command,
                   "checkpoint": Path(args.ckpt).name}
     model, tok_text, extra = load_model(args.ckpt)
@@ -41,6 +46,8 @@ def main():
     atomic_write(folder / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
     shutil.copyfile(args.test, dest / "test.jsonl")
     run = extra.get("run_config", {})
+    stage = ("J1-SFT + GRPO: train_grpo.py " + f"(steps {run.get('steps')}, lr {run.get('lr')}, group {run.get('group')})"
+             if "group" in run else "J1-SFT: train_sft.py " + f"(steps {run.get('steps')}, lr {run.get('lr')})")
     readme = f"""# j1-tiny: the embedded default judge
 
 A {model.num_params() / 1e6:.1f}M-parameter Qwen2-architecture judge trained by this project's own pipeline
@@ -50,8 +57,9 @@ arithmetic-checking task (`j1_min/tasks.py`). `python judge.py` loads it by defa
 
 - commit: `{provenance['commit']}`
 - command: `{args.command}`
-- checkpoint exported: `{provenance['checkpoint']}` (GRPO run: steps {run.get('steps')}, lr {run.get('lr')},
-  group {run.get('group')}, seed {run.get('seed')})
+- checkpoint exported: `{provenance['checkpoint']}`, the output of {stage}, seed {run.get('seed')}
+
+{args.note}
 
 It loads with `j1_min.model.Transformer.from_pretrained` and with `transformers.AutoModelForCausalLM` +
 `PreTrainedTokenizerFast(tokenizer_file=...)`; tests/test_embedded.py checks both give the same greedy verdicts.

@@ -48,8 +48,8 @@ train "$OUT/plain_sft.pt" train_sft.py --data "$OUT/traces_plain.jsonl" "${SFT[@
 step "SFT on reflection traces (J1-SFT)"
 train "$OUT/j1_sft.pt" train_sft.py --data "$OUT/traces_j1.jsonl" "${SFT[@]}"
 
-GRPO=(--data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --steps "$GRPO_STEPS" --prompts 8 --group 8 --lr 1e-4
-      --max-new-tokens 400 --eval-every 0 --eval-items 200 --save-every 10 --seed "$SEED")
+GRPO=(--data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --steps "$GRPO_STEPS" --prompts 8 --group 8 --lr 1e-5
+      --max-new-tokens 400 --eval-every 20 --eval-items 200 --save-every 10 --seed "$SEED")
 step "GRPO on J1-SFT (J1-SFT + RL)"
 train "$OUT/j1_rl.pt" train_grpo.py --ckpt "$OUT/j1_sft.pt" "${GRPO[@]}"
 if [ "${PLAIN_RL:-0}" = 1 ]; then
