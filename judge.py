@@ -59,7 +59,8 @@ def parse_args(argv=None):
     ap.add_argument("--ties", choices=["wrong", "half"], default="wrong", help="score of a missing verdict: 0 "
                     "(default) or 0.5 (RewardBench's convention)")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
-    ap.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="tokens per trace at most")
+    ap.add_argument("--max-new-tokens", type=int, help=f"tokens per trace at most (default {MAX_NEW_TOKENS}, or what "
+                    "the model's context leaves after the longest prompt, if less)")
     ap.add_argument("--batch-size", type=int, default=BATCH, help="pairs per sampler call")
     ap.add_argument("--out", help="write one JSON line per judgment (id, order, budget, verdict, correct, trace, "
                     "thinking tokens, forced waits)")
@@ -179,6 +180,12 @@ def main(argv=None):
         raise ValueError(f"--ckpt {args.ckpt}: no tokenizer.json in the checkpoint")
     tok = Tokenizer.from_json(tok_text)
     items = load_items(args)
+    if args.max_new_tokens is None:  # as long as the context allows, up to MAX_NEW_TOKENS
+        longest = max(len(encode_prompt(tok, it["question"], it["response_a"], it["response_b"])) for it in items)
+        args.max_new_tokens = min(MAX_NEW_TOKENS, model.config.max_position_embeddings - longest)
+        if args.max_new_tokens < 1:
+            raise ValueError(f"a prompt has {longest} tokens: no room left in the model's context of "
+                             f"{model.config.max_position_embeddings}")
     if args.show_tokens is not None:
         return show_one(model, tok, items, args)
     labelled = all(it.get("label") for it in items)
