@@ -3,6 +3,7 @@ from the reward, resumes exactly, and refuses bad input with a clear message."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,3 +146,52 @@ def test_runs_under_torchrun_with_two_processes(setup, tmp_path):
     log = [r for r in log_of(out) if "reward" in r]
     assert [r["step"] for r in log] == [1, 2]  # one line per step: rank 1 does not log
     assert load_model(out)[0] is not None and torch.load(out, weights_only=True)["run_config"]["world"] == 2
+
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "j1_min" / "embedded" / "j1-tiny"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not EMBEDDED.exists(), reason="needs the embedded judge (issue 7)")
+def test_grpo_undoes_a_planted_position_bias_on_the_real_task(tmp_path):
+    """The honest learning test (issue 6), on the synthetic task with real rollouts and the real reward.
+
+    The weak start is deliberate: the embedded judge after WEAKEN_STEPS SFT steps on teacher traces in which 70%
+    of the [[B]] verdicts were rewritten to [[A]], whatever the thinking concluded. Its reasoning is intact; its
+    verdict after "So B is right." is now A most of the time, so greedy accuracy on 200 held-out pairs falls to
+    about the share of A labels, while sampled rollouts still say B often enough for GRPO's groups to differ.
+    (Rewriting all of them leaves every group flat, all A, and GRPO has no signal: measured, 0.50 -> 0.50.) GRPO_STEPS
+    steps of GRPO with the correctness reward must raise it by at least 0.12: two greedy evaluations of one judge
+    on 200 independent pairs differ by binomial noise of about sqrt(2 * 0.25 / 200) = 0.05 (one s.d.), so 0.12 is
+    more than twice that. (Starting from a brief SFT of a new model does not work at this size: after 150 steps
+    on an easy split it writes verdicts at chance, and GRPO from there only drifted; measured, see issue 6.)
+    Measured on 2 CPU cores (about 4 minutes): 0.50 -> 0.66, no verdict 0.0 -> 0.005."""
+    import random
+
+    import train_sft
+    from j1_min.tasks import teacher_trace
+    rng = random.Random(0)
+    traces = []
+    for r in make_pairs(400, "train", seed=5):
+        c = teacher_trace(r["question"], r["response_a"], r["response_b"], rng)["completion"]
+        if rng.random() < 0.7:  # the planted bias: 70% of B verdicts become A, whatever the thinking concluded
+            c = c.replace("[[B]]", "[[A]]")
+        traces.append({**r, "completion": c})
+    write_jsonl(tmp_path / "biased.jsonl", traces)
+    write_jsonl(tmp_path / "rl.jsonl", make_pairs(2000, "train", seed=6))
+    write_jsonl(tmp_path / "val.jsonl", make_pairs(200, "val", seed=7))
+    train_sft.main(["--data", str(tmp_path / "biased.jsonl"), "--init", str(EMBEDDED), "--steps",
+                    str(WEAKEN_STEPS), "--batch", "16", "--micro", "16", "--lr", "3e-4", "--warmup", "2",
+                    "--seed", "0", "--out", str(tmp_path / "weak.pt")])
+    train_grpo.main(["--ckpt", str(tmp_path / "weak.pt"), "--data", str(tmp_path / "rl.jsonl"), "--val",
+                     str(tmp_path / "val.jsonl"), "--eval-items", "200", "--eval-every", "0", "--eval-budget", "0",
+                     "--steps", str(GRPO_STEPS), "--prompts", "8", "--group", "8", "--lr", "1e-4",
+                     "--max-new-tokens", "400", "--seed", "0", "--out", str(tmp_path / "rl.pt")])
+    evals = [r for r in log_of(tmp_path / "rl.pt") if "val_acc_budget0" in r]
+    (before, after), no_verdict = (e["val_acc_budget0"] for e in evals), evals[0]["val_no_verdict_budget0"]
+    assert [e["step"] for e in evals] == [0, GRPO_STEPS]
+    assert no_verdict < 0.05  # the weak start writes verdicts: what GRPO fixes is the judgment, not the format
+    assert after - before >= 0.12, (before, after)
+
+
+WEAKEN_STEPS, GRPO_STEPS = 20, 20
