@@ -3,7 +3,7 @@
 #   data_gen -> train_sft (plain traces, and reflection traces) -> train_grpo (on J1-SFT) -> judge at budgets 0-3
 # and the embedded default judge exported from the J1-SFT+GRPO checkpoint.
 #
-#   bash scripts/reproduce.sh                 # about an hour on 2 CPU cores; outputs under runs/reproduce/
+#   bash scripts/reproduce.sh                 # about 75 minutes on 2 CPU cores; outputs under runs/reproduce/
 #   SEED=1 OUT=runs/seed1 bash scripts/reproduce.sh
 #   EXPORT=1 bash scripts/reproduce.sh        # also (re)write j1_min/embedded/ from this run
 #
