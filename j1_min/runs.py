@@ -67,8 +67,11 @@ def all_sum(x: torch.Tensor, d: Dist) -> torch.Tensor:
 
 
 def teardown(d: Dist) -> None:
-    """Leave the process group, if there is one."""
+    """Leave the process group, if there is one. The barrier first: a rank that tears down while rank 0 is still
+    writing the checkpoint can take gloo's threads down mid-flight (seen as `terminate called without an active
+    exception`, exit -6, about one run in a few under load)."""
     if d.world > 1:
+        dist.barrier()
         dist.destroy_process_group()
 
 
