@@ -166,7 +166,7 @@ def show_one(model, tok, items: list[dict], args) -> None:
     if lp is None:
         print("--- no verdict letter after </think>")
     else:
-        pa = 1 / (1 + math.exp(lp["B"] - lp["A"]))
+        pa = 1 / (1 + math.exp(min(lp["B"] - lp["A"], 700.0)))  # no overflow
         print(f"--- verdict token {lp['at']} (the model's distribution, temperature 1): log p(A) = {lp['A']:.3f}, "
               f"log p(B) = {lp['B']:.3f}; p(A) / (p(A) + p(B)) = {pa:.3f}")
 
