@@ -54,6 +54,15 @@ def saved_hf(tmp_path):
     return make
 
 
+def judge_tokenizer(pairs: list[dict], vocab: int = 400):
+    """A tiny BPE trained on the judge prompts of `pairs` plus the judge's markers ("Wait", `</think>`, both
+    verdicts), so the planted judges below have single tokens to plant."""
+    from j1_min.judging import build_prompt
+    from j1_min.tokenizer import train_bpe
+    return train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "Wait\n</think>\n[[A]] [[B]]"
+                      for r in pairs] * 3, vocab)
+
+
 def planted_judge(tok, verdicts: str = "AB", strength: float = 3.0):
     """A random tiny transformers Qwen2 in which, as a bigram, `\\n` (the prompt's last token) is followed by
     `</think>`, `[[` by one of `verdicts` (equally likely), that by `]]`, and `]]` by `<|im_end|>`. So the judge ends

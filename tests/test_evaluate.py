@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import planted_judge
+from conftest import judge_tokenizer, planted_judge
 from j1_min.evaluate import eval_accuracy, judge, majority, score
-from j1_min.judging import build_prompt
 from j1_min.model import Transformer
-from j1_min.tokenizer import train_bpe
 
 
 def j(id_, order, verdict, label, budget=0, sample=0):
@@ -47,8 +45,7 @@ def test_interval_is_the_normal_approximation():
 def judge_model(tmp_path_factory):
     items = [{"id": f"q{i}", "question": f"What is {i} + 1?", "response_a": f"The answer is {i + 1}.",
               "response_b": f"The answer is {i + 2}.", "label": "AB"[i % 2]} for i in range(6)]
-    tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "Wait\n</think>\n[[A]] [[B]]"
-                     for r in items] * 3, 400)
+    tok = judge_tokenizer(items)
     d = tmp_path_factory.mktemp("judge")
     planted_judge(tok, "A", strength=8.0).save_pretrained(d)  # always answers [[A]]: a pure position bias
     return Transformer.from_pretrained(d), tok, items

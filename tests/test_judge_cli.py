@@ -6,11 +6,9 @@ import json
 import pytest
 
 import judge
-from conftest import tiny_teacher
+from conftest import judge_tokenizer, tiny_teacher
 from j1_min.data import write_jsonl
-from j1_min.judging import build_prompt
 from j1_min.tasks import make_pairs
-from j1_min.tokenizer import train_bpe
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +16,7 @@ def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("judgecli")
     pairs = make_pairs(10, "test", seed=0)
     write_jsonl(d / "test.jsonl", pairs)
-    tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "Wait\n</think>\n[[A]] [[B]]"
-                     for r in pairs] * 3, 400)
+    tok = judge_tokenizer(pairs)
     tiny_teacher(d / "biased", tok, strength=8.0, verdicts="A")  # always [[A]]
     tiny_teacher(d / "coin", tok, strength=8.0, verdicts="AB")  # a coin flip
     return d

@@ -7,13 +7,12 @@ import math
 import pytest
 
 import judge
-from conftest import planted_judge, tiny_teacher
+from conftest import judge_tokenizer, planted_judge, tiny_teacher
 from j1_min.data import write_jsonl
-from j1_min.judging import build_prompt, encode_prompt, forcing_kwargs
+from j1_min.judging import encode_prompt, forcing_kwargs
 from j1_min.sampling import Generation, generate
 from j1_min.show_tokens import render, verdict_logprobs
 from j1_min.tasks import make_pairs
-from j1_min.tokenizer import train_bpe
 
 
 class Letters:
@@ -39,8 +38,7 @@ def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("show")
     pairs = make_pairs(6, "test", seed=0)
     write_jsonl(d / "test.jsonl", pairs)
-    tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "Wait\n</think>\n[[A]] [[B]]"
-                     for r in pairs] * 3, 400)
+    tok = judge_tokenizer(pairs)
     tiny_teacher(d / "coin", tok, strength=3.0, verdicts="AB")
     return d, tok, pairs
 
