@@ -47,12 +47,25 @@ def step_time(fn, reps: int) -> float:
     return sorted(times)[len(times) // 2]  # median
 
 
+def profile(side: str, fn, reps: int) -> None:
+    """Sum of the ops' own CPU time per step under torch.profiler, and the eight largest."""
+    with torch.profiler.profile() as prof:
+        for _ in range(reps):
+            fn()
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops) / reps / 1e3
+    top = ", ".join(f"{e.key.removeprefix('aten::')} {e.self_cpu_time_total / reps / 1e3:.0f}" for e in ops[:8])
+    print(f"  profile {side:12s} {total:6.0f} ms of op time per step; largest (ms): {top}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=16, help="sequences per step")
     ap.add_argument("--seq", type=int, default=256, help="tokens per sequence")
     ap.add_argument("--reps", type=int, default=5, help="timed steps per model (median reported)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    ap.add_argument("--profile", action="store_true", help="also print, per model, the ops' own CPU time per step "
+                    "under torch.profiler (sum and the top 8), to see where a gap lies")
     args = ap.parse_args()
     import transformers
     torch.set_num_threads(args.threads)
@@ -87,6 +100,9 @@ def main():
         print(f"  ours         {tokens / t_ours:9.0f} tok/s   MFU {flops_tok * tokens / t_ours / peak:5.1%}")
         print(f"  transformers {tokens / t_hf:9.0f} tok/s   MFU {flops_tok * tokens / t_hf / peak:5.1%}")
         print(f"  ratio ours/transformers: {t_hf / t_ours:.2f}x")
+        if args.profile:
+            for side, fn in (("ours", ours_step), ("transformers", hf_step)):
+                profile(side, fn, args.reps)
 
 
 if __name__ == "__main__":
