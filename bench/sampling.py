@@ -5,9 +5,13 @@
 
 For each config: prompt length 64, 128 new tokens, no stop; one warm-up run of each side, then `repeats` runs of
 each side interleaved. It prints tokens/s of each side's fastest run (the minimum is robust to other load on a
-shared machine), the ratio to transformers, and how many rows have identical greedy tokens.
-Then the decode cost at position ~1000 relative to ~100 for our generate, at the batch size and at batch 1:
-    per-token time at P = (time(P, 1 + N new tokens) - time(P, 1 new token)) / N.
+shared machine), the ratio to transformers, and how many rows have identical greedy tokens. Then two bounds
+measured on this machine:
+  - the time the step's linear layers alone take at this batch size (the kernels both engines call): transformers'
+    time per token divided by it bounds the ratio any engine could reach here;
+  - decode ms/step with the cache at position ~1000 and at ~100 (the call generate makes each step, timed
+    directly after one prefill, at the batch size and at batch 1), their ratio, and the ratio that reading the
+    larger KV cache at this machine's measured memory read rate would give on its own.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from j1_min.model import Transformer  # noqa: E402
@@ -81,34 +86,94 @@ def bench_config(name: str, cfg: dict, args, dtype: torch.dtype):
         same = sum(a == b for a, b in zip(tokens[k], tokens["transformers"]))
         print(f"  {k:18s} {tps[k]:7.0f} tok/s  {tps[k] / tps['transformers']:.2f}x   identical greedy rows "
               f"{same}/{B}   (runs: {', '.join(f'{t:.3f}s' for t in times[k])})")
-    return ours
+    return ours, min(times["transformers"]) / NEW * 1e3
 
 
-def position_ratio(model, vocab: int, repeats: int, rows: int, n: int = 48, near=(96, 992)) -> None:
-    """Decode time per token with the cache at ~near[1] positions relative to ~near[0] (target <= 1.3)."""
-    per_tok = {}
-    for P in near:
-        prompts = torch.randint(0, vocab, (rows, P), generator=torch.Generator().manual_seed(P)).tolist()
-        generate(model, prompts, 1 + n)  # warm-up
-        full, one = [], []
-        for _ in range(repeats):
-            full.append(timed(lambda: generate(model, prompts, 1 + n))[0])
-            one.append(timed(lambda: generate(model, prompts, 1))[0])
-        per_tok[P] = (min(full) - min(one)) / n
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@torch.inference_mode()
+def decode_step_ms(model, rows: int, positions, n: int, repeats: int, device: str) -> dict:
+    """ms per decode step with the cache at each of `positions`: prefill P random tokens once, then time n steps of
+    the call generate() makes each step (one token per row through the KV cache, lm_head on it, greedy), rolling
+    the cache back to P between repeats. The positions are timed in turn within each repeat; best of `repeats`."""
+    vocab = model.config.vocab_size
+    caches = {}
+    for P in positions:
+        prompts = torch.randint(0, vocab, (rows, P), generator=torch.Generator().manual_seed(P)).to(device)
+        caches[P] = (model.new_cache(rows, P + n), prompts[:, -1:])
+        model.hidden_states(prompts, caches[P][0])
+    best = {P: float("inf") for P in positions}
+    for _ in range(repeats + 1):  # the first round warms up
+        for P, (cache, x) in caches.items():
+            cache.lengths = torch.full((rows,), P, dtype=torch.long, device=device)
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                x = model.lm_head(model.hidden_states(x, cache)[:, -1]).argmax(-1, keepdim=True)  # (rows, 1)
+            sync(device)
+            best[P] = min(best[P], (time.perf_counter() - t0) / n * 1e3)
+    return best
+
+
+@torch.inference_mode()
+def matmul_ms(model, rows: int, repeats: int, device: str, steps: int = 20) -> float:
+    """ms per decode step spent in the linear layers alone (q, k, v, o, gate, up, down per layer, and lm_head) on
+    (rows, in_features) inputs: the same F.linear kernels transformers' step calls, with nothing else around them."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    xs = {m.in_features: torch.randn(rows, m.in_features, device=device) for m in linears}
+    best = float("inf")
+    for _ in range(repeats + 1):
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            for m in linears:
+                F.linear(xs[m.in_features], m.weight, m.bias)
+        sync(device)
+        best = min(best, (time.perf_counter() - t0) / steps * 1e3)
+    return best
+
+
+def read_gbps(device: str, mb: int = 512) -> float:
+    """This machine's memory read rate (GB/s): the best of 5 sums over a float32 tensor of `mb` MB."""
+    t = torch.ones(mb * 2**18, device=device)
+    best = float("inf")
+    for _ in range(5):
+        sync(device)
+        t0 = time.perf_counter()
+        t.sum()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return mb * 2**20 / best / 1e9
+
+
+def position_ratio(model, rows: int, repeats: int, device: str, gbps: float, n: int = 32, near=(96, 992)) -> None:
+    """Decode ms/step with the cache at ~near[1] positions relative to ~near[0] (target <= 1.3), and what reading
+    the larger cache alone must add: KV bytes per step = 2 (k, v) x layers x rows x kv_heads x P x head_dim x 4."""
+    ms = decode_step_ms(model, rows, near, n, repeats, device)
+    c = model.config
+    kv_mb = {P: 2 * c.num_hidden_layers * rows * c.num_key_value_heads * (P + n / 2) * c.head_dim
+             * model.lm_head.weight.element_size() / 1e6 for P in near}
     lo, hi = near
-    print(f"  decode, batch {rows:2d}: {per_tok[lo] * 1e3:6.2f} ms/step at positions {lo}..{lo + n}, "
-          f"{per_tok[hi] * 1e3:6.2f} ms/step at {hi}..{hi + n}: ratio {per_tok[hi] / per_tok[lo]:.2f}")
+    floor = ms[lo] + (kv_mb[hi] - kv_mb[lo]) / 1e3 / gbps * 1e3
+    print(f"  decode, batch {rows:2d}: {ms[lo]:6.2f} ms/step at positions {lo}..{lo + n}, {ms[hi]:6.2f} ms/step at "
+          f"{hi}..{hi + n}: ratio {ms[hi] / ms[lo]:.2f}   (reading the KV cache, {kv_mb[lo]:.0f} -> {kv_mb[hi]:.0f} MB "
+          f"per step at {gbps:.0f} GB/s, alone makes it >= {floor / ms[lo]:.2f})")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    ap.add_argument("--configs", nargs="+", default=["small", "medium"], choices=list(CONFIGS))
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs of each side after a warm-up (best kept)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random weights and prompts")
+    ap.add_argument("--batch", type=int, default=16, help="prompts per generate call")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="weights, activations and KV cache")
+    ap.add_argument("--configs", nargs="+", default=["small", "medium"], choices=list(CONFIGS),
+                    help="model shapes to run (qwen2.5-0.5b's vocabulary is meant for a GPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
@@ -117,10 +182,15 @@ def main():
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {where}, {args.dtype}, "
           f"threads {torch.get_num_threads()}, batch {args.batch}, prompt {PROMPT_LEN}, new tokens {NEW}, greedy, "
           f"best of {args.repeats}")
+    gbps = read_gbps(args.device)
     for name in args.configs:
-        model = bench_config(name, CONFIGS[name], args, dtype)
+        model, hf_step_ms = bench_config(name, CONFIGS[name], args, dtype)
+        mm = matmul_ms(model, args.batch, args.repeats, args.device)
+        print(f"  the {args.batch}-row step's linear layers alone take {mm:.2f} ms; transformers' whole generate "
+              f"takes {hf_step_ms:.2f} ms per step, so no engine calling the same kernels exceeds "
+              f"{hf_step_ms / mm:.2f}x here")
         for rows in (args.batch, 1):
-            position_ratio(model, CONFIGS[name]["vocab_size"], args.repeats, rows)
+            position_ratio(model, rows, args.repeats, args.device, gbps)
 
 
 if __name__ == "__main__":

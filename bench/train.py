@@ -2,9 +2,11 @@
 
     python bench/train.py            # both configs of the sampler benchmark, batch 16 x 256 tokens, float32, CPU
 
-Prints tokens/s for each, the ratio (ours / transformers), and model FLOPs utilization (MFU) against this
-machine's measured float32 matmul rate. Training FLOPs per token ~ 6 * params + 12 * layers * hidden * seq
-(Kaplan et al. 2020; PaLM appendix B for the attention term), with params excluding the embedding lookup.
+The two models' steps alternate, `--reps` rounds of one step each after two warm-up steps. Prints tokens/s from
+each side's median step, the ratio (ours / transformers) with its range over the rounds, and model FLOPs
+utilization (MFU) against this machine's measured float32 matmul rate. Training FLOPs per token
+~ 6 * params + 12 * layers * hidden * seq (Kaplan et al. 2020; PaLM appendix B for the attention term), with params
+excluding the embedding lookup.
 """
 from __future__ import annotations
 
@@ -36,15 +38,23 @@ def matmul_flops(n: int = 1024, reps: int = 20) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
-def step_time(fn, reps: int) -> float:
-    fn()  # warm-up
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
+def step_times(sides: dict, reps: int) -> dict:
+    """Each side's step times, the sides timed in alternating order round after round, so a slow spell of a shared
+    machine falls on both rather than on whichever ran second."""
+    for fn in sides.values():  # warm-up
         fn()
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]  # median
+        fn()
+    times = {k: [] for k in sides}
+    for r in range(reps):
+        for k in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            t = time.perf_counter()
+            sides[k]()
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
+def median(v: list) -> float:
+    return sorted(v)[len(v) // 2]
 
 
 def profile(side: str, fn, reps: int) -> None:
@@ -62,7 +72,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=16, help="sequences per step")
     ap.add_argument("--seq", type=int, default=256, help="tokens per sequence")
-    ap.add_argument("--reps", type=int, default=5, help="timed steps per model (median reported)")
+    ap.add_argument("--reps", type=int, default=10, help="timed steps per model, the two models alternating "
+                    "(median reported)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     ap.add_argument("--profile", action="store_true", help="also print, per model, the ops' own CPU time per step "
                     "under torch.profiler (sum and the top 8), to see where a gap lies")
@@ -92,14 +103,17 @@ def main():
         with torch.no_grad():
             diff = (ours(x[:2]) - hf(input_ids=x[:2]).logits).abs().max().item()
         tokens = args.batch * (args.seq - 1)
-        t_ours, t_hf = step_time(ours_step, args.reps), step_time(hf_step, args.reps)
+        times = step_times({"ours": ours_step, "transformers": hf_step}, args.reps)
+        t_ours, t_hf = median(times["ours"]), median(times["transformers"])
+        rounds = sorted(h / o for o, h in zip(times["ours"], times["transformers"]))  # per-round ratio
         n_params = ours.num_params() - ours.model.embed_tokens.weight.numel() * (not cfg.tie_word_embeddings)
         flops_tok = 6 * n_params + 12 * kw["num_hidden_layers"] * kw["hidden_size"] * args.seq
         print(f"[{name}] {ours.num_params() / 1e6:.2f}M params, batch {args.batch}x{args.seq}, float32, "
               f"max |logit diff| {diff:.1e}")
         print(f"  ours         {tokens / t_ours:9.0f} tok/s   MFU {flops_tok * tokens / t_ours / peak:5.1%}")
         print(f"  transformers {tokens / t_hf:9.0f} tok/s   MFU {flops_tok * tokens / t_hf / peak:5.1%}")
-        print(f"  ratio ours/transformers: {t_hf / t_ours:.2f}x")
+        print(f"  ratio ours/transformers: {t_hf / t_ours:.2f}x (medians; round by round "
+              f"{rounds[0]:.2f}-{rounds[-1]:.2f}x)")
         if args.profile:
             for side, fn in (("ours", ours_step), ("transformers", hf_step)):
                 profile(side, fn, args.reps)

@@ -50,7 +50,7 @@ class RMSNorm(nn.Module):
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
     """RoPE tables for absolute positions (Su et al. 2021), in the "rotate half" layout of transformers.
 
-    inv_freq_i = theta^(-2i/d); angle = pos * inv_freq; cos/sin = cos/sin(cat(angle, angle)). positions: (B, T).
+    inv_freq_i = theta^(-2i/d); angle = pos * inv_freq; cos/sin = cos/sin(cat(angle, angle)). positions: (B, T), or (1, T) for all rows.
     """
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float) / head_dim))
     angles = positions[..., None].float() * inv_freq  # (B, T, D/2)
@@ -88,7 +88,8 @@ class KVCache:
     def reserve(self, T: int):
         """Claim the next T positions of every row: returns their positions (B, T) and the attention mask.
 
-        mask[b, 0, t, j] is True iff key slot j <= positions[b, t]; keys stop at the longest row (S slots).
+        The mask is additive, in the cache's dtype, built once for all layers: mask[b, 0, t, j] = 0 where key slot
+        j <= positions[b, t] and -inf elsewhere; keys stop at the longest row (S slots).
         """
         positions = self.lengths[:, None] + torch.arange(T, device=self.lengths.device)  # (B, T)
         self.kv_len = int(positions.max()) + 1  # S
@@ -96,7 +97,9 @@ class KVCache:
             raise ValueError(f"KV cache overflow: position {self.kv_len - 1} >= cache size {self.max_len}")
         self.lengths = self.lengths + T
         slots = torch.arange(self.kv_len, device=positions.device)
-        return positions, (slots <= positions[:, :, None])[:, None]  # (B, T), (B, 1, T, S)
+        visible = (slots <= positions[:, :, None])[:, None]  # (B, 1, T, S)
+        mask = torch.zeros(visible.shape, dtype=self.k.dtype, device=positions.device)
+        return positions, mask.masked_fill_(~visible, float("-inf"))  # (B, T), (B, 1, T, S)
 
     def write(self, layer: int, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (B, Hkv, T, D) at positions (B, T); return the layer's keys and values (B, Hkv, S, D)."""
@@ -104,6 +107,21 @@ class KVCache:
         self.k[layer].scatter_(2, idx, k.to(self.k.dtype))  # (autocast may hand us another dtype)
         self.v[layer].scatter_(2, idx, v.to(self.v.dtype))
         return self.k[layer, :, :, :self.kv_len], self.v[layer, :, :, :self.kv_len]
+
+
+def decode_attention(q, k, v, mask):
+    """softmax(q k^T / sqrt(D) + mask) v for one query per row, as two batched matmuls per key/value head.
+
+    The G = H / Hkv query heads of a group are stacked as G rows of one matmul against their shared keys (GQA), so
+    keys and values are read once per group and never copied: k and v are slices of the cache. SDPA's CPU kernel
+    costs about twice as much for a single query (bench/sampling.py's decode lines). The result equals SDPA's to
+    float rounding. q (B, H, 1, D); k, v (B, Hkv, S, D); mask (B, 1, 1, S) additive -> (B, H, 1, D).
+    """
+    B, H, _, D = q.shape
+    qg = q.reshape(B, k.shape[1], H // k.shape[1], D)  # (B, Hkv, G, D)
+    scores = torch.matmul(qg * D ** -0.5, k.transpose(-1, -2)) + mask  # (B, Hkv, G, S)
+    probs = scores.softmax(-1, dtype=torch.float32).to(v.dtype)  # float32 softmax, as transformers' eager path
+    return torch.matmul(probs, v).reshape(B, H, 1, D)
 
 
 class Attention(nn.Module):
@@ -134,9 +152,11 @@ class Attention(nn.Module):
         k = apply_rope(k.transpose(1, 2), cos, sin)  # (B, Hkv, T, D)
         if cache is not None:
             k, v = cache.write(layer, positions, k, v)  # (B, Hkv, S, D)
-        # softmax(q k^T / sqrt(D) + mask) v, each query head sharing its group's key/value head (GQA)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
-                                           enable_gqa=k.shape[1] != q.shape[1])
+        if T == 1 and cache is not None:
+            y = decode_attention(q, k, v, mask)  # (B, H, 1, D)
+        else:  # softmax(q k^T / sqrt(D) + mask) v, each query head sharing its group's key/value head (GQA)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                               enable_gqa=k.shape[1] != q.shape[1])
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -222,7 +242,7 @@ class Transformer(nn.Module):
         B, T = input_ids.shape
         cfg = self.config
         if cache is None:
-            positions = torch.arange(T, device=input_ids.device).expand(B, T)
+            positions = torch.arange(T, device=input_ids.device)[None]  # (1, T): one RoPE table for every row
             mask = None  # plain causal attention over the T tokens themselves
         else:
             positions, mask = cache.reserve(T)  # (B, T), (B, 1, T, S)

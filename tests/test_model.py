@@ -98,6 +98,21 @@ def test_rows_of_different_lengths_decode_like_separate_sequences(model):
 
 
 @torch.no_grad()
+def test_one_token_decode_of_rows_at_different_positions_equals_separate_sequences(model):
+    """The one-query path (model.decode_attention, not SDPA) with a mask that differs per row and GQA."""
+    seqs = [batch(B=1, T=n, seed=n)[0] for n in (23, 7, 15)]
+    cache = model.new_cache(3, 40)
+    model(torch.stack([torch.cat([s, torch.zeros(23 - len(s), dtype=torch.long)]) for s in seqs]), cache)
+    cache.lengths = torch.tensor([23, 7, 15])
+    for step in range(6):
+        nxt = torch.tensor([[3 + step], [40 + step], [90 + step]])
+        got = model(nxt, cache)[:, 0]  # (3, V)
+        seqs = [torch.cat([s, n]) for s, n in zip(seqs, nxt)]
+        for i, s in enumerate(seqs):
+            assert (got[i] - model(s[None])[0, -1]).abs().max() < 1e-5
+
+
+@torch.no_grad()
 def test_rollback_then_new_tokens_equals_fresh_forward(model):
     x = batch(T=30)
     cache = model.new_cache(2, 40)
