@@ -113,8 +113,8 @@ def decode_attention(q, k, v, mask):
     """softmax(q k^T / sqrt(D) + mask) v for one query per row, as two batched matmuls per key/value head.
 
     The G = H / Hkv query heads of a group are stacked as G rows of one matmul against their shared keys (GQA), so
-    keys and values are read once per group and never copied: k and v are slices of the cache. SDPA's CPU kernel
-    costs about twice as much for a single query (bench/sampling.py's decode lines). The result equals SDPA's to
+    keys and values are read once per group and never copied: k and v are slices of the cache. On a 2-core CPU
+    SDPA's kernel took 1.2-1.4x as long for a single query (bench/decode_attention.py). The result equals SDPA's to
     float rounding. q (B, H, 1, D); k, v (B, Hkv, S, D); mask (B, 1, 1, S) additive -> (B, H, 1, D).
     """
     B, H, _, D = q.shape
