@@ -103,7 +103,8 @@ def resolve_dtype(dtype, device, config_dict: dict | None = None) -> torch.dtype
 
 
 def atomic_write(path, write_fn) -> None:
-    """Call write_fn(tmp_path) on a temporary file in path's folder, fsync it, then rename it onto path."""
+    """Call write_fn(tmp_path) on a temporary file in path's folder, fsync it, then rename it onto path.
+    The file gets the permissions a plain open() would give it (0o666 less the umask), not mkstemp's 0o600."""
     path = Path(path)
     if not path.parent.is_dir():
         raise CheckpointError(f"cannot write {path}: folder {path.parent} does not exist")
@@ -111,6 +112,9 @@ def atomic_write(path, write_fn) -> None:
     os.close(fd)
     try:
         write_fn(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

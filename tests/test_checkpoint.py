@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,6 +114,16 @@ def test_a_crash_during_save_leaves_the_old_file_intact(tmp_path):
 def test_writing_into_a_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         atomic_write(tmp_path / "missing" / "x.pt", lambda p: None)
+
+
+def test_an_atomic_write_has_the_permissions_a_plain_write_would_have(tmp_path):
+    old = os.umask(0o027)  # a umask that neither 0o600 (mkstemp) nor 0o644 (the usual default) would satisfy
+    try:
+        (tmp_path / "plain").write_bytes(b"x")
+        atomic_write(tmp_path / "atomic", lambda p: Path(p).write_bytes(b"x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "atomic").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o640
 
 
 def test_load_in_bfloat16_by_name(model_dir):
