@@ -57,6 +57,20 @@ def median(v: list) -> float:
     return sorted(v)[len(v) // 2]
 
 
+def saved_mb(forward) -> float:
+    """MB of distinct tensor storage that autograd keeps for the backward of one forward (what a step must write
+    and read back besides the weights)."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        forward()
+    return sum(storages.values()) / 1e6
+
+
 def profile(side: str, fn, reps: int) -> None:
     """Sum of the ops' own CPU time per step under torch.profiler, and the eight largest."""
     with torch.profiler.profile() as prof:
@@ -75,8 +89,9 @@ def main():
     ap.add_argument("--reps", type=int, default=10, help="timed steps per model, the two models alternating "
                     "(median reported)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
-    ap.add_argument("--profile", action="store_true", help="also print, per model, the ops' own CPU time per step "
-                    "under torch.profiler (sum and the top 8), to see where a gap lies")
+    ap.add_argument("--profile", action="store_true", help="also print, per model, the memory autograd saves for "
+                    "the backward and the ops' own CPU time per step under torch.profiler (sum and the top 8), to see "
+                    "where a gap lies")
     args = ap.parse_args()
     import transformers
     torch.set_num_threads(args.threads)
@@ -115,6 +130,8 @@ def main():
         print(f"  ratio ours/transformers: {t_hf / t_ours:.2f}x (medians; round by round "
               f"{rounds[0]:.2f}-{rounds[-1]:.2f}x)")
         if args.profile:
+            print(f"  saved for backward: ours {saved_mb(lambda: ours(x[:, :-1])):.0f} MB, transformers "
+                  f"{saved_mb(lambda: hf(input_ids=x[:, :-1]).logits):.0f} MB")
             for side, fn in (("ours", ours_step), ("transformers", hf_step)):
                 profile(side, fn, args.reps)
 

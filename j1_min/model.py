@@ -50,7 +50,8 @@ class RMSNorm(nn.Module):
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
     """RoPE tables for absolute positions (Su et al. 2021), in the "rotate half" layout of transformers.
 
-    inv_freq_i = theta^(-2i/d); angle = pos * inv_freq; cos/sin = cos/sin(cat(angle, angle)). positions: (B, T), or (1, T) for all rows.
+    inv_freq_i = theta^(-2i/d); angle = pos * inv_freq; cos/sin = cos/sin(cat(angle, angle)).
+    positions: (B, T), or (1, T) when every row has the same positions.
     """
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float) / head_dim))
     angles = positions[..., None].float() * inv_freq  # (B, T, D/2)
