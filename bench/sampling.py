@@ -8,7 +8,8 @@ each side interleaved. It prints tokens/s of each side's fastest run (the minimu
 shared machine), the ratio to transformers, and how many rows have identical greedy tokens. Then two bounds
 measured on this machine:
   - the time the step's linear layers alone take at this batch size (the kernels both engines call): transformers'
-    time per token divided by it bounds the ratio any engine could reach here;
+    time per token divided by it bounds the ratio any engine could reach here; and how many PyTorch ops our decode
+    step dispatches (each costs the dispatcher's overhead, whatever its size);
   - decode ms/step with the cache at position ~1000 and at ~100 (the call generate makes each step, timed
     directly after one prefill, at the batch size and at batch 1), their ratio, and the ratio that reading the
     larger KV cache at this machine's measured memory read rate would give on its own.
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from j1_min.model import Transformer  # noqa: E402
@@ -118,6 +120,25 @@ def decode_step_ms(model, rows: int, positions, n: int, repeats: int, device: st
     return best
 
 
+class CountOps(TorchDispatchMode):
+    """Counts the PyTorch ops dispatched while it is active (each one a trip through the dispatcher)."""
+    n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+@torch.inference_mode()
+def ops_per_step(model, rows: int, device: str) -> int:
+    """PyTorch ops one decode step dispatches (embedding to lm_head), after a 32-token prefill."""
+    cache = model.new_cache(rows, 64)
+    model.hidden_states(torch.zeros(rows, 32, dtype=torch.long, device=device), cache)
+    with CountOps() as counter:
+        model.lm_head(model.hidden_states(torch.zeros(rows, 1, dtype=torch.long, device=device), cache)[:, -1])
+    return counter.n
+
+
 @torch.inference_mode()
 def matmul_ms(model, rows: int, repeats: int, device: str, steps: int = 20) -> float:
     """ms per decode step spent in the linear layers alone (q, k, v, o, gate, up, down per layer, and lm_head) on
@@ -188,7 +209,8 @@ def main():
         mm = matmul_ms(model, args.batch, args.repeats, args.device)
         print(f"  the {args.batch}-row step's linear layers alone take {mm:.2f} ms; transformers' whole generate "
               f"takes {hf_step_ms:.2f} ms per step, so no engine calling the same kernels exceeds "
-              f"{hf_step_ms / mm:.2f}x here")
+              f"{hf_step_ms / mm:.2f}x here; our decode step dispatches "
+              f"{ops_per_step(model, args.batch, args.device)} PyTorch ops")
         for rows in (args.batch, 1):
             position_ratio(model, rows, args.repeats, args.device, gbps)
 
