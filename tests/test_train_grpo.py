@@ -149,6 +149,7 @@ def test_runs_under_torchrun_with_two_processes(setup, tmp_path):
 
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "j1_min" / "embedded" / "j1-tiny"
+WEAKEN_STEPS, GRPO_STEPS = 20, 20  # SFT steps that plant the bias; GRPO steps that must undo it
 
 
 @pytest.mark.slow
@@ -192,6 +193,3 @@ def test_grpo_undoes_a_planted_position_bias_on_the_real_task(tmp_path):
     assert [e["step"] for e in evals] == [0, GRPO_STEPS]
     assert no_verdict < 0.05  # the weak start writes verdicts: what GRPO fixes is the judgment, not the format
     assert after - before >= 0.12, (before, after)
-
-
-WEAKEN_STEPS, GRPO_STEPS = 20, 20
