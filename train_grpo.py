@@ -196,7 +196,7 @@ def main(argv=None):
             if ref is not None:
                 with torch.no_grad():
                     ref_logp = torch.cat([selected_logprobs(ref, inp[s:s + args.micro], tgt[s:s + args.micro],
-                                                            **sample_kw).gather(1, index[s:s + args.micro])
+                                                            temperature=args.temperature).gather(1, index[s:s + args.micro])
                                           for s in range(0, len(gens), args.micro)])
             stats_sum, logp_diff = {}, 0.0
             for epoch in range(args.ppo_epochs):
@@ -205,7 +205,7 @@ def main(argv=None):
                     sl = slice(s, s + args.micro)
                     sync = j == len(rows) - 1
                     with ddp.no_sync() if d.world > 1 and not sync else contextlib.nullcontext():
-                        logp = selected_logprobs(ddp, inp[sl], tgt[sl], **sample_kw).gather(1, index[sl])  # (n, T)
+                        logp = selected_logprobs(ddp, inp[sl], tgt[sl], temperature=args.temperature).gather(1, index[sl])
                         loss, st = grpo_loss(logp, old_logp[sl], None if ref_logp is None else ref_logp[sl],
                                              adv[sl], mask[sl], clip_eps=args.clip_eps,
                                              clip_eps_high=args.clip_eps_high, beta=args.beta,

@@ -33,7 +33,7 @@ class Generation:
     """One row's output. tokens/forced/logprobs have the same length; only `.tokens` counts for max_new_tokens."""
     tokens: list[int] = field(default_factory=list)  # new tokens, forced ones included, suppressed markers not
     forced: list[bool] = field(default_factory=list)  # True where the engine inserted the token ("Wait", marker, ...)
-    logprobs: list[float] = field(default_factory=list)  # log p(token) under the processed distribution; 0.0 if forced
+    logprobs: list[float] = field(default_factory=list)  # log softmax(logits / T)[token]; 0.0 if forced
     num_waits: int = 0  # end-of-thinking markers suppressed (= "Wait"s forced)
     suppressed_at: list[int] = field(default_factory=list)  # index in .tokens of each forced "Wait" (a marker was there)
     think_tokens: int = 0  # how many of .tokens precede the end-of-thinking marker (all, if thinking never ended)
@@ -51,8 +51,8 @@ def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 
         top-k: z_i = -inf where z_i < (k-th largest z)          (ties with the k-th value are kept)
         top-p: sort ascending, c = cumsum(softmax(z)); drop the tokens with c <= 1 - p (the largest is always kept)
 
-    The sampler's log-probabilities are log_softmax of this, so a trainer that calls it on the same logits with the
-    same settings recomputes them exactly (DESIGN pitfall 3). logits: (..., V).
+    The sampler draws from softmax of this; the log-probabilities it reports are under the temperature alone
+    (token_logprobs), as TRL and OpenRLHF train on them. logits: (..., V).
     """
     z = logits.float()
     if temperature > 0 and temperature != 1.0:
@@ -69,18 +69,22 @@ def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 
     return z
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
-                   top_p: float = 1.0) -> torch.Tensor:
-    """log p(token) = log_softmax(process_logits(logits))[token]: what generate() reports in .logprobs.
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log p(token) = log_softmax(logits / T)[token] (T = 0 counts as 1): what generate() reports in .logprobs and
+    what the trainers recompute. Top-k and top-p shape only the draw, never these numbers: renormalising over a
+    nucleus gives log p = 0, and so no gradient, for a one-token nucleus, and -inf for a token outside another
+    model's nucleus (TRL and OpenRLHF compute training log-probs under the temperature alone, as here).
     logits (..., V), tokens (...) -> (...)."""
-    z = process_logits(logits, temperature, top_k, top_p).log_softmax(-1)
-    return z.gather(-1, tokens[..., None]).squeeze(-1)
+    z = logits.float()
+    if temperature > 0 and temperature != 1.0:
+        z = z / temperature
+    return z.log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
 
 
-def selected_logprobs(model, inp: torch.Tensor, tgt: torch.Tensor, *, temperature: float = 1.0, top_k: int = 0,
-                      top_p: float = 1.0, chunk: int = LOGPROB_CHUNK) -> torch.Tensor:
-    """The trainer's side of pitfall 3: log p(tgt_t | inp_<=t) = token_logprobs(lm_head(h_t), tgt_t, ...) for every
-    position, (B, T) float32, with the sampler's processing (defaults: plain log-softmax, as SFT needs).
+def selected_logprobs(model, inp: torch.Tensor, tgt: torch.Tensor, *, temperature: float = 1.0,
+                      chunk: int = LOGPROB_CHUNK) -> torch.Tensor:
+    """The trainer's side of the sampler's log-probs: log p(tgt_t | inp_<=t) = token_logprobs(lm_head(h_t), tgt_t, T)
+    for every position, (B, T) float32, at the sampler's temperature (default 1: plain log-softmax, as SFT needs).
     inp, tgt: (B, T). One forward gives the hidden states (through a DDP wrapper too: model(inp, return_hidden=True));
     lm_head and the log-softmax then run `chunk` positions at a time, each chunk under activation checkpointing when
     gradients are on, so the (B, T, V) logits never exist at once (pitfall 5)."""
@@ -88,7 +92,7 @@ def selected_logprobs(model, inp: torch.Tensor, tgt: torch.Tensor, *, temperatur
     head = getattr(model, "module", model).lm_head  # the bare model under DDP
 
     def part(hc, tc):
-        return token_logprobs(head(hc), tc, temperature, top_k, top_p)  # (B, chunk)
+        return token_logprobs(head(hc), tc, temperature)  # (B, chunk)
 
     grad = torch.is_grad_enabled() and h.requires_grad
     outs = [checkpoint(part, h[:, s:s + chunk], tgt[:, s:s + chunk], use_reentrant=False) if grad
@@ -99,17 +103,18 @@ def selected_logprobs(model, inp: torch.Tensor, tgt: torch.Tensor, *, temperatur
 def sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, uniforms: torch.Tensor | None):
     """Draw one token per row: argmax at temperature 0 (the first of equal maxima), else inverse-CDF sampling of
     softmax(process_logits(...)) with one uniform in [0, 1) per row. logits (B, V), uniforms (B,) float64.
-    Returns tokens (B,) and their log-probabilities (B,) (at temperature 0: of the unscaled, filtered logits)."""
-    logp = process_logits(logits, temperature, top_k, top_p).log_softmax(-1)  # (B, V)
+    Returns tokens (B,) and their log-probabilities (B,) under the temperature alone (token_logprobs; at
+    temperature 0, of the unscaled logits)."""
     if temperature == 0:
         tok = logits.argmax(-1)
     else:
-        cdf = logp.exp().double().cumsum(-1)  # (B, V), float64 so rounding never moves probability mass visibly
+        draw = process_logits(logits, temperature, top_k, top_p).log_softmax(-1)  # (B, V)
+        cdf = draw.exp().double().cumsum(-1)  # (B, V), float64 so rounding never moves probability mass visibly
         total = cdf[:, -1:]
         tok = torch.searchsorted(cdf, uniforms[:, None] * total, right=True)  # first index with cdf > u * total
         last = (cdf < total).sum(-1, keepdim=True)  # the last token with p > 0 (guards u * total rounding to total)
         tok = torch.minimum(tok, last).squeeze(-1)
-    return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+    return tok, token_logprobs(logits, tok, temperature)
 
 
 def row_seed(seed: int, prompt: list[int], occurrence: int) -> int:
