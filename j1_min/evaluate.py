@@ -21,7 +21,9 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
     think_tokens, num_waits, suppressed_at, forced_end (max_think_tokens ended the thinking), tokens.
 
     The rows of one item share its prompt, so the sampler prefills each prompt once however many budgets and
-    samples ride on it (per-row budgets); `batch_size` items are judged per sampler call."""
+    samples ride on it (per-row budgets); `batch_size` items are judged per sampler call. Sample k of an item
+    draws the same random numbers at every budget (common random numbers), so `budgets=(0, 1)` and `budgets=(1,)`
+    give the same budget-1 samples, and budgets differ only by what forcing did."""
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if samples > 1 and temperature <= 0:
@@ -32,7 +34,7 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
     out = []
     bar = tqdm(total=len(items), desc="judging", disable=not progress, dynamic_ncols=True)
     for s in range(0, len(items), batch_size):
-        rows, prompts, row_budgets = [], [], []
+        rows, prompts, row_budgets, streams = [], [], [], []
         for it in items[s:s + batch_size]:
             for order in orders:
                 a, b = (it["response_a"], it["response_b"]) if order == "AB" else (it["response_b"], it["response_a"])
@@ -45,7 +47,9 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
                                      "label": shown})
                         prompts.append(prompt)
                         row_budgets.append(budget)
-        gens = generate(model, prompts, max_new_tokens, temperature=temperature, seed=seed, budget=row_budgets, **kw)
+                        streams.append(k)  # every budget of sample k draws the same random numbers
+        gens = generate(model, prompts, max_new_tokens, temperature=temperature, seed=seed, streams=streams,
+                        budget=row_budgets, **kw)
         for row, g in zip(rows, gens):
             text = completion_text(tok, g)
             verdict = parse_verdict(text)

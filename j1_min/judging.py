@@ -141,14 +141,13 @@ def select_traces(item: dict, completions: list[str], max_keep: int, source: str
 # ------------------------------------------------------------------------------------------------ generation
 
 def forcing_kwargs(tokenizer, budget: int = 0, max_think_tokens: int | None = None, wait_text: str = WAIT) -> dict:
-    """The sampler arguments that make a judge of this format (sampling.generate): stop at `<|im_end|>`, the
-    `</think>` marker ids, "Wait" for s1 budget forcing, and the answer prefix forced after a cut-off thinking."""
-    think_end = tokenizer.marker_ids(THINK_END)
-    if tokenizer.decode(think_end) != THINK_END:
-        raise ValueError(f"the tokenizer cannot express {THINK_END} (it encodes to {think_end}, which decodes to "
-                         f"{tokenizer.decode(think_end)!r}); a J1 judge and budget forcing need it")
-    return dict(stop_ids=[tokenizer.eos_id], think_end=think_end, wait=tokenizer.encode(wait_text),
-                budget=budget, max_think_tokens=max_think_tokens, answer_prefix=tokenizer.encode(ANSWER_PREFIX))
+    """The sampler arguments that make a judge of this format (sampling.generate): stop at the end of turn, find
+    `</think>` in the text (one added token or several ordinary ones), "Wait" for s1 budget forcing, and the answer
+    prefix forced after a cut-off thinking. Raises ValueError if the tokenizer cannot write `</think>` at all."""
+    from .forcing import marker
+    marker(tokenizer, THINK_END, wait_text, ANSWER_PREFIX)  # checks the marker (and caches what generate needs)
+    return dict(stop_ids=[tokenizer.eos_id], tokenizer=tokenizer, think_end=THINK_END, wait=wait_text,
+                budget=budget, max_think_tokens=max_think_tokens, answer_prefix=ANSWER_PREFIX)
 
 
 def completion_text(tokenizer, gen) -> str:

@@ -1,28 +1,30 @@
 """Batched, KV-cached generation with s1 budget forcing (Simple Test-Time Scaling).
 
     gens = generate(model, prompts, max_new_tokens, temperature=0.8, top_p=0.95, stop_ids=[eos], seed=0,
-                    think_end=tok.encode("</think>"), wait=tok.encode("Wait"), budget=2,
-                    max_think_tokens=1024, answer_prefix=tok.encode("\\nFinal verdict:"))
+                    tokenizer=tok, think_end="</think>", wait="Wait", budget=2, max_think_tokens=1024,
+                    answer_prefix="\nFinal verdict:")
 
 The loop (gpt-fast / nanochat): dedupe and prefill the prompts once, copy each prompt's cache to its rows, then one
 batched forward of one token per row per step, logits for that position only. Each row keeps a tiny Python state
-(thinking or answering, "Wait"s spent, a queue of forced tokens, how much of the end marker it has just sampled);
-nothing in a step grows with the sequence length. Rows that finish are dropped from the batch and the cache.
+(forcing.Row: thinking or answering, "Wait"s spent, a queue of forced tokens); nothing in a step grows with the
+sequence length. Rows that finish are dropped from the batch and the cache.
 
 Budget forcing follows s1 (Muennighoff et al. 2025, "s1: Simple test-time scaling", sec. 3.1; simplescaling/s1):
-suppress the end-of-thinking marker and append "Wait" up to `budget` times, and force the marker (plus an answer
-prefix) when the thinking budget `max_think_tokens` is spent.
+an end of thinking (the marker in the text, or a stop token) is suppressed and "Wait" forced up to `budget` times,
+and the marker (plus an answer prefix) is forced when the thinking budget `max_think_tokens` is spent. The rules
+are written out once, in forcing.Row.advance.
 """
 from __future__ import annotations
 
 import hashlib
 import random
 from array import array
-from collections import deque
 from dataclasses import dataclass, field
 
 import torch
 from torch.utils.checkpoint import checkpoint
+
+from .forcing import Row, Rules, marker as prepare_marker
 
 PREFILL_CHUNK = 512  # prompt tokens per prefill forward: bounds the (rows, 1, T, S) mask and activations
 LOGPROB_CHUNK = 256  # positions per lm_head + log-softmax chunk in selected_logprobs
@@ -35,7 +37,9 @@ class Generation:
     forced: list[bool] = field(default_factory=list)  # True where the engine inserted the token ("Wait", marker, ...)
     logprobs: list[float] = field(default_factory=list)  # log softmax(logits / T)[token]; 0.0 if forced
     num_waits: int = 0  # end-of-thinking markers suppressed (= "Wait"s forced)
-    suppressed_at: list[int] = field(default_factory=list)  # index in .tokens of each forced "Wait" (a marker was there)
+    suppressed_at: list[int] = field(default_factory=list)  # index in .tokens of each forced "Wait" (an end was there)
+    removed: list[str] = field(default_factory=list)  # the text removed there: the marker (and text fused after it
+    #                                                   in its token), or the stop token
     think_tokens: int = 0  # how many of .tokens precede the end-of-thinking marker (all, if thinking never ended)
     answer_start: int | None = None  # index in .tokens just past the accepted/forced marker; 0 without think_end;
     #                                  None if thinking never ended (no verdict may be read from such a row)
@@ -100,16 +104,22 @@ def selected_logprobs(model, inp: torch.Tensor, tgt: torch.Tensor, *, temperatur
     return torch.cat(outs, 1)
 
 
-def sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, uniforms: torch.Tensor | None):
+def sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, uniforms: torch.Tensor | None,
+           ban: tuple[torch.Tensor, torch.Tensor] | None = None):
     """Draw one token per row: argmax at temperature 0 (the first of equal maxima), else inverse-CDF sampling of
     softmax(process_logits(...)) with one uniform in [0, 1) per row. logits (B, V), uniforms (B,) float64.
+    ban: (rows (R,), ids (K,)): those ids are never drawn in those rows (s1's min_tokens after a "Wait").
     Returns tokens (B,) and their log-probabilities (B,) under the temperature alone (token_logprobs; at
-    temperature 0, of the unscaled logits)."""
+    temperature 0, of the unscaled logits): a ban, like top-k and top-p, shapes only the draw."""
+    draw = logits
+    if ban is not None:
+        draw = logits.clone()
+        draw[ban[0][:, None], ban[1][None, :]] = float("-inf")
     if temperature == 0:
-        tok = logits.argmax(-1)
+        tok = draw.argmax(-1)
     else:
-        draw = process_logits(logits, temperature, top_k, top_p).log_softmax(-1)  # (B, V)
-        cdf = draw.exp().double().cumsum(-1)  # (B, V), float64 so rounding never moves probability mass visibly
+        logp = process_logits(draw, temperature, top_k, top_p).log_softmax(-1)  # (B, V)
+        cdf = logp.exp().double().cumsum(-1)  # (B, V), float64 so rounding never moves probability mass visibly
         total = cdf[:, -1:]
         tok = torch.searchsorted(cdf, uniforms[:, None] * total, right=True)  # first index with cdf > u * total
         last = (cdf < total).sum(-1, keepdim=True)  # the last token with p > 0 (guards u * total rounding to total)
@@ -117,90 +127,11 @@ def sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, u
     return tok, token_logprobs(logits, tok, temperature)
 
 
-def row_seed(seed: int, prompt: list[int], occurrence: int) -> int:
-    """The random stream of one row: a hash of (seed, the prompt's tokens, which repeat of that prompt in this call
-    it is). So a row's samples do not depend on the other rows of the batch, nor on its index in the batch."""
-    h = hashlib.blake2b(f"{seed}:{occurrence}:".encode() + array("q", prompt).tobytes(), digest_size=8)
+def row_seed(seed: int, prompt: list[int], stream: int) -> int:
+    """The random stream of one row: a hash of (seed, the prompt's tokens, the row's stream number). So a row's
+    samples do not depend on the other rows of the batch, nor on its index in the batch."""
+    h = hashlib.blake2b(f"{seed}:{stream}:".encode() + array("q", prompt).tobytes(), digest_size=8)
     return int.from_bytes(h.digest(), "little")
-
-
-class _Row:
-    """Per-row budget-forcing state. advance() appends one token (sampled or forced) and says what to feed next."""
-    __slots__ = ("gen", "budget", "thinking", "match", "queue", "end_at", "done")
-
-    def __init__(self, budget: int, thinking: bool):
-        self.gen = Generation(answer_start=None if thinking else 0)
-        self.budget, self.thinking = budget, thinking
-        self.match = 0  # length of the longest suffix of the latest sampled tokens that is a prefix of think_end
-        self.queue: deque[int] = deque()  # forced tokens still to emit, one per step
-        self.end_at = -1  # while forcing the marker: len(.tokens) once its last token is in
-        self.done = False
-
-    def advance(self, tok: int, lp: float, s: "_Spec") -> tuple[int, int]:
-        """Returns (token to feed next, KV-cache positions to roll back first); sets self.done when the row ends."""
-        g, roll, accepted = self.gen, 0, False
-        if self.thinking and s.cap is not None and len(g.tokens) >= s.cap:  # thinking budget spent: force the end
-            g.think_tokens, g.forced_end, self.thinking = len(g.tokens) - self.match, True, False
-            rest = s.think_end[self.match:]  # a marker sampled in part is completed, never repeated
-            self.queue = deque(rest + s.answer_prefix)
-            self.end_at, self.match = len(g.tokens) + len(rest), 0  # rest is never empty: match < len(marker)
-        if self.queue:
-            tok, lp, forced = self.queue.popleft(), 0.0, True  # forced tokens never advance the marker match
-        else:
-            forced = False
-            if self.thinking:
-                m = self.match  # KMP step on the marker
-                while m and s.think_end[m] != tok:
-                    m = s.fail[m - 1]
-                m += s.think_end[m] == tok
-                self.match = m
-                if m == len(s.think_end):
-                    self.match = 0
-                    if g.num_waits < self.budget:  # s1: drop the marker, append "Wait", keep thinking
-                        roll = m - 1  # the marker's earlier tokens are in .tokens and the cache; its last is not
-                        if roll:
-                            del g.tokens[-roll:], g.forced[-roll:], g.logprobs[-roll:]
-                        g.num_waits += 1
-                        g.suppressed_at.append(len(g.tokens))
-                        self.queue = deque(s.wait)
-                        tok, lp, forced = self.queue.popleft(), 0.0, True
-                    else:  # the (budget+1)-th marker is accepted
-                        g.think_tokens, self.thinking, accepted = len(g.tokens) - (m - 1), False, True
-                        g.answer_start = len(g.tokens) + 1
-        g.tokens.append(tok)
-        g.forced.append(forced)
-        g.logprobs.append(lp)
-        if forced and len(g.tokens) == self.end_at:
-            g.answer_start = len(g.tokens)
-        if not forced and not accepted and tok in s.stop:
-            g.stopped = self.done = True
-        if len(g.tokens) >= s.max_new:
-            self.done = True
-        if self.done and self.thinking:
-            g.think_tokens = len(g.tokens)
-        return tok, roll
-
-
-@dataclass
-class _Spec:
-    max_new: int
-    stop: frozenset
-    think_end: list[int]
-    fail: list[int]
-    wait: list[int]
-    cap: int | None
-    answer_prefix: list[int]
-
-
-def _kmp_fail(p: list[int]) -> list[int]:
-    """fail[i] = length of the longest proper prefix of p[:i+1] that is also its suffix (Knuth-Morris-Pratt)."""
-    fail, k = [0] * len(p), 0
-    for i in range(1, len(p)):
-        while k and p[i] != p[k]:
-            k = fail[k - 1]
-        k += p[i] == p[k]
-        fail[i] = k
-    return fail
 
 
 def _check_ids(name: str, ids, vocab: int) -> list[int]:
@@ -233,21 +164,22 @@ def _prefill(model, prompts: list[list[int]], max_len: int, device):
 
 @torch.inference_mode()
 def generate(model, prompts: list[list[int]], max_new_tokens: int, *, temperature: float = 0.0, top_k: int = 0,
-             top_p: float = 1.0, stop_ids=(), seed: int | None = None, think_end=None, wait=None,
-             budget: int | list[int] = 0, max_think_tokens: int | None = None, answer_prefix=None) -> list[Generation]:
+             top_p: float = 1.0, stop_ids=(), seed: int | None = None, streams: list[int] | None = None,
+             tokenizer=None, think_end: str | None = None, wait: str | None = None, budget: int | list[int] = 0,
+             max_think_tokens: int | None = None, answer_prefix: str | None = None) -> list[Generation]:
     """Generate up to max_new_tokens new tokens for each prompt (a list of token-id lists); one Generation each.
 
     temperature 0 is greedy (argmax, first of equal maxima); top_k=0 and top_p=1 are off. A row ends after emitting
-    one of stop_ids (kept in .tokens); forced tokens and a marker that ends thinking never count as stops.
-    seed: the same seed, prompt and repeat index give the same samples, whatever else is in the batch (see
-    row_seed); seed=None draws a base seed from torch's global generator.
+    one of stop_ids (kept in .tokens); forced tokens never count as stops.
+    seed: the same seed, prompt and stream give the same samples, whatever else is in the batch (see row_seed);
+    seed=None draws a base seed from torch's global generator. streams: one number per row; by default the k-th
+    repeat of a prompt in this call is stream k. Rows with the same prompt and stream draw the same random numbers
+    (common random numbers: give every budget of one sample the same stream, and they differ only by forcing).
 
-    Budget forcing (s1), when think_end (marker token ids) is given: every row thinks from its first token. When it
-    samples the whole marker and has spent fewer than `budget` forcings, the marker is removed (from .tokens and the
-    KV cache) and `wait` is forced; the (budget+1)-th marker is accepted and the row answers. `budget` is an int or
-    one int per prompt. When .tokens reaches max_think_tokens while thinking ("Wait"s count, removed markers do
-    not), the rest of the marker (all of it, unless its first tokens were just sampled) and then answer_prefix are
-    forced. max_new_tokens bounds len(.tokens), forced tokens included; a forced sequence is cut at that limit.
+    Budget forcing (s1), when think_end (the marker's text, e.g. "</think>") and the tokenizer are given: every row
+    thinks from its first token; an end of thinking is suppressed and `wait` forced `budget` times (an int, or one
+    per prompt), then accepted; max_think_tokens forces the end and answer_prefix. The rules: forcing.Row.advance.
+    max_new_tokens bounds len(.tokens), forced tokens included; a forced sequence is cut at that limit.
 
     All prompts form one batch: the KV cache holds len(prompts) x (longest prompt + max_new_tokens) positions, so
     split very large prompt sets into several calls (the per-row seeds make the split invisible in the samples).
@@ -261,7 +193,7 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, *, temperatur
         raise ValueError("generate: the prompt list is empty")
     if max_new_tokens < 0:
         raise ValueError(f"generate: max_new_tokens must be >= 0, got {max_new_tokens}")
-    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+    if not (temperature >= 0 and top_k >= 0 and 0 < top_p <= 1):  # (NaN fails every comparison)
         raise ValueError(f"generate: need temperature >= 0, top_k >= 0, 0 < top_p <= 1 "
                          f"(got {temperature}, {top_k}, {top_p})")
     prompts = [_check_ids(f"prompt {i}", p, V) for i, p in enumerate(prompts)]
@@ -274,30 +206,33 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, *, temperatur
     budgets = list(budget) if isinstance(budget, (list, tuple)) else [budget] * len(prompts)
     if len(budgets) != len(prompts):
         raise ValueError(f"generate: budget has {len(budgets)} entries for {len(prompts)} prompts")
+    if streams is not None and len(streams) != len(prompts):
+        raise ValueError(f"generate: streams has {len(streams)} entries for {len(prompts)} prompts")
     if any(b < 0 for b in budgets):
         raise ValueError(f"generate: budget must be >= 0, got {min(budgets)}")
     if max_think_tokens is not None and max_think_tokens < 0:
         raise ValueError(f"generate: max_think_tokens must be >= 0 or None, got {max_think_tokens}")
     if think_end is None:
         if any(budgets) or max_think_tokens is not None or answer_prefix is not None:
-            raise ValueError("generate: budget, max_think_tokens and answer_prefix need think_end (the marker ids)")
-    elif not think_end:
-        raise ValueError("generate: think_end is empty; pass the end-of-thinking marker's token ids or None")
-    if any(budgets) and not wait:
-        raise ValueError("generate: budget > 0 needs wait, the token ids forced after a suppressed marker")
-    marker = _check_ids("think_end", think_end or [], V)
-    spec = _Spec(max_new_tokens, frozenset(_check_ids("stop_ids", stop_ids, V)), marker, _kmp_fail(marker),
-                 _check_ids("wait", wait or [], V), max_think_tokens,
-                 _check_ids("answer_prefix", answer_prefix or [], V))
-
-    rows = [_Row(b, think_end is not None) for b in budgets]
+            raise ValueError("generate: budget, max_think_tokens and answer_prefix need think_end (the marker)")
+        mark = None
+    else:
+        if tokenizer is None:
+            raise ValueError("generate: think_end needs the tokenizer (the marker is found in the text)")
+        if any(budgets) and not wait:
+            raise ValueError("generate: budget > 0 needs wait, the text forced after a suppressed end of thinking")
+        mark = prepare_marker(tokenizer, think_end, wait or "", answer_prefix or "")
+        for name, ids in (("think_end", mark.ids), ("wait", mark.wait_ids), ("answer_prefix", mark.answer_ids)):
+            _check_ids(name, ids, V)
+    rules = Rules(max_new_tokens, frozenset(_check_ids("stop_ids", stop_ids, V)), max_think_tokens, mark)
+    rows = [Row(Generation(answer_start=None if mark else 0), b, mark is not None) for b in budgets]
     if max_new_tokens == 0:
         return [r.gen for r in rows]
-    _decode(model, prompts, rows, spec, temperature, top_k, top_p, seed, max_new_tokens)
+    _decode(model, prompts, rows, rules, temperature, top_k, top_p, seed, streams)
     return [r.gen for r in rows]
 
 
-def _decode(model, prompts, rows, spec, temperature, top_k, top_p, seed, max_new_tokens) -> None:
+def _decode(model, prompts, rows, rules, temperature, top_k, top_p, seed, streams) -> None:
     """The loop: prefill once per distinct prompt, then one batched single-token forward per step."""
     device = model.lm_head.weight.device
 
@@ -309,7 +244,7 @@ def _decode(model, prompts, rows, spec, temperature, top_k, top_p, seed, max_new
         occurrence.append(seen.get(u, 0))
         seen[u] = occurrence[-1] + 1
         row_u.append(u)
-    logits, cache = _prefill(model, [list(k) for k in unique], max(map(len, prompts)) + max_new_tokens, device)
+    logits, cache = _prefill(model, [list(k) for k in unique], max(map(len, prompts)) + rules.max_new, device)
     if len(unique) < len(prompts):
         idx = torch.tensor(row_u, device=device)
         cache.select(idx)
@@ -317,18 +252,23 @@ def _decode(model, prompts, rows, spec, temperature, top_k, top_p, seed, max_new
     if temperature > 0:
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)))
-        rngs = [random.Random(row_seed(seed, p, k)) for p, k in zip(prompts, occurrence)]
+        rngs = [random.Random(row_seed(seed, p, k)) for p, k in zip(prompts, streams or occurrence)]
+    banned = None  # the ids a row may not sample right after a forced "Wait": stops and marker openers
+    if rules.marker is not None:
+        banned = torch.tensor(sorted(rules.stop | set(rules.marker.openers)), dtype=torch.long, device=device)
 
     active = list(range(len(prompts)))  # original index of each row still in the batch
     while True:
         u = None
         if temperature > 0:
             u = torch.tensor([rngs[r].random() for r in active], dtype=torch.float64, device=device)
-        tok, lp = sample(logits, temperature, top_k, top_p, u)  # (B,), (B,)
+        fresh = [i for i, r in enumerate(active) if rows[r].fresh]
+        ban = (torch.tensor(fresh, device=device), banned) if fresh and len(banned) else None
+        tok, lp = sample(logits, temperature, top_k, top_p, u, ban)  # (B,), (B,)
         feed, keep, rolls = [], [], []
         for i, (r, t, l) in enumerate(zip(active, tok.tolist(), lp.tolist())):
             row = rows[r]
-            t, roll = row.advance(t, l, spec)
+            t, roll = row.advance(t, l, rules)
             if not row.done:
                 keep.append(i)
                 feed.append(t)
@@ -338,7 +278,7 @@ def _decode(model, prompts, rows, spec, temperature, top_k, top_p, seed, max_new
         if len(keep) < len(active):  # drop finished rows so they stop costing
             cache.select(torch.tensor(keep, device=device))
             active = [active[i] for i in keep]
-        if any(rolls):  # a suppressed marker: its tokens leave the cache (their slots are overwritten later)
+        if any(rolls):  # a suppressed end of thinking: its tokens leave the cache (their slots are overwritten later)
             cache.lengths -= torch.tensor(rolls, dtype=torch.long, device=device)
         x = torch.tensor(feed, dtype=torch.long, device=device)[:, None]  # (B, 1)
         logits = model.lm_head(model.hidden_states(x, cache)[:, -1])  # (B, V)

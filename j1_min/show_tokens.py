@@ -23,22 +23,23 @@ LEGEND_COLOR = (f"legend: tokens alternate plain/{_DIM}dim{_RESET}; {_FORCED}for
 def render(tok, gen, color: bool = False) -> str:
     """The completion of one sampling.Generation with every token visible.
 
-    Plain: "|" between tokens (not after a line break), each run of forced tokens in "[+ ]", and "[-</think>]" at
-    each index where the engine removed the judge's end of thinking (gen.suppressed_at: the forced "Wait" starts
-    there). Colour: the same marks as ANSI styles, token boundaries as alternating dim/plain text."""
-    removed = set(gen.suppressed_at)
+    Plain: "|" between tokens (not after a line break), each run of forced tokens in "[+ ]", and "[-...]" at each
+    index where the engine removed an end of thinking the judge wrote (gen.suppressed_at: the forced "Wait" starts
+    there; gen.removed: what was removed, the marker with any text fused after it in its token, e.g. `</think>\n`,
+    or a stop token). Colour: the same marks as ANSI styles, token boundaries as alternating dim/plain text."""
+    removed = dict(zip(gen.suppressed_at, gen.removed or [THINK_END] * len(gen.suppressed_at)))
     parts = []  # (kind, [decoded token texts]), kind in "token", "forced", "removed"
     i, n = 0, len(gen.tokens)
     while i < n:
         if i in removed:
-            parts.append(("removed", [THINK_END]))
+            parts.append(("removed", [removed[i]]))
         j = i + 1
         while gen.forced[i] and j < n and gen.forced[j] and j not in removed:  # one run of forced tokens
             j += 1
         parts.append(("forced" if gen.forced[i] else "token", [tok.decode([t]) for t in gen.tokens[i:j]]))
         i = j
     if n in removed:  # the marker was removed but the forced "Wait" did not fit max_new_tokens
-        parts.append(("removed", [THINK_END]))
+        parts.append(("removed", [removed[n]]))
     if color:
         style = {"forced": _FORCED, "removed": _REMOVED}
         return "".join((style[k] + "".join(t) + _RESET) if k in style else (_DIM + t[0] + _RESET) if i % 2 else t[0]

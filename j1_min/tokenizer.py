@@ -77,6 +77,12 @@ class Tokenizer:
         """Text of `ids`, special tokens kept (so `</think>` and `<|im_end|>` stay visible)."""
         return self.tok.decode(list(ids), skip_special_tokens=False)
 
+    def token_texts(self) -> list[str]:
+        """The text of each id decoded on its own, special tokens included (computed once, then kept)."""
+        if getattr(self, "_texts", None) is None:
+            self._texts = self.tok.decode_batch([[i] for i in range(self.vocab_size)], skip_special_tokens=False)
+        return self._texts
+
     def token_id(self, token: str) -> int | None:
         """The id of an added token such as `<|im_end|>`, or None if the vocabulary has no such single token."""
         return self.added.get(token)
@@ -110,9 +116,10 @@ def chat_text(messages: list[dict], assistant_prefix: str | None = "") -> str:
     return s if assistant_prefix is None else s + "<|im_start|>assistant\n" + assistant_prefix
 
 
-def train_bpe(texts, vocab_size: int = 512) -> Tokenizer:
+def train_bpe(texts, vocab_size: int = 512, special_tokens=tuple(SPECIAL_TOKENS)) -> Tokenizer:
     """Train a byte-level BPE (Sennrich et al. 2016; GPT-2's byte alphabet) with Qwen2's pre-tokenizer split, so
-    digits are one token each, and with SPECIAL_TOKENS as ids 0..4. Saved as an ordinary tokenizer.json."""
+    digits are one token each, and with `special_tokens` as the first ids (SPECIAL_TOKENS by default; without
+    `<think>` and `</think>` it writes them as ordinary tokens, as Qwen2.5 does). Saved as a tokenizer.json."""
     tok = HFTokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated"),
@@ -120,7 +127,7 @@ def train_bpe(texts, vocab_size: int = 512) -> Tokenizer:
     ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[AddedToken(t, special=True, normalized=False)
-                                                                        for t in SPECIAL_TOKENS],
+                                                                        for t in special_tokens],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer)
     return Tokenizer(tok)

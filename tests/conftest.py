@@ -96,3 +96,35 @@ def tiny_teacher(folder: Path, tok, strength: float = 3.0, verdicts: str = "AB")
     """planted_judge saved as a Hugging Face folder with its tokenizer.json."""
     planted_judge(tok, verdicts, strength).save_pretrained(folder)
     (folder / "tokenizer.json").write_text(tok.to_json())
+
+
+class TableTokenizer:
+    """A stand-in tokenizer for models with a made-up vocabulary: id i is the text names[i] (by default a distinct
+    CJK character, and id 9 a line break). encode takes the longest matching name first. It has what the sampler's
+    budget forcing uses: decode, encode and token_texts."""
+
+    def __init__(self, vocab: int, names: dict[int, str] | None = None):
+        self.names = [chr(0x3400 + i) for i in range(vocab)]
+        self.names[9] = "\n"
+        for i, s in (names or {}).items():
+            self.names[i] = s
+        self.eos_id = None
+
+    def decode(self, ids) -> str:
+        return "".join(self.names[i] for i in ids)
+
+    def encode(self, text: str, allow_special: bool = False) -> list[int]:
+        ids, at = [], 0
+        while at < len(text):
+            i = max((i for i, s in enumerate(self.names) if s and text.startswith(s, at)),
+                    key=lambda i: len(self.names[i]))
+            ids.append(i)
+            at += len(self.names[i])
+        return ids
+
+    def token_texts(self) -> list[str]:
+        return self.names
+
+    def c(self, *ids) -> str:
+        """The text of these ids (a marker or a forced text given as ids)."""
+        return self.decode(ids)

@@ -82,3 +82,12 @@ def test_samples_without_temperature_is_refused(judge_model):
     model, tok, items = judge_model
     with pytest.raises(ValueError, match="temperature"):
         judge(model, tok, items, samples=3)
+
+
+def test_every_budget_of_a_sample_draws_the_same_random_numbers(judge_model):
+    """Common random numbers: budget 1 sampled alongside budget 0 equals budget 1 sampled alone."""
+    model, tok, items = judge_model
+    kw = dict(temperature=1.0, seed=3, max_new_tokens=24, max_think_tokens=12, samples=2)
+    both = [r for r in judge(model, tok, items, budgets=(0, 1), **kw) if r["budget"] == 1]
+    alone = judge(model, tok, items, budgets=(1,), **kw)
+    assert [r["completion"] for r in both] == [r["completion"] for r in alone]

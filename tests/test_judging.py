@@ -161,8 +161,8 @@ def test_select_traces_keeps_correct_distinct_traces_up_to_max_keep():
 
 # ------------------------------------------------------------------------------------------------ generation
 
-def test_forcing_kwargs_use_the_marker_ids_and_wait(tok):
+def test_forcing_kwargs_name_the_marker_the_tokenizer_and_wait(tok):
     kw = forcing_kwargs(tok, budget=2, max_think_tokens=64)
-    assert kw["think_end"] == [tok.token_id("</think>")] and kw["stop_ids"] == [tok.eos_id]
-    assert tok.decode(kw["wait"]) == "Wait" and tok.decode(kw["answer_prefix"]) == ANSWER_PREFIX
+    assert kw["think_end"] == "</think>" and kw["tokenizer"] is tok and kw["stop_ids"] == [tok.eos_id]
+    assert kw["wait"] == "Wait" and kw["answer_prefix"] == ANSWER_PREFIX
     assert kw["budget"] == 2 and kw["max_think_tokens"] == 64

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from conftest import TableTokenizer
 from j1_min.model import Transformer
 from j1_min.sampling import Generation, generate, process_logits, sample, token_logprobs
 
@@ -130,90 +131,6 @@ def test_long_prompts_prefilled_in_chunks_give_the_same_tokens(model, monkeypatc
     assert max(abs(a - b) for c, w in zip(chunked, whole) for a, b in zip(c.logprobs, w.logprobs)) < 1e-4
 
 
-# ------------------------------------------------------------------------------------------------ budget forcing
-
-T_, F_ = True, False
-
-
-def test_budget_forcing_suppresses_marker_then_accepts_it(flat):
-    g = generate(flat, [[1, 2]], 10, think_end=[0], wait=[5, 6], budget=3)[0]
-    assert g.tokens[:7] == [5, 6, 5, 6, 5, 6, 0]
-    assert g.forced[:7] == [T_, T_, T_, T_, T_, T_, F_]
-    assert g.num_waits == 3 and g.suppressed_at == [0, 2, 4]
-    assert g.think_tokens == 6 and g.answer_start == 7 and not g.forced_end
-    assert g.logprobs[:6] == [0.0] * 6 and g.logprobs[6] == pytest.approx(-math.log(V))
-
-
-def test_budget_forcing_with_a_two_token_marker(flat):
-    g = generate(flat, [[1, 2]], 10, think_end=[0, 0], wait=[5, 6], budget=3)[0]
-    assert g.tokens[:8] == [5, 6, 5, 6, 5, 6, 0, 0]
-    assert g.forced[:8] == [T_] * 6 + [F_, F_]
-    assert g.num_waits == 3 and g.answer_start == 8 and g.think_tokens == 6
-
-
-def test_max_think_tokens_forces_marker_and_answer_prefix(flat):
-    g = generate(flat, [[1, 2]], 10, think_end=[7], budget=0, max_think_tokens=4, answer_prefix=[8, 9])[0]
-    assert g.tokens[:7] == [0, 0, 0, 0, 7, 8, 9]
-    assert g.forced[:7] == [F_, F_, F_, F_, T_, T_, T_]
-    assert g.forced_end and g.num_waits == 0 and g.think_tokens == 4 and g.answer_start == 5
-
-
-def test_cap_reached_on_a_partial_marker_completes_it_exactly_once(flat):
-    # marker [0, 7]: the model samples its first token every step; at the cap only 7 is missing
-    g = generate(flat, [[1, 2]], 10, think_end=[0, 7], max_think_tokens=4, answer_prefix=[8, 9])[0]
-    assert g.tokens[:7] == [0, 0, 0, 0, 7, 8, 9]
-    assert g.forced[:7] == [F_, F_, F_, F_, T_, T_, T_]
-    assert g.think_tokens == 3 and g.answer_start == 5  # the marker starts at the sampled 0 at index 3
-
-
-def test_cap_reached_mid_wait_cuts_the_wait_and_forces_the_marker(flat):
-    # Waits count as thinking tokens: [5, 6, 5] reaches the cap of 3 inside the second "Wait"
-    g = generate(flat, [[1, 2]], 12, think_end=[0], wait=[5, 6], budget=5, max_think_tokens=3, answer_prefix=[8])[0]
-    assert g.tokens[:5] == [5, 6, 5, 0, 8] and g.forced[:5] == [T_] * 5
-    assert g.num_waits == 2 and g.forced_end and g.answer_start == 4
-    assert g.tokens[5:] == [0] * 7  # then the row answers (greedy 0)
-
-
-def test_max_new_tokens_counts_forced_tokens_and_cuts_a_forced_sequence(flat):
-    g = generate(flat, [[1, 2]], 3, think_end=[0], wait=[5, 6], budget=3)[0]
-    assert g.tokens == [5, 6, 5] and g.forced == [T_, T_, T_] and g.answer_start is None and g.think_tokens == 3
-    g = generate(flat, [[1, 2]], 6, think_end=[7], max_think_tokens=4, answer_prefix=[8, 9])[0]
-    assert g.tokens == [0, 0, 0, 0, 7, 8] and g.answer_start == 5
-
-
-def test_per_row_budgets_are_independent(flat):
-    p = [1, 2]
-    batch = generate(flat, [p, p, p, [3]], 9, think_end=[0], wait=[5, 6], budget=[0, 2, 1, 3])
-    assert batch[0].tokens[:1] == [0] and batch[0].num_waits == 0
-    assert batch[1].tokens[:5] == [5, 6, 5, 6, 0] and batch[1].num_waits == 2
-    assert batch[2].tokens[:3] == [5, 6, 0] and batch[2].num_waits == 1
-    assert batch[3].tokens[:7] == [5, 6, 5, 6, 5, 6, 0] and batch[3].num_waits == 3
-    for prompt, b, g in zip([p, p, p, [3]], [0, 2, 1, 3], batch):
-        assert generate(flat, [prompt], 9, think_end=[0], wait=[5, 6], budget=b)[0] == g
-
-
-def test_stop_ids_do_not_fire_on_forced_tokens_or_the_accepted_marker(flat):
-    g = generate(flat, [[1]], 10, stop_ids=[0], think_end=[0], wait=[5, 6], budget=1)[0]
-    assert g.tokens == [5, 6, 0, 0] and g.stopped  # marker accepted at index 2, the next 0 is an answer-phase stop
-    g = generate(flat, [[1]], 10, stop_ids=[0])[0]
-    assert g.tokens == [0] and g.stopped and g.answer_start == 0
-
-
-def test_suppressed_multi_token_marker_is_rolled_back_from_the_kv_cache(model):
-    """A real model, a marker it emits: after removal of the marker, every sampled token must still be the greedy
-    choice given the final visible sequence (a stale cache entry would change the continuation)."""
-    p = PROMPTS[1]
-    plain = generate(model, [p], 30)[0].tokens
-    marker, wait = plain[3:5], [50, 51, 52]
-    g = generate(model, [p], 30, think_end=marker, wait=wait, budget=2, max_think_tokens=20, answer_prefix=[60, 61])[0]
-    assert g.suppressed_at[0] == 3 and g.tokens[:6] == plain[:3] + wait
-    assert g.forced[3:6] == [True] * 3
-    logits = recompute_logits(model, p, g.tokens)
-    for i, (t, f) in enumerate(zip(g.tokens, g.forced)):
-        if not f:
-            assert int(logits[i].argmax()) == t, i
-
-
 # ------------------------------------------------------------------------------------------------ sampling
 
 
@@ -226,7 +143,9 @@ def test_same_seed_reproduces_and_another_seed_differs(model):
 
 def test_logprobs_are_under_the_temperature_alone_not_the_nucleus(model):
     kw = dict(temperature=0.7, top_k=20, top_p=0.9)
-    gens = generate(model, PROMPTS[:3], 30, seed=1, think_end=[95], max_think_tokens=12, answer_prefix=[90], **kw)
+    tok = TableTokenizer(V)
+    gens = generate(model, PROMPTS[:3], 30, seed=1, tokenizer=tok, think_end=tok.c(95), max_think_tokens=12,
+                    answer_prefix=tok.c(90), **kw)
     for p, g in zip(PROMPTS[:3], gens):
         assert g.forced_end and g.forced[12] and g.logprobs[12:14] == [0.0, 0.0]
         logits = recompute_logits(model, p, g.tokens)  # (n, V)
@@ -328,20 +247,28 @@ def test_max_new_tokens_zero_returns_empty_generations(model):
     ([[1], []], {}, "prompt 1 is empty"),
     ([[1] * 100], {}, "exceeds the model's context of 128"),
     ([[1, V]], {}, "outside the model's vocabulary"),
-    ([[1]], dict(budget=-1, think_end=[0], wait=[1]), "budget must be >= 0"),
-    ([[1]], dict(budget=1, wait=[1]), "need think_end"),
-    ([[1]], dict(budget=1, think_end=[0]), "needs wait"),
-    ([[1], [2]], dict(budget=[1], think_end=[0], wait=[1]), "2 prompts"),
-    ([[1]], dict(think_end=[]), "think_end is empty"),
+    ([[1]], dict(budget=-1, think_end="</think>", wait="Wait"), "budget must be >= 0"),
+    ([[1]], dict(budget=1, wait="Wait"), "need think_end"),
+    ([[1]], dict(budget=1, think_end="</think>"), "needs the tokenizer"),
+    ([[1]], dict(budget=1, think_end=TableTokenizer(V).c(0), tokenizer=TableTokenizer(V)), "needs wait"),
+    ([[1], [2]], dict(budget=[1], think_end="</think>", wait="Wait"), "2 prompts"),
+    ([[1]], dict(think_end="", tokenizer=TableTokenizer(V)), "cannot write"),
+    ([[1]], dict(think_end="x", wait="Wait", tokenizer=TableTokenizer(V, {3: "x", 4: "Wait"})), None),
+    ([[1]], dict(think_end="ab", wait="b", tokenizer=TableTokenizer(V, {3: "a", 4: "b"}), budget=1), "could form"),
+    ([[1]], dict(temperature=float("nan")), "temperature"),
     ([[1]], dict(top_p=0.0), "top_p"),
     ([[1]], dict(temperature=-1.0), "temperature"),
 ])
 def test_bad_arguments_raise_clear_value_errors(model, args, kw, msg):
+    if msg is None:  # the control case: a marker and "Wait" the tokenizer can write are accepted
+        generate(model, args, 4, **kw)
+        return
     with pytest.raises(ValueError, match=msg):
         generate(model, args, 40, **kw)
 
 
 def test_runs_in_bfloat16(saved):
     m = Transformer.from_pretrained(saved[1], dtype=torch.bfloat16)
-    gens = generate(m, PROMPTS[:2], 8, temperature=1.0, seed=0, think_end=[0], max_think_tokens=4)
+    tok = TableTokenizer(V)
+    gens = generate(m, PROMPTS[:2], 8, temperature=1.0, seed=0, tokenizer=tok, think_end=tok.c(0), max_think_tokens=4)
     assert all(len(g.tokens) == 8 and all(math.isfinite(x) for x in g.logprobs) for g in gens)

@@ -31,6 +31,8 @@ def test_render_marks_forced_runs_and_removed_markers():
     assert "\033[" in colored and "[+" not in colored and "Wait" in colored
     cut = Generation(tokens=[0, 1], forced=[0, 0], suppressed_at=[2])  # the forced Wait did not fit
     assert render(Letters(), cut).endswith("[-</think>]")
+    fused = Generation(tokens=[0, 3], forced=[0, 1], suppressed_at=[1], removed=["</think>\n"])  # '>\n' was one token
+    assert render(Letters(), fused) == "So[-</think>\n][+Wait]"
 
 
 @pytest.fixture(scope="module")

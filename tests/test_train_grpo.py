@@ -69,9 +69,7 @@ def test_sampler_logprobs_equal_the_trainers_recomputation(setup):
     tok = Tokenizer.from_path(setup / "teacher")
     recs = read_pairs(setup / "rl.jsonl")[:3]
     prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in recs for _ in range(2)]
-    gens = generate(model, prompts, 12, temperature=0.7, seed=1, stop_ids=[tok.eos_id],
-                    think_end=tok.marker_ids("</think>"), wait=tok.encode("Wait"), budget=1, max_think_tokens=4,
-                    answer_prefix=tok.encode("\n[["))
+    gens = generate(model, prompts, 12, temperature=0.7, seed=1, **forcing_kwargs(tok, 1, 4))
     inp, tgt, index, old, mask = train_grpo.rollout_tensors(prompts, gens, 12, "cpu")
     with torch.no_grad():
         new = selected_logprobs(model, inp, tgt, temperature=0.7).gather(1, index)
