@@ -13,6 +13,7 @@ from conftest import tiny_teacher
 from j1_min.checkpoint import load_model
 from j1_min.data import read_pairs, write_jsonl
 from j1_min.judging import build_prompt, completion_text, encode_prompt, forcing_kwargs, parse_verdict
+from j1_min.rl import rollout_tensors
 from j1_min.sampling import Generation, generate, selected_logprobs
 from j1_min.tasks import make_pairs
 from j1_min.tokenizer import Tokenizer, train_bpe
@@ -57,7 +58,7 @@ def test_rollout_mask_keeps_only_sampled_completion_tokens():
     prompts = [[1, 2, 3], [4, 5]]
     gens = [Generation(tokens=[7, 8, 9], forced=[False, True, False], logprobs=[-0.1, 0.0, -0.3]),
             Generation(tokens=[6], forced=[False], logprobs=[-0.2])]
-    inp, tgt, index, old, mask = train_grpo.rollout_tensors(prompts, gens, 5, "cpu")
+    inp, tgt, index, old, mask = rollout_tensors(prompts, gens, 5, "cpu")
     assert mask.tolist() == [[1, 0, 1, 0, 0], [1, 0, 0, 0, 0]]  # no prompt, forced or padding token
     assert tgt.gather(1, index)[0, :3].tolist() == [7, 8, 9] and tgt.gather(1, index)[1, 0].item() == 6
     assert old[0, :3].tolist() == pytest.approx([-0.1, 0.0, -0.3])
@@ -72,7 +73,7 @@ def test_sampler_logprobs_equal_the_trainers_recomputation(setup):
     gens = generate(model, prompts, 12, temperature=0.7, seed=1, stop_ids=[tok.eos_id],
                     think_end=tok.marker_ids("</think>"), wait=tok.encode("Wait"), budget=1, max_think_tokens=4,
                     answer_prefix=tok.encode("\n[["))
-    inp, tgt, index, old, mask = train_grpo.rollout_tensors(prompts, gens, 12, "cpu")
+    inp, tgt, index, old, mask = rollout_tensors(prompts, gens, 12, "cpu")
     with torch.no_grad():
         new = selected_logprobs(model, inp, tgt, temperature=0.7).gather(1, index)
     assert mask.sum() > 6 and (1 - mask).sum() > 0  # both sampled and forced tokens are present
