@@ -150,7 +150,8 @@ def policy_update(model, opt, inp, tgt, index, mask, adv, cfg: RLConfig, d: runs
         for j, s in enumerate(rows):
             sl = slice(s, s + cfg.micro)
             sync = j == len(rows) - 1
-            with (model.no_sync() if d.world > 1 and not sync else contextlib.nullcontext()), autocast(cfg, d.device):
+            quiet = model.no_sync() if d.world > 1 and not sync else contextlib.nullcontext()
+            with quiet, autocast(cfg, d.device):
                 logp = selected_logprobs(model, inp[sl], tgt[sl], temperature=cfg.temperature).gather(1, index[sl])
                 if old_logp is None and epoch == 0:
                     fresh_old.append(logp.detach())
@@ -164,10 +165,11 @@ def policy_update(model, opt, inp, tgt, index, mask, adv, cfg: RLConfig, d: runs
                 (loss * loss_normalizer(mask[sl], cfg.loss_type) / total * d.world).backward()
             for k, v in st.items():
                 stats[k] = stats.get(k, 0.0) + v / (len(rows) * cfg.ppo_epochs)
-        norm = torch.nn.utils.clip_grad_norm_(bare.parameters(), cfg.clip_grad if cfg.clip_grad > 0 else float("inf"))
+        limit = cfg.clip_grad if cfg.clip_grad > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(bare.parameters(), limit)  # (); before clipping
         if not torch.isfinite(norm):
-            raise ValueError(f"the gradient norm is {norm.item()}: the weights would become NaN (try a lower --lr); "
-                             "no update was made from this batch")
+            raise ValueError(f"the gradient norm is {norm.item()}: the weights would become NaN (try a lower "
+                             "--lr); no update was made from this batch")
         opt.step()
         opt.zero_grad(set_to_none=True)
     stats["grad_norm"], stats["logp_diff_max"] = norm.item(), diff

@@ -275,7 +275,7 @@ def test_micro_batches_weighted_by_loss_normalizer_give_the_whole_batch_loss(los
     assert torch.allclose(parts, whole, atol=1e-6)
 
 
-# ---------------------------------------------------------------- REINFORCE++ (k1 KL in the reward, returns, whitening)
+# ---------------------------------------------------------------- REINFORCE++: k1 in the reward, returns, whitening
 
 def reinforce_reference(R, logp, ref, mask, beta, gamma, group=None):
     """REINFORCE++ written out from its equations, one token at a time, in float64 Python:
@@ -299,7 +299,8 @@ def reinforce_reference(R, logp, ref, mask, beta, gamma, group=None):
 
 def reinforce_batch():
     """4 sequences of 4, 6, 2 and 5 completion tokens (T = 7), forced tokens inside rows 0 and 3 and at the end of
-    row 1, and log-ratios beyond ±10 on some sampled tokens (the clamp must act) and on forced ones (must not count)."""
+    row 1, and log-ratios beyond ±10 on some sampled tokens (the clamp must act) and on forced ones (must not
+    count)."""
     g = torch.Generator().manual_seed(4)
     mask = torch.tensor([[1, 0, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0, 0],
                          [1, 1, 0, 1, 1, 0, 0]], dtype=torch.float)
@@ -342,7 +343,8 @@ def test_forced_tokens_carry_no_kl_no_reward_and_no_advantage():
     ref2[mask == 0] = torch.randn(int((mask == 0).sum()))  # anything at the forced and padding positions
     assert torch.equal(A, reinforce_pp_advantages(R, mask, k1_kl(logp, ref2, mask), beta=0.1))
     assert (A[mask == 0] == 0).all()
-    assert masked_mean(A, mask).abs().item() < 1e-6 and masked_mean(A ** 2, mask).item() == pytest.approx(1, abs=1e-5)
+    assert masked_mean(A, mask).abs().item() < 1e-6  # whitened: mean 0, variance 1 over the sampled tokens
+    assert masked_mean(A ** 2, mask).item() == pytest.approx(1, abs=1e-5)
 
 
 def test_reinforce_pp_advantages_pass_through_the_loss_per_token():

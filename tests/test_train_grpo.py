@@ -187,8 +187,9 @@ def test_clip_eps_and_clip_eps_high_reach_the_loss(setup, tmp_path):
 def test_loss_types_and_reward_scaling_give_different_updates(setup, tmp_path):
     # temperature 10 makes the completions' lengths differ, without which grpo and dapo weigh tokens alike
     hot = ["--temperature", "10", "--prompts", "8"]
-    ws = [run(setup, tmp_path, f"lt{i}", *hot, *extra)[1] for i, extra in enumerate(
-        [["--loss-type", "grpo"], ["--loss-type", "dapo"], ["--loss-type", "dr_grpo"], ["--scale-rewards", "none"]])]
+    options = [["--loss-type", "grpo"], ["--loss-type", "dapo"], ["--loss-type", "dr_grpo"],
+               ["--scale-rewards", "none"]]
+    ws = [run(setup, tmp_path, f"lt{i}", *hot, *extra)[1] for i, extra in enumerate(options)]
     assert all(max_change(ws[i], ws[j]) > 0 for i in range(4) for j in range(i))
 
 
@@ -263,8 +264,10 @@ def test_bad_input_stops_with_a_clear_message(setup, tmp_path, case, message, ca
     assert message in capsys.readouterr().err
 
 
-def test_runs_under_torchrun_with_two_processes(setup, tmp_path):
-    """Each rank samples its own groups; DDP averages the gradients; rank 0 alone writes the checkpoint and log."""
+@pytest.mark.parametrize("extra", [[], ["--algo", "reinforce_pp", "--beta", "0.05"]])
+def test_runs_under_torchrun_with_two_processes(setup, tmp_path, extra):
+    """Each rank samples its own groups; DDP averages the gradients; rank 0 alone writes the checkpoint and log.
+    REINFORCE++ whitens with both ranks' statistics (the all-reduce must pair up on both)."""
     import os
     import subprocess
     import sys
@@ -272,7 +275,7 @@ def test_runs_under_torchrun_with_two_processes(setup, tmp_path):
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "ddp.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(root / "train_grpo.py"), *args(setup, out, "--steps", "2")]
+           str(root / "train_grpo.py"), *args(setup, out, "--steps", "2", *extra)]
     done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     log = [r for r in log_of(out) if "reward" in r]
