@@ -73,7 +73,8 @@ def parse_args(argv=None):
     ap.add_argument("--clip-eps", type=float, default=CLIP_EPS, help="PPO clip epsilon (lower side)")
     ap.add_argument("--clip-eps-high", type=float, help="upper clip epsilon (DAPO clip-higher; default: --clip-eps)")
     ap.add_argument("--beta", type=float, default=BETA, help="KL coefficient: β·k3 in GRPO's loss, −β·k1 in "
-                    "REINFORCE++'s per-token reward; > 0 keeps a frozen copy of --ckpt's model as the reference (after --resume too)")
+                    "REINFORCE++'s per-token reward; > 0 keeps a frozen copy of --ckpt's model as the reference "
+                    "(after --resume too)")
     ap.add_argument("--loss-type", default=LOSS_TYPE, choices=["grpo", "dapo", "dr_grpo"], help="loss reduction")
     ap.add_argument("--scale-rewards", default="group", choices=["group", "none"],
                     help="advantage scaling: divide by the group's std (group) or not (none, Dr. GRPO)")
@@ -90,8 +91,9 @@ def parse_args(argv=None):
     ap.add_argument("--save-every", type=int, default=SAVE_EVERY, help="steps between checkpoints")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="float32, or bfloat16 autocast for the training forwards and backward (weights and AdamW "
-                    "state stay float32, so small updates are not lost to rounding; rollouts run in float32). Faster only where "
-                    "bf16 matmuls are (GPUs, CPUs with AVX512-BF16 or AMX); on an AVX2-only CPU it is many times slower")
+                    "state stay float32, so small updates are not lost to rounding; rollouts run in float32). "
+                    "Faster only where bf16 matmuls are (GPUs, CPUs with AVX512-BF16 or AMX); on an AVX2-only CPU "
+                    "it is many times slower")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     ap.add_argument("--seed", type=int, default=0, help="seed of data order and sampling")
     ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines (counted) instead of stopping")
@@ -99,6 +101,8 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.group < 2:
         raise ValueError(f"--group {args.group}: GRPO needs at least 2 completions per prompt to compare")
+    if args.algo == "reinforce_pp_baseline" and args.gamma != 1.0:
+        raise ValueError(f"--gamma {args.gamma}: reinforce_pp_baseline needs --gamma 1 (OpenRLHF forces it)")
     if args.temperature <= 0:
         raise ValueError("--temperature must be > 0 for GRPO rollouts (greedy groups would be identical)")
     return args

@@ -235,7 +235,7 @@ def test_nan_log_probs_stop_the_run_with_a_message_and_nothing_is_saved(setup, t
 
 @pytest.mark.parametrize("case,message", [
     ("no_tokenizer", "has no tokenizer"), ("no_labels", "label"), ("group1", "at least 2"),
-    ("no_think_end", "</think>"),
+    ("no_think_end", "</think>"), ("baseline_gamma", "--gamma 1"),
 ])
 def test_bad_input_stops_with_a_clear_message(setup, tmp_path, case, message, capsys):
     import shutil
@@ -249,6 +249,8 @@ def test_bad_input_stops_with_a_clear_message(setup, tmp_path, case, message, ca
         data.write_text(json.dumps({"question": "q", "response_a": "a", "response_b": "b"}) + "\n")
     elif case == "group1":
         extra = ["--group", "1"]
+    elif case == "baseline_gamma":
+        extra = ["--algo", "reinforce_pp_baseline", "--gamma", "0.9"]
     elif case == "no_think_end":  # a word-level vocabulary with no way to write </think>
         from tokenizers import Tokenizer as HF, models, pre_tokenizers
         words = ["[UNK]", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "What", "is", "Wait"]
