@@ -77,7 +77,7 @@ def parse_args(argv=None):
                     "(after --resume too)")
     ap.add_argument("--loss-type", default=LOSS_TYPE, choices=["grpo", "dapo", "dr_grpo"], help="loss reduction")
     ap.add_argument("--scale-rewards", default="group", choices=["group", "none"],
-                    help="advantage scaling: divide by the group's std (group) or not (none, Dr. GRPO)")
+                    help="GRPO's advantage scaling: divide by the group's std (group) or not (none, Dr. GRPO)")
     ap.add_argument("--format-penalty", type=float, default=0.0, help="reward for an unparseable verdict is minus "
                     "this (0: unparseable = wrong = 0)")
     ap.add_argument("--dynamic-sampling", action="store_true", help="DAPO: leave groups whose rewards are all equal "
