@@ -1,22 +1,21 @@
-"""GRPO with J1's rule-based correctness reward (stage 2 of the J1 recipe), as a plain PyTorch loop.
+"""RL with J1's rule-based correctness reward (stage 2 of the J1 recipe): GRPO, or REINFORCE++ as J1-7B used.
 
     python train_grpo.py --ckpt sft.pt --data data/train.jsonl --val data/val.jsonl --out rl.pt
+    python train_grpo.py --algo reinforce_pp --beta 0.01 --ckpt sft.pt --data data/train.jsonl --out rl.pt
     torchrun --nproc_per_node=2 train_grpo.py --ckpt sft.pt --data data/train.jsonl --out rl.pt   # DDP
 
-Each step: take B prompts, sample G completions of each with the KV-cached sampler (the prompt is prefilled once
-and its cache copied to the G rows), score each with `judging.reward` (1 for the right verdict, else 0), compute
-group-relative advantages (DeepSeekMath sec. 4.1.2), recompute the log-probabilities with gradients under the
-same temperature/top-k/top-p as the sampler, and take --ppo-epochs optimizer steps on `grpo.grpo_loss`. Only
-sampled completion tokens up to and including the stop token are in the loss; prompt, forced ("Wait", a forced
-`</think>`) and padding tokens never are. J1-7B itself used Reinforce++; we implement GRPO (see README).
+Each step (j1_min/rl.py:step): take B prompts, sample G completions of each with the KV-cached sampler (the prompt
+is prefilled once and its cache copied to the G rows), score each with `judging.reward` (1 for the right verdict,
+else 0), compute advantages (--algo grpo: group-relative, DeepSeekMath sec. 4.1.2; reinforce_pp: per-token
+returns with the k1 KL in the reward, whitened over the global batch, Hu et al. 2025), recompute the
+log-probabilities with gradients under the sampler's temperature, and take --ppo-epochs optimizer steps of the
+clipped surrogate `grpo.grpo_loss`. Only sampled completion tokens up to and including the stop token are in the
+loss; prompt, forced ("Wait", a forced `</think>`) and padding tokens never are.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
 import json
-import time
 
 import torch
 from tqdm import tqdm
@@ -24,13 +23,13 @@ from tqdm import tqdm
 from j1_min import runs
 from j1_min.checkpoint import load_model
 from j1_min.data import read_pairs, sft_step_order
-from j1_min.grpo import group_advantages, grpo_loss, loss_normalizer
 from j1_min.evaluate import eval_accuracy
-from j1_min.judging import completion_text, encode_prompt, forcing_kwargs, parse_verdict, reward
-from j1_min.sampling import generate, selected_logprobs
+from j1_min.judging import encode_prompt, forcing_kwargs
+from j1_min.rl import ALGOS, RLConfig, step as rl_step
 from j1_min.tokenizer import Tokenizer
 
 # ---------------------------------------------------------------------------------------------- defaults
+ALGO = "grpo"          # or reinforce_pp / reinforce_pp_baseline (J1-7B's RL used REINFORCE++)
 STEPS = 100
 PROMPTS = 8            # B: prompts per step, over all processes
 GROUP = 8              # G: completions per prompt (DeepSeekMath uses 64; TRL's num_generations default is 8)
@@ -38,7 +37,8 @@ TEMPERATURE = 1.0      # rollout temperature; the loss recomputes log-probs at t
 MAX_NEW_TOKENS = 512   # completion length at most (dr_grpo's constant divisor)
 LR = 1e-4              # AdamW; ~1e-6 for a 7B model (DeepSeekMath: 1e-6), higher for the tiny one
 CLIP_EPS = 0.2         # epsilon (PPO, Schulman et al. 2017; TRL default)
-BETA = 0.0             # KL coefficient (TRL default 0.0; DeepSeekMath used 0.04)
+BETA = 0.0             # KL coefficient (TRL default 0.0; DeepSeekMath used 0.04; OpenRLHF's default 0.01)
+GAMMA = 1.0            # REINFORCE++ discount (OpenRLHF default 1)
 LOSS_TYPE = "dapo"     # token-level reduction (TRL default)
 PPO_EPOCHS = 1         # optimizer steps per batch of rollouts (TRL's num_iterations default 1)
 MICRO = 16             # rows per forward/backward
@@ -52,6 +52,10 @@ def parse_args(argv=None):
     ap.add_argument("--data", required=True, help="RL preference pairs, JSONL (RewardBench, JudgeBench or ours)")
     ap.add_argument("--val", help="held-out pairs: greedy verdict accuracy at budget 0 and --eval-budget")
     ap.add_argument("--out", required=True, help="checkpoint to write (.pt); its log is <out>.log.jsonl")
+    ap.add_argument("--algo", default=ALGO, choices=ALGOS, help="advantages: grpo (group-relative), reinforce_pp "
+                    "(REINFORCE++: returns with the k1 KL in the reward, whitened over the global batch) or "
+                    "reinforce_pp_baseline (the group's mean reward subtracted first)")
+    ap.add_argument("--gamma", type=float, default=GAMMA, help="REINFORCE++ discount of the per-token returns")
     ap.add_argument("--resume", help="continue the run saved in this checkpoint")
     ap.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     ap.add_argument("--steps", type=int, default=STEPS, help="GRPO steps (batches of rollouts)")
@@ -68,10 +72,12 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     ap.add_argument("--clip-eps", type=float, default=CLIP_EPS, help="PPO clip epsilon (lower side)")
     ap.add_argument("--clip-eps-high", type=float, help="upper clip epsilon (DAPO clip-higher; default: --clip-eps)")
-    ap.add_argument("--beta", type=float, default=BETA, help="k3 KL coefficient; > 0 keeps a frozen reference copy")
+    ap.add_argument("--beta", type=float, default=BETA, help="KL coefficient: β·k3 in GRPO's loss, −β·k1 in "
+                    "REINFORCE++'s per-token reward; > 0 keeps a frozen copy of --ckpt's model as the reference "
+                    "(after --resume too)")
     ap.add_argument("--loss-type", default=LOSS_TYPE, choices=["grpo", "dapo", "dr_grpo"], help="loss reduction")
     ap.add_argument("--scale-rewards", default="group", choices=["group", "none"],
-                    help="advantage scaling: divide by the group's std (group) or not (none, Dr. GRPO)")
+                    help="GRPO's advantage scaling: divide by the group's std (group) or not (none, Dr. GRPO)")
     ap.add_argument("--format-penalty", type=float, default=0.0, help="reward for an unparseable verdict is minus "
                     "this (0: unparseable = wrong = 0)")
     ap.add_argument("--dynamic-sampling", action="store_true", help="DAPO: leave groups whose rewards are all equal "
@@ -83,7 +89,11 @@ def parse_args(argv=None):
     ap.add_argument("--eval-items", type=int, default=EVAL_ITEMS, help="held-out items per evaluation")
     ap.add_argument("--eval-budget", type=int, default=EVAL_BUDGET, help="budget of the second evaluation")
     ap.add_argument("--save-every", type=int, default=SAVE_EVERY, help="steps between checkpoints")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weights' dtype")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="float32, or bfloat16 autocast for the training forwards and backward (weights and AdamW "
+                    "state stay float32, so small updates are not lost to rounding; rollouts run in float32). "
+                    "Faster only where bf16 matmuls are (GPUs, CPUs with AVX512-BF16 or AMX); on an AVX2-only CPU "
+                    "it is many times slower")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     ap.add_argument("--seed", type=int, default=0, help="seed of data order and sampling")
     ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines (counted) instead of stopping")
@@ -91,6 +101,8 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.group < 2:
         raise ValueError(f"--group {args.group}: GRPO needs at least 2 completions per prompt to compare")
+    if args.algo == "reinforce_pp_baseline" and args.gamma != 1.0:
+        raise ValueError(f"--gamma {args.gamma}: reinforce_pp_baseline needs --gamma 1 (OpenRLHF forces it)")
     if args.temperature <= 0:
         raise ValueError("--temperature must be > 0 for GRPO rollouts (greedy groups would be identical)")
     return args
@@ -99,32 +111,11 @@ def parse_args(argv=None):
 def load_policy(args, d):
     """(policy, tokenizer) from --resume or --ckpt; a checkpoint without a tokenizer is refused."""
     path = args.resume or args.ckpt
-    model, tok_text, _ = load_model(path, dtype=args.dtype, device=d.device)
+    model, tok_text, _ = load_model(path, device=d.device)  # float32 master weights, whatever --dtype
     if tok_text is None:
         raise ValueError(f"{path}: the checkpoint has no tokenizer (tokenizer.json); GRPO needs one to score verdicts")
     tok = Tokenizer.from_json(tok_text)
     return model, tok
-
-
-def rollout_tensors(prompts, gens, T: int, device):
-    """Pack prompts + completions for the log-prob recomputation.
-
-    Returns input_ids (N, L) (right-padded), targets (N, L), index (N, T) of each completion token's predicting
-    position, old_logp (N, T) from the sampler, and mask (N, T): 1 on sampled completion tokens only."""
-    N = len(gens)
-    L = max(len(p) + len(g.tokens) for p, g in zip(prompts, gens))
-    ids = torch.zeros(N, L + 1, dtype=torch.long)
-    index = torch.zeros(N, T, dtype=torch.long)
-    old = torch.zeros(N, T)
-    mask = torch.zeros(N, T)
-    for i, (p, g) in enumerate(zip(prompts, gens)):
-        n = len(g.tokens)
-        ids[i, :len(p) + n] = torch.tensor(p + g.tokens)
-        index[i, :n] = torch.arange(len(p) - 1, len(p) - 1 + n)  # position t predicts token t + 1
-        old[i, :n] = torch.tensor(g.logprobs)
-        mask[i, :n] = 1.0 - torch.tensor(g.forced, dtype=torch.float)  # forced tokens carry no gradient
-    to = lambda t: t.to(device)
-    return to(ids[:, :-1]), to(ids[:, 1:]), to(index), to(old), to(mask)
 
 
 def main(argv=None):
@@ -140,13 +131,14 @@ def main(argv=None):
     state = runs.load_train_state(args.resume) if args.resume else None
     policy, tok = load_policy(args, d)
     policy.train()
-    ref = copy.deepcopy(policy).eval().requires_grad_(False) if args.beta > 0 else None
+    # the KL anchor is --ckpt's model, also when --resume continues from later weights
+    ref = load_model(args.ckpt, device=d.device)[0].eval().requires_grad_(False) if args.beta > 0 else None
     prompts_all = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in data]
     config = {k: v for k, v in vars(args).items() if k != "stop_after"}
     config.update(world=d.world, params=policy.num_params(), rl_items=len(data))
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step, ddp, log = runs.start(out, d, policy, opt, state, config)
-    sample_kw = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    cfg = RLConfig.from_args(args)
     try:
         forcing = forcing_kwargs(tok, args.budget, args.max_think_tokens)
     except ValueError as e:
@@ -170,81 +162,21 @@ def main(argv=None):
 
     if val and step == 0 and not state:
         evaluate(0)
-    bar = tqdm(total=args.steps, initial=step, disable=not d.main, desc="grpo", dynamic_ncols=True)
+    bar = tqdm(total=args.steps, initial=step, disable=not d.main, desc=args.algo, dynamic_ncols=True)
     with runs.ctrl_c() as interrupted:
         while step < args.steps and not interrupted[0]:
-            t0 = time.time()
             items = sft_step_order(len(data), args.prompts, step, args.seed)[d.rank::d.world]
             prompts = [prompts_all[i] for i in items for _ in range(args.group)]  # G consecutive rows per prompt
             labels = [data[i]["label"] for i in items for _ in range(args.group)]
-            policy.eval()
-            with torch.no_grad():  # rollouts: identical prompts are prefilled once inside generate
-                gens = generate(policy, prompts, args.max_new_tokens, **sample_kw, **forcing,
-                                seed=args.seed * 1_000_003 + step * 1009 + d.rank)
-            policy.train()
-            t_roll = time.time() - t0
-            texts = [completion_text(tok, g) for g in gens]
-            rewards = torch.tensor([reward(t, y, args.format_penalty) for t, y in zip(texts, labels)])
-            adv = group_advantages(rewards, args.group, args.scale_rewards).to(d.device)  # (N,)
-            flat = rewards.view(-1, args.group)
-            flat_groups = (flat.max(1).values == flat.min(1).values)  # (B_rank,) zero-variance groups
-            inp, tgt, index, old_logp, mask = rollout_tensors(prompts, gens, args.max_new_tokens, d.device)
-            if args.dynamic_sampling:
-                mask = mask * (~flat_groups).repeat_interleave(args.group).float()[:, None].to(d.device)
-            total_norm = runs.all_sum(loss_normalizer(mask, args.loss_type), d)  # the whole step's normaliser
-            ref_logp = None
-            if ref is not None:
-                with torch.no_grad():
-                    ref_logp = torch.cat([selected_logprobs(ref, inp[s:s + args.micro], tgt[s:s + args.micro],
-                                                            temperature=args.temperature).gather(1, index[s:s + args.micro])
-                                          for s in range(0, len(gens), args.micro)])
-            stats_sum, logp_diff = {}, 0.0
-            for epoch in range(args.ppo_epochs):
-                rows = range(0, len(gens), args.micro)
-                for j, s in enumerate(rows):
-                    sl = slice(s, s + args.micro)
-                    sync = j == len(rows) - 1
-                    with ddp.no_sync() if d.world > 1 and not sync else contextlib.nullcontext():
-                        logp = selected_logprobs(ddp, inp[sl], tgt[sl], temperature=args.temperature).gather(1, index[sl])
-                        loss, st = grpo_loss(logp, old_logp[sl], None if ref_logp is None else ref_logp[sl],
-                                             adv[sl], mask[sl], clip_eps=args.clip_eps,
-                                             clip_eps_high=args.clip_eps_high, beta=args.beta,
-                                             loss_type=args.loss_type)
-                        # the micro-batch's share of the step's loss; * world because DDP averages gradients
-                        (loss * loss_normalizer(mask[sl], args.loss_type) / total_norm.clamp(min=1) * d.world).backward()
-                    if epoch == 0:
-                        m = mask[sl].bool()
-                        if m.any():
-                            logp_diff = max(logp_diff, (logp.detach() - old_logp[sl])[m].abs().max().item())
-                    for k, v in st.items():
-                        stats_sum[k] = stats_sum.get(k, 0.0) + v / len(rows)
-                lr = runs.lr_at(step, args.lr, args.warmup, 10**12, 1.0)  # warm-up, then constant
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                if args.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), args.clip_grad)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+            for g in opt.param_groups:
+                g["lr"] = runs.lr_at(step, args.lr, args.warmup, 10**12, 1.0)  # warm-up, then constant
+            metrics = rl_step(ddp, ref, opt, tok, prompts, labels, cfg, d, forcing=forcing,
+                              seed=args.seed * 1_000_003 + step * 1009 + d.rank)
             step += 1
-            verdicts = [parse_verdict(t) for t in texts]
-            n_tok = sum(len(g.tokens) for g in gens)
-            metrics = {
-                "step": step, "reward": rewards.mean().item(),
-                "accuracy": sum(v == y for v, y in zip(verdicts, labels)) / len(gens),
-                "no_verdict": sum(v is None for v in verdicts) / len(gens),
-                "completion_len": n_tok / len(gens), "waits": sum(g.num_waits for g in gens) / len(gens),
-                "flat_groups": int(flat_groups.sum()), "logp_diff_max": logp_diff,
-                "rollout_s": t_roll, "step_s": time.time() - t0, "rollout_tok_s": n_tok / t_roll,
-                **{k: stats_sum[k] for k in ("clip_frac", "k3", "ratio_mean")},
-            }
-            if d.world > 1:  # the logged figures cover every process's groups
-                for k in ("reward", "accuracy", "no_verdict", "completion_len", "waits"):
-                    metrics[k] = runs.all_sum(torch.tensor(metrics[k]), d).item() / d.world
-                metrics["flat_groups"] = int(runs.all_sum(torch.tensor(metrics["flat_groups"]), d).item())
-            log.write(metrics)
+            log.write({"step": step, **metrics})
             bar.update(1)
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", len=f"{metrics['completion_len']:.0f}",
-                            flat=metrics["flat_groups"], dlogp=f"{logp_diff:.1e}")
+                            flat=metrics["flat_groups"], dlogp=f"{metrics['logp_diff_max']:.1e}")
             if step % args.save_every == 0 or step == args.steps or step == args.stop_after:
                 save(step)
             if val and args.eval_every and step % args.eval_every == 0 and step < args.steps:

@@ -1,41 +1,47 @@
-"""Where the time of one GRPO step goes: rollout, scoring, log-prob recomputation, backward + optimizer step.
+"""Where the time of one RL step goes, per algorithm and dtype: rollout, scoring, advantages, policy update.
 
-    python bench/grpo.py --ckpt runs/reproduce/j1_sft.pt     # a trained tiny judge: realistic completion lengths
-    python bench/grpo.py                                     # a random tiny model (completions run to the cap)
+    python bench/grpo.py --ckpt j1_min/embedded/j1-tiny --threads 2       # a trained tiny judge: real lengths
+    python bench/grpo.py --algo all --dtype both --prompts 2 --group 4   # a random tiny model (runs to the cap)
 
-B=8 prompts x G=8 samples of the synthetic task, temperature 1, float32 CPU, the same calls train_grpo.py makes.
-Prints the median of --reps steps after one warm-up step.
+Each step is j1_min.rl.step, the function train_grpo.py calls, on B=8 prompts x G=8 samples of the synthetic task
+(temperature 1, β 0, one update per batch unless told otherwise). The configurations (--algo x --dtype) take their
+steps in turn on the same prompts, so a noisy machine slows them alike; one warm-up round, then the median of
+--reps rounds. The policy is updated at lr 1e-6 and each configuration keeps its own copy, optimizer included.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from j1_min import runs  # noqa: E402
 from j1_min.checkpoint import load_model  # noqa: E402
-from j1_min.grpo import group_advantages, grpo_loss  # noqa: E402
-from j1_min.judging import build_prompt, completion_text, encode_prompt, forcing_kwargs, reward  # noqa: E402
+from j1_min.judging import build_prompt, encode_prompt, forcing_kwargs  # noqa: E402
 from j1_min.model import ModelConfig, Transformer  # noqa: E402
-from j1_min.sampling import generate, selected_logprobs  # noqa: E402
+from j1_min.rl import ALGOS, RLConfig, step  # noqa: E402
 from j1_min.tasks import make_pairs  # noqa: E402
 from j1_min.tokenizer import Tokenizer, train_bpe  # noqa: E402
-from train_grpo import rollout_tensors  # noqa: E402
-from train_sft import TINY  # noqa: E402
+from train_sft import TINY  # noqa: E402  (the tiny architecture, a constant)
+
+PARTS = ("rollout", "scoring", "advantages", "update")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", help="policy (.pt or HF folder); default: a random tiny model")
+    ap.add_argument("--algo", default="grpo", choices=[*ALGOS, "all"], help="RL algorithm(s) to time")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "both"], help="training dtype(s)")
+    ap.add_argument("--beta", type=float, default=0.0, help="KL coefficient (> 0 adds the reference forward)")
     ap.add_argument("--prompts", type=int, default=8, help="B")
     ap.add_argument("--group", type=int, default=8, help="G")
     ap.add_argument("--max-new-tokens", type=int, default=400, help="completion cap")
     ap.add_argument("--micro", type=int, default=16, help="rows per forward/backward")
-    ap.add_argument("--reps", type=int, default=3, help="timed steps")
+    ap.add_argument("--reps", type=int, default=3, help="timed rounds")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -47,48 +53,39 @@ def main():
         tok = train_bpe([build_prompt(p["question"], p["response_a"], p["response_b"]) for p in pairs] * 5, 512)
         model = Transformer(ModelConfig(vocab_size=tok.vocab_size, **TINY))
         model.init_weights(seed=0)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    kw = forcing_kwargs(tok)
-    times = {k: [] for k in ("rollout", "scoring", "logprobs", "backward+step")}
-    lengths = []
+    algos = ALGOS if args.algo == "all" else (args.algo,)
+    dtypes = ("float32", "bfloat16") if args.dtype == "both" else (args.dtype,)
+    runs_ = {}
+    for algo in algos:
+        for dtype in dtypes:
+            cfg = RLConfig(algo=algo, group=args.group, temperature=1.0, top_k=0, top_p=1.0,
+                           max_new_tokens=args.max_new_tokens, clip_eps=0.2, clip_eps_high=None, beta=args.beta,
+                           gamma=1.0, loss_type="dapo", scale_rewards="group", format_penalty=0.0,
+                           dynamic_sampling=False, ppo_epochs=1, micro=args.micro, clip_grad=1.0, dtype=dtype)
+            policy = copy.deepcopy(model).train()
+            opt = torch.optim.AdamW(policy.parameters(), lr=1e-6, betas=(0.9, 0.99), weight_decay=0.0)
+            ref = copy.deepcopy(model).eval().requires_grad_(False) if args.beta > 0 else None
+            runs_[algo, dtype] = (cfg, policy, opt, ref, [])
+    forcing = forcing_kwargs(tok)
     for rep in range(args.reps + 1):
         batch = pairs[rep * args.prompts:(rep + 1) * args.prompts]
         prompts = [encode_prompt(tok, p["question"], p["response_a"], p["response_b"])
                    for p in batch for _ in range(args.group)]
         labels = [p["label"] for p in batch for _ in range(args.group)]
-        t = [time.perf_counter()]
-        model.eval()
-        with torch.no_grad():
-            gens = generate(model, prompts, args.max_new_tokens, temperature=1.0, seed=rep, **kw)
-        model.train()
-        t.append(time.perf_counter())
-        rewards = torch.tensor([reward(completion_text(tok, g), y) for g, y in zip(gens, labels)])
-        adv = group_advantages(rewards, args.group)
-        inp, tgt, index, old, mask = rollout_tensors(prompts, gens, args.max_new_tokens, "cpu")
-        t.append(time.perf_counter())
-        losses = []
-        for s in range(0, len(gens), args.micro):  # forward (log-probs) ...
-            sl = slice(s, s + args.micro)
-            logp = selected_logprobs(model, inp[sl], tgt[sl]).gather(1, index[sl])
-            losses.append(grpo_loss(logp, old[sl], None, adv[sl], mask[sl])[0] * mask[sl].sum() / mask.sum())
-        t.append(time.perf_counter())
-        for loss in losses:  # ... then backward and the step
-            loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        t.append(time.perf_counter())
-        if rep > 0:  # the first step warms up
-            for k, a, b in zip(times, t, t[1:]):
-                times[k].append(b - a)
-            lengths.append(sum(len(g.tokens) for g in gens) / len(gens))
-    total = sum(statistics.median(v) for v in times.values())
-    print(f"one GRPO step, B={args.prompts} x G={args.group}, {model.num_params() / 1e6:.2f}M params, "
-          f"{'ckpt ' + args.ckpt if args.ckpt else 'random init'}, threads {args.threads}, "
-          f"mean completion {statistics.mean(lengths):.0f} tokens, prompt {len(prompts[0])} tokens")
-    for k, v in times.items():
-        m = statistics.median(v)
-        print(f"  {k:14s} {m:7.2f} s  {m / total:6.1%}")
-    print(f"  {'total':14s} {total:7.2f} s")
+        for cfg, policy, opt, ref, steps in runs_.values():
+            m = step(policy, ref, opt, tok, prompts, labels, cfg, runs.Dist(), forcing=forcing, seed=rep)
+            if rep > 0:  # the first round warms up
+                steps.append(m)
+    print(f"one RL step, B={args.prompts} x G={args.group}, {model.num_params() / 1e6:.2f}M params, "
+          f"{'ckpt ' + args.ckpt if args.ckpt else 'random init'}, threads {args.threads}, beta {args.beta}, "
+          f"prompt {len(prompts[0])} tokens, median of {args.reps} rounds, torch {torch.__version__}")
+    for (algo, dtype), (_, _, _, _, steps) in runs_.items():
+        med = {k: statistics.median(s[f"{k}_s"] for s in steps) for k in PARTS}
+        total = sum(med.values())
+        toks = statistics.median(s["completion_len"] for s in steps) * args.prompts * args.group
+        split = "  ".join(f"{k} {med[k]:.2f} s ({med[k] / total:.0%})" for k in PARTS)
+        print(f"  {algo:22s} {dtype:8s}  {split}  total {total:.2f} s, {toks / total:.0f} completion tok/s "
+              f"(mean completion {toks / args.prompts / args.group:.0f} tokens)")
 
 
 if __name__ == "__main__":

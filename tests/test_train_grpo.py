@@ -3,6 +3,7 @@ from the reward, resumes exactly, and refuses bad input with a clear message."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from conftest import tiny_teacher
 from j1_min.checkpoint import load_model
 from j1_min.data import read_pairs, write_jsonl
 from j1_min.judging import build_prompt, completion_text, encode_prompt, forcing_kwargs, parse_verdict
+from j1_min.rl import rollout_tensors
 from j1_min.sampling import Generation, generate, selected_logprobs
 from j1_min.tasks import make_pairs
 from j1_min.tokenizer import Tokenizer, train_bpe
@@ -57,7 +59,7 @@ def test_rollout_mask_keeps_only_sampled_completion_tokens():
     prompts = [[1, 2, 3], [4, 5]]
     gens = [Generation(tokens=[7, 8, 9], forced=[False, True, False], logprobs=[-0.1, 0.0, -0.3]),
             Generation(tokens=[6], forced=[False], logprobs=[-0.2])]
-    inp, tgt, index, old, mask = train_grpo.rollout_tensors(prompts, gens, 5, "cpu")
+    inp, tgt, index, old, mask = rollout_tensors(prompts, gens, 5, "cpu")
     assert mask.tolist() == [[1, 0, 1, 0, 0], [1, 0, 0, 0, 0]]  # no prompt, forced or padding token
     assert tgt.gather(1, index)[0, :3].tolist() == [7, 8, 9] and tgt.gather(1, index)[1, 0].item() == 6
     assert old[0, :3].tolist() == pytest.approx([-0.1, 0.0, -0.3])
@@ -70,16 +72,17 @@ def test_sampler_logprobs_equal_the_trainers_recomputation(setup):
     recs = read_pairs(setup / "rl.jsonl")[:3]
     prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in recs for _ in range(2)]
     gens = generate(model, prompts, 12, temperature=0.7, seed=1, **forcing_kwargs(tok, 1, 4))
-    inp, tgt, index, old, mask = train_grpo.rollout_tensors(prompts, gens, 12, "cpu")
+    inp, tgt, index, old, mask = rollout_tensors(prompts, gens, 12, "cpu")
     with torch.no_grad():
         new = selected_logprobs(model, inp, tgt, temperature=0.7).gather(1, index)
     assert mask.sum() > 6 and (1 - mask).sum() > 0  # both sampled and forced tokens are present
     assert ((new - old).abs() * mask).max() < 1e-4
 
 
-def test_grpo_raises_the_share_of_the_rewarded_verdict(setup, tmp_path):
+@pytest.mark.parametrize("algo", ["grpo", "reinforce_pp", "reinforce_pp_baseline"])
+def test_rl_raises_the_share_of_the_rewarded_verdict(setup, tmp_path, algo):
     before = share_of_a(setup / "teacher", setup)
-    train_grpo.main(args(setup, tmp_path / "rl.pt", "--steps", "8"))
+    train_grpo.main(args(setup, tmp_path / "rl.pt", "--steps", "8", "--algo", algo))
     after = share_of_a(tmp_path / "rl.pt", setup)
     log = [r for r in log_of(tmp_path / "rl.pt") if "reward" in r]
     assert 0.35 < before < 0.65  # the coin flip (128 samples)
@@ -88,19 +91,149 @@ def test_grpo_raises_the_share_of_the_rewarded_verdict(setup, tmp_path):
     assert all(r["waits"] > 0 for r in log)  # budget forcing ran during rollouts
 
 
-def test_kill_and_resume_gives_identical_weights(setup, tmp_path):
-    train_grpo.main(args(setup, tmp_path / "full.pt"))
-    train_grpo.main(args(setup, tmp_path / "part.pt", "--stop-after", "2"))
-    train_grpo.main(args(setup, tmp_path / "part.pt", "--resume", tmp_path / "part.pt"))
+@pytest.mark.parametrize("extra", [[], ["--beta", "0.1"], ["--algo", "reinforce_pp", "--beta", "0.1"]])
+def test_kill_and_resume_gives_identical_weights(setup, tmp_path, extra):
+    """With β > 0 too: the KL reference after --resume is --ckpt's model, as in the uninterrupted run."""
+    train_grpo.main(args(setup, tmp_path / "full.pt", *extra))
+    train_grpo.main(args(setup, tmp_path / "part.pt", "--stop-after", "2", *extra))
+    train_grpo.main(args(setup, tmp_path / "part.pt", "--resume", tmp_path / "part.pt", *extra))
     a, b = load_model(tmp_path / "full.pt")[0].state_dict(), load_model(tmp_path / "part.pt")[0].state_dict()
     assert max((a[k] - b[k]).abs().max().item() for k in a) == 0.0  # bit-identical on CPU
     rewards = [r["reward"] for r in log_of(tmp_path / "full.pt") if "reward" in r]
     assert rewards == [r["reward"] for r in log_of(tmp_path / "part.pt") if "reward" in r]
 
 
+# ---------------------------------------------------------------- each option, end to end through main()
+
+def run(setup, tmp_path, name, *extra):
+    """Run main() with the test's settings plus `extra`; return (the step lines of its log, its final weights)."""
+    out = tmp_path / f"{name}.pt"
+    train_grpo.main(args(setup, out, "--steps", "2", *extra))
+    return [r for r in log_of(out) if "reward" in r], load_model(out)[0].state_dict()
+
+
+def max_change(a, b) -> float:
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+@pytest.fixture(scope="module")
+def start(setup):
+    return load_model(setup / "teacher")[0].state_dict()
+
+
+def test_top_p_half_still_trains_tokens_that_were_alone_in_their_nucleus(setup, tmp_path, start):
+    # At temperature 10 the planted `]]` after a verdict has p ≈ 0.6 (the other ~400 tokens share the rest), so at
+    # top-p 0.5 it is its nucleus's only token, while [[A]] and [[B]] share theirs. Under the temperature alone its
+    # log p < 0 has a gradient; renormalised over the nucleus it was 0, and `]]`'s lm_head row never moved.
+    log, w = run(setup, tmp_path, "p05", "--top-p", "0.5", "--temperature", "10")
+    ket = Tokenizer.from_path(setup / "teacher").encode("]]")[0]
+    assert sum(r["flat_groups"] for r in log) < 8  # some groups carry signal
+    assert (w["lm_head.weight"][ket] - start["lm_head.weight"][ket]).abs().max() > 1e-4
+
+
+def test_top_p_with_beta_keeps_k3_finite_and_positive(setup, tmp_path, start):
+    # at temperature 10 many tokens sit at the nucleus's edge: one inside the policy's nucleus but outside the
+    # reference's gave ref log p = −inf and k3 = inf when log-probs were renormalised over the nucleus
+    log, w = run(setup, tmp_path, "p09", "--top-p", "0.9", "--beta", "0.1", "--steps", "4", "--temperature", "10")
+    assert all(math.isfinite(r["k3"]) for r in log) and log[-1]["k3"] > 0
+    assert log[0]["k3"] == 0.0  # the first step's policy is the reference
+    assert all(torch.isfinite(v).all() for v in w.values())
+    _, w0 = run(setup, tmp_path, "p09b0", "--top-p", "0.9", "--steps", "4", "--temperature", "10")
+    assert max_change(w, w0) > 0  # β reaches the loss
+
+
+def test_bfloat16_keeps_float32_master_weights_so_lr_1e6_moves_them(setup, tmp_path, start):
+    # pure bf16 weights stepped by AdamW at 1e-6 lost every update to rounding (bf16 keeps ~3 digits)
+    _, w = run(setup, tmp_path, "bf16", "--dtype", "bfloat16", "--lr", "1e-6")
+    _, w32 = run(setup, tmp_path, "f32", "--lr", "1e-6")
+    saved = torch.load(tmp_path / "bf16.pt", weights_only=True)["model"]
+    assert all(v.dtype == torch.float32 for v in saved.values())
+    d16 = torch.cat([(w[k] - start[k]).flatten() for k in start])
+    d32 = torch.cat([(w32[k] - start[k]).flatten() for k in start])
+    big = torch.cat([start[k].flatten() for k in start]).abs() > 0.01
+    moved = big & (d32 != 0)
+    assert moved.sum() > 1000
+    assert (d16[moved].abs() < 1e-5).all()  # steps of ~lr, not bf16 rounding (~1e-4 at |w| = 0.02)
+    assert (d16[moved].sign() == d32[moved].sign()).float().mean() > 0.9  # the float32 run's update, in bf16
+
+
+def test_ppo_epochs_take_several_steps_and_their_stats_are_averaged(setup, tmp_path):
+    log, w = run(setup, tmp_path, "e2", "--ppo-epochs", "2")
+    _, w1 = run(setup, tmp_path, "e1")
+    assert all(0.9 < r["ratio_mean"] < 1.1 for r in log)  # a mean over epochs (summed, it was 2.0)
+    assert any(r["ratio_mean"] != 1.0 for r in log)  # the second epoch's ratio moved off 1
+    assert max_change(w, w1) > 0
+
+
+def test_top_k_1_samples_the_planted_path_even_at_temperature_10(setup, tmp_path):
+    # at temperature 10 the ~400 unplanted tokens get a share at every position and many rollouts lose their
+    # verdict; top-k 1 keeps only the most likely token (both of the tied `A` and `B` after `[[`)
+    plain, _ = run(setup, tmp_path, "k0", "--temperature", "10", "--prompts", "8")
+    top1, _ = run(setup, tmp_path, "k1", "--temperature", "10", "--prompts", "8", "--top-k", "1")
+    assert min(r["no_verdict"] for r in plain) > 0.1
+    assert max(r["no_verdict"] for r in top1) == 0.0 and top1[0]["flat_groups"] < 8
+
+
+def test_clip_eps_and_clip_eps_high_reach_the_loss(setup, tmp_path):
+    tight, _ = run(setup, tmp_path, "tight", "--ppo-epochs", "2", "--clip-eps", "1e-4")
+    high, _ = run(setup, tmp_path, "high", "--ppo-epochs", "2", "--clip-eps", "1e-4", "--clip-eps-high", "10")
+    default, _ = run(setup, tmp_path, "default", "--ppo-epochs", "2")
+    assert default[0]["clip_frac"] < tight[0]["clip_frac"]
+    assert high[0]["clip_frac"] < tight[0]["clip_frac"]  # only the lower side still clips
+
+
+def test_loss_types_and_reward_scaling_give_different_updates(setup, tmp_path):
+    # temperature 10 makes the completions' lengths differ, without which grpo and dapo weigh tokens alike
+    hot = ["--temperature", "10", "--prompts", "8"]
+    options = [["--loss-type", "grpo"], ["--loss-type", "dapo"], ["--loss-type", "dr_grpo"],
+               ["--scale-rewards", "none"]]
+    ws = [run(setup, tmp_path, f"lt{i}", *hot, *extra)[1] for i, extra in enumerate(options)]
+    assert all(max_change(ws[i], ws[j]) > 0 for i in range(4) for j in range(i))
+
+
+def test_format_penalty_scores_a_missing_verdict_below_a_wrong_one(setup, tmp_path):
+    hot = ["--temperature", "10", "--prompts", "8"]  # many rollouts lose their verdict at temperature 10
+    plain, _ = run(setup, tmp_path, "fp0", *hot)
+    pen, _ = run(setup, tmp_path, "fp1", *hot, "--format-penalty", "1")
+    assert plain[0]["no_verdict"] > 0  # the same rollouts at step 1: the same weights, the same seed
+    assert pen[0]["reward"] == pytest.approx(plain[0]["reward"] - plain[0]["no_verdict"])
+
+
+def test_dynamic_sampling_leaves_flat_groups_out_of_the_loss(setup, tmp_path):
+    plain, _ = run(setup, tmp_path, "ds0")
+    dyn, _ = run(setup, tmp_path, "ds1", "--dynamic-sampling")
+    assert plain[0]["flat_groups"] > 0 and dyn[0]["flat_groups"] == plain[0]["flat_groups"]
+    assert dyn[0]["loss_tokens"] < plain[0]["loss_tokens"]
+
+
+def test_clip_grad_bounds_the_update(setup, tmp_path, start):
+    log, w = run(setup, tmp_path, "cg", "--clip-grad", "1e-12")
+    _, w0 = run(setup, tmp_path, "cg0", "--clip-grad", "0")
+    assert log[0]["grad_norm"] > 1e-6  # logged before clipping
+    assert 0 < max_change(w, start) < 0.01 * max_change(w0, start)  # Adam's step on a 1e-12 gradient is ~eps-bound
+
+
+def test_nan_log_probs_stop_the_run_with_a_message_and_nothing_is_saved(setup, tmp_path, capsys):
+    # one NaN weight in lm_head makes every log-probability NaN: the ratio is NaN, and an update would spread it
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    ckpt = tmp_path / "nan_teacher"
+    shutil.copytree(setup / "teacher", ckpt)
+    w = load_file(ckpt / "model.safetensors")
+    w["lm_head.weight"][5, 0] = float("nan")
+    save_file(w, ckpt / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "nan.pt"
+    with pytest.raises(SystemExit) as e:
+        train_grpo.run_cli(["--ckpt", str(ckpt), *args(setup, out, "--save-every", "1")[2:]])
+    assert e.value.code == 2
+    assert "non-finite" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("case,message", [
     ("no_tokenizer", "has no tokenizer"), ("no_labels", "label"), ("group1", "at least 2"),
-    ("no_think_end", "</think>"),
+    ("no_think_end", "</think>"), ("baseline_gamma", "--gamma 1"),
 ])
 def test_bad_input_stops_with_a_clear_message(setup, tmp_path, case, message, capsys):
     import shutil
@@ -114,6 +247,8 @@ def test_bad_input_stops_with_a_clear_message(setup, tmp_path, case, message, ca
         data.write_text(json.dumps({"question": "q", "response_a": "a", "response_b": "b"}) + "\n")
     elif case == "group1":
         extra = ["--group", "1"]
+    elif case == "baseline_gamma":
+        extra = ["--algo", "reinforce_pp_baseline", "--gamma", "0.9"]
     elif case == "no_think_end":  # a word-level vocabulary with no way to write </think>
         from tokenizers import Tokenizer as HF, models, pre_tokenizers
         words = ["[UNK]", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "What", "is", "Wait"]
@@ -129,8 +264,10 @@ def test_bad_input_stops_with_a_clear_message(setup, tmp_path, case, message, ca
     assert message in capsys.readouterr().err
 
 
-def test_runs_under_torchrun_with_two_processes(setup, tmp_path):
-    """Each rank samples its own groups; DDP averages the gradients; rank 0 alone writes the checkpoint and log."""
+@pytest.mark.parametrize("extra", [[], ["--algo", "reinforce_pp", "--beta", "0.05"]])
+def test_runs_under_torchrun_with_two_processes(setup, tmp_path, extra):
+    """Each rank samples its own groups; DDP averages the gradients; rank 0 alone writes the checkpoint and log.
+    REINFORCE++ whitens with both ranks' statistics (the all-reduce must pair up on both)."""
     import os
     import subprocess
     import sys
@@ -138,7 +275,7 @@ def test_runs_under_torchrun_with_two_processes(setup, tmp_path):
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "ddp.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(root / "train_grpo.py"), *args(setup, out, "--steps", "2")]
+           str(root / "train_grpo.py"), *args(setup, out, "--steps", "2", *extra)]
     done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     log = [r for r in log_of(out) if "reward" in r]
