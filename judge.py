@@ -122,6 +122,8 @@ def parse_args(argv=None):
         if partial.exists() and not (args.resume or args.force):
             raise ValueError(f"{partial} holds the judgments of an interrupted run: pass --resume to continue it, "
                              f"or --force to start over")
+        if args.resume and not partial.exists():
+            raise ValueError(f"--resume: there is no {partial} to continue (no interrupted run of --out {args.out})")
     return args
 
 

@@ -18,7 +18,8 @@ SCRIPTS = {
         ["--batch-size", "-1"], ["--batch-size", "0"], ["--limit", "0"], ["--limit", "-1"],
         ["--max-new-tokens", "0"], ["--temperature", "nan"], ["--temperature", "-1"], ["--samples", "0"],
         ["--budget", "-1"], ["--budgets", "0,-1"], ["--max-think-tokens", "-1"], ["--wait-text", "", "--budget", "1"],
-        ["--seed", "-1"], ["--order-seed", "x"], ["--show-tokens", "-1"], ["--examples", "-2"], *NO_CUDA]),
+        ["--seed", "-1"], ["--order-seed", "x"], ["--show-tokens", "-1"], ["--examples", "-2"], ["--resume"],
+        ["--resume", "--out", "{d}/j.jsonl"], *NO_CUDA]),
     "train_sft": (train_sft.run_cli, ["--data", "{d}/none.jsonl", "--init", "tiny", "--out", "{d}/o.pt"], [
         ["--steps", "0"], ["--batch", "0"], ["--batch", "-2"], ["--micro", "0"], ["--save-every", "0"],
         ["--eval-items", "0", "--val", "{d}/none.jsonl"], ["--lr", "nan"], ["--lr", "0"], ["--lr", "-1"],
