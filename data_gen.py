@@ -47,10 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (p_pairs, p_tr):
         p.add_argument("--out", required=True, help="output JSONL file (never overwritten without --force)")
         p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-        p.add_argument("--seed", type=checks.seed_int, default=SEED, help=f"seed of every random draw (default {SEED})")
+        p.add_argument("--seed", type=checks.seed_int,
+                       default=SEED, help=f"seed of every random draw (default {SEED})")
         p.add_argument("--task", choices=["arith"], default="arith",
                        help="synthetic task: arith, 'What is a op b?' answer checking (the only one)")
-        p.add_argument("--n", type=checks.positive_int, help=f"number of synthetic pairs, exactly (default {N})")
+        p.add_argument("--n", type=checks.positive_int,
+                       help=f"number of synthetic pairs, exactly (default {N})")
         p.add_argument("--split", choices=["train", "val", "test"],
                        help=f"split of the synthetic questions; splits never share a question (default {SPLIT})")
         p.add_argument("--digits", default=DIGITS, help=f"digits of each operand of + and -, LO-HI (default {DIGITS})")
@@ -63,28 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
                       "stopping at the first")
     p_tr.add_argument("--teacher", help="model teacher: a Hugging Face model folder or j1_min .pt checkpoint "
                       "(with a tokenizer); without it the programmatic teacher writes the traces")
-    p_tr.add_argument("--k", type=checks.positive_int, default=K, help=f"traces drawn per item (default {K})")
-    p_tr.add_argument("--max-keep", type=checks.positive_int, default=MAX_KEEP,
+    p_tr.add_argument("--k", type=checks.positive_int,
+                      default=K, help=f"traces drawn per item (default {K})")
+    p_tr.add_argument("--max-keep", type=checks.positive_int,
+                      default=MAX_KEEP,
                       help=f"correct traces kept per item (default {MAX_KEEP})")
     p_tr.add_argument("--no-reflection", action="store_true", help="plain traces for the ablation: the programmatic "
                       "teacher never writes 'Wait'; a model teacher's traces that contain 'Wait' are rejected")
-    p_tr.add_argument("--slip-rate", type=checks.unit_interval, help=f"programmatic teacher: chance of a slip (a wrong carry or a "
+    p_tr.add_argument("--slip-rate", type=checks.unit_interval,
+                      help=f"programmatic teacher: chance of a slip (a wrong carry or a "
                       f"column sum off by one) in the first pass (default {SLIP_RATE})")
     p_tr.add_argument("--reflections", help=f"programmatic teacher: weights of 0, 1, 2, ... reflections per trace "
                       f"(default {REFLECTIONS})")
-    p_tr.add_argument("--temperature", type=checks.nonneg_float, default=TEMPERATURE,
+    p_tr.add_argument("--temperature", type=checks.nonneg_float,
+                      default=TEMPERATURE,
                       help=f"model teacher sampling temperature, 0 = greedy (default {TEMPERATURE})")
-    p_tr.add_argument("--top-p", type=checks.probability, default=TOP_P, help=f"model teacher nucleus sampling (default {TOP_P})")
-    p_tr.add_argument("--top-k", type=checks.nonneg_int, default=TOP_K, help=f"model teacher top-k, 0 = off (default {TOP_K})")
-    p_tr.add_argument("--max-new-tokens", type=checks.positive_int, default=MAX_NEW_TOKENS,
+    p_tr.add_argument("--top-p", type=checks.probability,
+                      default=TOP_P, help=f"model teacher nucleus sampling (default {TOP_P})")
+    p_tr.add_argument("--top-k", type=checks.nonneg_int,
+                      default=TOP_K, help=f"model teacher top-k, 0 = off (default {TOP_K})")
+    p_tr.add_argument("--max-new-tokens", type=checks.positive_int,
+                      default=MAX_NEW_TOKENS,
                       help=f"model teacher: tokens per trace at most (default {MAX_NEW_TOKENS})")
-    p_tr.add_argument("--budget", type=checks.nonneg_int, default=BUDGET, help=f"model teacher: s1 budget forcing, times the end "
+    p_tr.add_argument("--budget", type=checks.nonneg_int,
+                      default=BUDGET, help=f"model teacher: s1 budget forcing, times the end "
                       f"of thinking is replaced by 'Wait' (default {BUDGET})")
-    p_tr.add_argument("--max-think-tokens", type=checks.nonneg_int, help="model teacher: thinking cap; then `</think>` and the "
+    p_tr.add_argument("--max-think-tokens", type=checks.nonneg_int,
+                      help="model teacher: thinking cap; then `</think>` and the "
                       "answer prefix are forced (default: none)")
-    p_tr.add_argument("--batch-size", type=checks.positive_int, default=BATCH, help=f"model teacher: items per generation batch, "
+    p_tr.add_argument("--batch-size", type=checks.positive_int,
+                      default=BATCH, help=f"model teacher: items per generation batch, "
                       f"k rows each (default {BATCH})")
-    p_tr.add_argument("--device", type=checks.device, default="cpu", help="model teacher: cpu, cuda, ... (default cpu)")
+    p_tr.add_argument("--device", type=checks.device,
+                      default="cpu", help="model teacher: cpu, cuda, ... (default cpu)")
     p_tr.add_argument("--dtype", help="model teacher: float32, bfloat16, float16 (default: float32 on CPU, the "
                       "checkpoint's elsewhere)")
     return ap

@@ -34,7 +34,7 @@ from j1_min.tokenizer import Tokenizer
 EMBEDDED = Path(__file__).resolve().parent / "j1_min" / "embedded"
 CKPT = EMBEDDED / "j1-tiny"          # the tiny judge this project's pipeline trained (scripts/reproduce.sh)
 DATA = EMBEDDED / "test.jsonl"       # the synthetic task's shipped test split
-MAX_NEW_TOKENS = 1024                # RewardBench's generative evaluation caps at 2048 (DESIGN pitfall 8)
+MAX_NEW_TOKENS = 1024                # RewardBench's generative evaluation caps at 2048
 BATCH = 64                           # items per sampler call
 EXAMPLES = 2                         # example traces printed
 

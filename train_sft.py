@@ -44,7 +44,7 @@ EVAL_ITEMS = 200       # held-out items judged by generation for verdict accurac
 SAVE_EVERY = 100       # steps between checkpoints
 MAX_NEW_TOKENS = 512   # generation length at evaluation
 TINY_VOCAB = 512       # BPE vocabulary trained on the data for --init tiny
-# `--init tiny`: ~4.6M parameters, the architecture of DESIGN.md's measured probe (Qwen2 layout, tied embeddings)
+# `--init tiny`: ~4.6M parameters, the embedded judge's architecture (Qwen2 layout, tied embeddings)
 TINY = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_attention_heads=8,
             num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, rope_theta=10000.0,
             tie_word_embeddings=True, qkv_bias=True, model_type="qwen2")
@@ -209,7 +209,8 @@ def main(argv=None):
 
 def sft_nll(model, inp, tgt, mask) -> torch.Tensor:
     """Summed next-token negative log-likelihood of the masked targets: -sum_t mask_t * log p(tgt_t | inp_<=t).
-    inp, tgt, mask: (b, T). The log-probs are computed a chunk of positions at a time (DESIGN pitfall 5)."""
+    inp, tgt, mask: (b, T). The log-probs are computed a chunk of positions at a time: (rows, length, vocab)
+    logits at once do not fit in memory for a 152k vocabulary."""
     return -(selected_logprobs(model, inp, tgt) * mask).sum()
 
 
