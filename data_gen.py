@@ -18,10 +18,10 @@ import argparse
 import json
 import random
 import statistics
-from pathlib import Path
 
 from tqdm import tqdm
 
+from j1_min import checks
 from j1_min.data import read_pairs, write_jsonl
 from j1_min.judging import count_reflections, select_traces
 from j1_min.runs import cli
@@ -47,10 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (p_pairs, p_tr):
         p.add_argument("--out", required=True, help="output JSONL file (never overwritten without --force)")
         p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-        p.add_argument("--seed", type=int, default=SEED, help=f"seed of every random draw (default {SEED})")
+        p.add_argument("--seed", type=checks.seed_int,
+                       default=SEED, help=f"seed of every random draw (default {SEED})")
         p.add_argument("--task", choices=["arith"], default="arith",
                        help="synthetic task: arith, 'What is a op b?' answer checking (the only one)")
-        p.add_argument("--n", type=int, help=f"number of synthetic pairs, exactly (default {N})")
+        p.add_argument("--n", type=checks.positive_int,
+                       help=f"number of synthetic pairs, exactly (default {N})")
         p.add_argument("--split", choices=["train", "val", "test"],
                        help=f"split of the synthetic questions; splits never share a question (default {SPLIT})")
         p.add_argument("--digits", default=DIGITS, help=f"digits of each operand of + and -, LO-HI (default {DIGITS})")
@@ -63,28 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
                       "stopping at the first")
     p_tr.add_argument("--teacher", help="model teacher: a Hugging Face model folder or j1_min .pt checkpoint "
                       "(with a tokenizer); without it the programmatic teacher writes the traces")
-    p_tr.add_argument("--k", type=int, default=K, help=f"traces drawn per item (default {K})")
-    p_tr.add_argument("--max-keep", type=int, default=MAX_KEEP,
+    p_tr.add_argument("--k", type=checks.positive_int,
+                      default=K, help=f"traces drawn per item (default {K})")
+    p_tr.add_argument("--max-keep", type=checks.positive_int,
+                      default=MAX_KEEP,
                       help=f"correct traces kept per item (default {MAX_KEEP})")
     p_tr.add_argument("--no-reflection", action="store_true", help="plain traces for the ablation: the programmatic "
                       "teacher never writes 'Wait'; a model teacher's traces that contain 'Wait' are rejected")
-    p_tr.add_argument("--slip-rate", type=float, help=f"programmatic teacher: chance of a slip (a wrong carry or a "
+    p_tr.add_argument("--slip-rate", type=checks.unit_interval,
+                      help=f"programmatic teacher: chance of a slip (a wrong carry or a "
                       f"column sum off by one) in the first pass (default {SLIP_RATE})")
     p_tr.add_argument("--reflections", help=f"programmatic teacher: weights of 0, 1, 2, ... reflections per trace "
                       f"(default {REFLECTIONS})")
-    p_tr.add_argument("--temperature", type=float, default=TEMPERATURE,
+    p_tr.add_argument("--temperature", type=checks.nonneg_float,
+                      default=TEMPERATURE,
                       help=f"model teacher sampling temperature, 0 = greedy (default {TEMPERATURE})")
-    p_tr.add_argument("--top-p", type=float, default=TOP_P, help=f"model teacher nucleus sampling (default {TOP_P})")
-    p_tr.add_argument("--top-k", type=int, default=TOP_K, help=f"model teacher top-k, 0 = off (default {TOP_K})")
-    p_tr.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS,
+    p_tr.add_argument("--top-p", type=checks.probability,
+                      default=TOP_P, help=f"model teacher nucleus sampling (default {TOP_P})")
+    p_tr.add_argument("--top-k", type=checks.nonneg_int,
+                      default=TOP_K, help=f"model teacher top-k, 0 = off (default {TOP_K})")
+    p_tr.add_argument("--max-new-tokens", type=checks.positive_int,
+                      default=MAX_NEW_TOKENS,
                       help=f"model teacher: tokens per trace at most (default {MAX_NEW_TOKENS})")
-    p_tr.add_argument("--budget", type=int, default=BUDGET, help=f"model teacher: s1 budget forcing, times the end "
+    p_tr.add_argument("--budget", type=checks.nonneg_int,
+                      default=BUDGET, help=f"model teacher: s1 budget forcing, times the end "
                       f"of thinking is replaced by 'Wait' (default {BUDGET})")
-    p_tr.add_argument("--max-think-tokens", type=int, help="model teacher: thinking cap; then `</think>` and the "
+    p_tr.add_argument("--max-think-tokens", type=checks.nonneg_int,
+                      help="model teacher: thinking cap; then `</think>` and the "
                       "answer prefix are forced (default: none)")
-    p_tr.add_argument("--batch-size", type=int, default=BATCH, help=f"model teacher: items per generation batch, "
+    p_tr.add_argument("--batch-size", type=checks.positive_int,
+                      default=BATCH, help=f"model teacher: items per generation batch, "
                       f"k rows each (default {BATCH})")
-    p_tr.add_argument("--device", default="cpu", help="model teacher: cpu, cuda, ... (default cpu)")
+    p_tr.add_argument("--device", type=checks.device,
+                      default="cpu", help="model teacher: cpu, cuda, ... (default cpu)")
     p_tr.add_argument("--dtype", help="model teacher: float32, bfloat16, float16 (default: float32 on CPU, the "
                       "checkpoint's elsewhere)")
     return ap
@@ -96,14 +109,9 @@ def parse_args(argv=None):
 
 def check_args(args) -> None:
     """Refuse contradictory or out-of-range flags, and an existing --out, before any work is done."""
-    if Path(args.out).exists() and not args.force:
-        raise ValueError(f"--out {args.out} exists; pass --force to overwrite it")
-    if args.n is not None and args.n < 1:
-        raise ValueError(f"--n {args.n}: need at least 1")
+    checks.check_output(args.out, args.force, "--out", make_folder=True)
     if args.mode == "pairs":
         return
-    if args.k < 1 or args.max_keep < 1:
-        raise ValueError(f"--k {args.k} and --max-keep {args.max_keep} must be >= 1")
     if args.teacher and (args.slip_rate is not None or args.reflections is not None):
         raise ValueError("--slip-rate and --reflections set the programmatic teacher; leave them out with --teacher")
     model_only = [k for k, v in MODEL_DEFAULTS.items() if getattr(args, k) != v]
@@ -112,8 +120,6 @@ def check_args(args) -> None:
     if args.no_reflection and args.reflections is not None:
         raise ValueError("--reflections and --no-reflection contradict each other; give one")
     args.slip_rate = SLIP_RATE if args.slip_rate is None else args.slip_rate
-    if not 0 <= args.slip_rate <= 1:
-        raise ValueError(f"--slip-rate {args.slip_rate}: must be between 0 and 1")
     try:
         args.weights = (1.0,) if args.no_reflection else tuple(map(float, (args.reflections or REFLECTIONS).split(",")))
     except ValueError:
@@ -129,7 +135,7 @@ def load_items(args) -> list[dict]:
             raise ValueError("--n and --split make synthetic pairs; leave them out with --data")
         items = read_pairs(args.data, seed=args.seed, skip_bad=args.skip_bad)
         if items.skipped:
-            print(f"skipped {len(items.skipped)} malformed lines of {args.data} (first: {items.skipped[0]})")
+            print(f"{args.data}: {items.skipped_message()}")
         return list(items)
     diff = parse_difficulty(args.digits, args.mul_digits, args.ops)
     return make_pairs(args.n or N, args.split or SPLIT, args.seed, diff)
@@ -156,7 +162,7 @@ def model_completions(args, items, lengths: list[int]):
     model, tok_text, _ = load_model(args.teacher, dtype=args.dtype, device=args.device)
     if tok_text is None:
         raise ValueError(f"--teacher {args.teacher}: no tokenizer.json (or tokenizer) in the checkpoint")
-    tok = Tokenizer.from_json(tok_text)
+    tok = Tokenizer.from_json(tok_text, args.teacher)
     kw = forcing_kwargs(tok, args.budget, args.max_think_tokens)
     for s in range(0, len(items), args.batch_size):
         chunk = items[s:s + args.batch_size]
@@ -182,7 +188,7 @@ def main(argv=None):
     lengths: list[int] = []
     stream = model_completions(args, items, lengths) if args.teacher else program_completions(args, items)
     source = f"model:{args.teacher}" if args.teacher else "teacher:arith"
-    kept, drawn, correct = [], 0, 0
+    kept, drawn, correct, without = [], 0, 0, 0
     for it, completions in tqdm(stream, total=len(items), desc="traces", dynamic_ncols=True):
         drawn += len(completions)
         if args.no_reflection:  # the ablation's traces never reflect
@@ -190,11 +196,12 @@ def main(argv=None):
         traces, n_ok = select_traces(it, completions, args.max_keep, source)
         correct += n_ok
         kept += traces
+        without += not traces  # counted per item, not per id: ids need not be unique
     if not kept:
         raise ValueError(f"no trace was correct ({drawn} drawn): nothing to write to {args.out}")
     write_jsonl(args.out, kept, force=args.force)
     summary = {"items": len(items), "drawn": drawn, "acceptance_rate": correct / drawn, "kept": len(kept),
-               "items_without_trace": len(items) - len({t["id"] for t in kept}),
+               "items_without_trace": without,
                "reflection_rate": statistics.mean(t["has_reflection"] for t in kept),
                "mean_reflections": statistics.mean(t["num_reflections"] for t in kept),
                "changed_by_reflection": statistics.mean(reflection_changed(t["completion"]) for t in kept),
@@ -209,5 +216,10 @@ def main(argv=None):
     print(f"wrote {args.out}")
 
 
+def run_cli(argv=None):
+    """main() with user mistakes reported as `error: ...` and exit status 2."""
+    cli(lambda: main(argv))
+
+
 if __name__ == "__main__":
-    cli(main)
+    run_cli()

@@ -16,10 +16,14 @@ import argparse
 import math
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
-from j1_min.checkpoint import load_model
-from j1_min.data import read_pairs, write_jsonl
+from tqdm import tqdm
+
+from j1_min import checks
+from j1_min.checkpoint import atomic_write, load_model
+from j1_min.data import PartialJsonl, Records, fit, read_pairs
 from j1_min import show_tokens
 from j1_min.evaluate import judge, score
 from j1_min.judging import completion_text, encode_prompt, forcing_kwargs, parse_verdict
@@ -30,7 +34,7 @@ from j1_min.tokenizer import Tokenizer
 EMBEDDED = Path(__file__).resolve().parent / "j1_min" / "embedded"
 CKPT = EMBEDDED / "j1-tiny"          # the tiny judge this project's pipeline trained (scripts/reproduce.sh)
 DATA = EMBEDDED / "test.jsonl"       # the synthetic task's shipped test split
-MAX_NEW_TOKENS = 1024                # RewardBench's generative evaluation caps at 2048 (DESIGN pitfall 8)
+MAX_NEW_TOKENS = 1024                # RewardBench's generative evaluation caps at 2048
 BATCH = 64                           # items per sampler call
 EXAMPLES = 2                         # example traces printed
 
@@ -45,48 +49,61 @@ def parse_args(argv=None):
     ap.add_argument("--a", help="one pair: response A")
     ap.add_argument("--b", help="one pair: response B")
     ap.add_argument("--label", choices=["A", "B"], help="one pair: the right verdict, if known")
-    ap.add_argument("--limit", type=int, help="judge only the first N pairs")
-    ap.add_argument("--budget", type=int, default=0, help="s1 budget forcing: 'Wait's forced in place of </think>")
+    ap.add_argument("--limit", type=checks.positive_int, help="judge only the first N pairs")
+    ap.add_argument("--budget", type=checks.nonneg_int, default=0,
+                    help="s1 budget forcing: 'Wait's forced in place of </think>")
     ap.add_argument("--budgets", help="several budgets in one run, e.g. 0,1,2,3: prints the scaling table")
-    ap.add_argument("--max-think-tokens", type=int, help="force </think> and the answer after this many thinking "
-                    "tokens")
+    ap.add_argument("--max-think-tokens", type=checks.nonneg_int, help="force </think> and the answer after this "
+                    "many thinking tokens")
     ap.add_argument("--wait-text", default="Wait", help="the text forced in place of </think> (default Wait)")
-    ap.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
-    ap.add_argument("--samples", type=int, default=1, help="K traces per pair and order, majority vote "
-                    "(needs --temperature > 0)")
+    ap.add_argument("--temperature", type=checks.nonneg_float, default=0.0, help="sampling temperature (0: greedy)")
+    ap.add_argument("--samples", type=checks.positive_int, default=1, help="K traces per pair and order, majority "
+                    "vote (needs --temperature > 0)")
     ap.add_argument("--swap", action="store_true", help="judge both orders; a pair counts as right only when both "
                     "orders are (JudgeBench's position-consistent accuracy)")
     ap.add_argument("--ties", choices=["wrong", "half"], default="wrong", help="score of a missing verdict: 0 "
                     "(default) or 0.5 (RewardBench's convention)")
-    ap.add_argument("--seed", type=int, default=0, help="sampling seed")
-    ap.add_argument("--max-new-tokens", type=int, help=f"tokens per trace at most (default {MAX_NEW_TOKENS}, or what "
-                    "the model's context leaves after the longest prompt, if less)")
-    ap.add_argument("--batch-size", type=int, default=BATCH, help="pairs per sampler call")
-    ap.add_argument("--out", help="write one JSON line per judgment (id, order, budget, verdict, correct, trace, "
-                    "thinking tokens, forced waits)")
-    ap.add_argument("--force", action="store_true", help="overwrite --out or --plot if it exists")
+    ap.add_argument("--seed", type=checks.seed_int, default=0, help="sampling seed")
+    ap.add_argument("--order-seed", type=checks.seed_int, default=0, help="which RewardBench response is shown as "
+                    "A: a draw balanced over the file, seeded by this and recorded in each judgment (ab_seed); "
+                    "--seed does not change it, so two sampling seeds judge the same pairs (default 0)")
+    ap.add_argument("--max-new-tokens", type=checks.positive_int, help=f"tokens per trace at most (default "
+                    f"{MAX_NEW_TOKENS}, or what the model's context leaves after the longest prompt, if less)")
+    ap.add_argument("--batch-size", type=checks.positive_int, default=BATCH, help="pairs per sampler call")
+    ap.add_argument("--out", help="write one JSON line per judgment (item, id, order, budget, verdict, correct, "
+                    "trace, thinking tokens, forced waits). Judgments go to <out>.partial as each batch finishes; "
+                    "<out> is written at the end. A killed or interrupted run keeps <out>.partial: the same "
+                    "command with --resume continues it")
+    ap.add_argument("--resume", action="store_true", help="continue the interrupted run whose judgments are in "
+                    "<out>.partial (the settings must be the same)")
+    ap.add_argument("--force", action="store_true", help="overwrite --out or --plot if it exists, and start "
+                    "over when <out>.partial exists")
     ap.add_argument("--plot", help="PNG of accuracy against mean thinking tokens per budget (needs matplotlib)")
-    ap.add_argument("--examples", type=int, default=EXAMPLES, help="example traces to print")
-    ap.add_argument("--show-tokens", type=int, nargs="?", const=0, metavar="N",
+    ap.add_argument("--examples", type=checks.nonneg_int, default=EXAMPLES, help="example traces to print")
+    ap.add_argument("--show-tokens", type=checks.nonneg_int, nargs="?", const=0, metavar="N",
                     help="judge only pair N (0-based; default 0) at --budget and print its trace token by token: "
                     "forced tokens marked, each removed </think> shown, and the verdict's log-probability under "
                     "each option")
     ap.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                     help="--show-tokens marks in colour (auto: on a terminal, unless NO_COLOR is set) or brackets")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda, ...")
-    ap.add_argument("--dtype", help="float32 (CPU default), bfloat16, float16")
-    ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines (counted)")
+    ap.add_argument("--device", type=checks.device, default="cpu", help="cpu, cuda, ...")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                    help="float32 (CPU default), bfloat16, float16")
+    ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines, and pairs too long for the "
+                    "model's context (counted)")
     args = ap.parse_args(argv)
     try:
         args.budget_list = [int(b) for b in args.budgets.split(",")] if args.budgets else [args.budget]
     except ValueError:
         raise ValueError(f"--budgets {args.budgets!r}: expected integers like 0,1,2,3") from None
-    if args.samples < 1 or (args.samples > 1 and args.temperature <= 0):
-        raise ValueError("--samples K needs K >= 1, and K > 1 needs --temperature > 0 (greedy samples are equal)")
+    if min(args.budget_list) < 0:
+        raise ValueError(f"--budgets {args.budgets!r}: budgets must be >= 0")
+    if max(args.budget_list) > 0 and not args.wait_text.strip():
+        raise ValueError("--wait-text is empty: budget forcing needs a text to put in place of </think>")
+    if args.samples > 1 and args.temperature <= 0:
+        raise ValueError("--samples K > 1 needs --temperature > 0 (greedy samples are equal)")
     if args.show_tokens is not None and (args.budgets or args.samples > 1 or args.swap):
         raise ValueError("--show-tokens shows one trace: use --budget, not --budgets, --samples or --swap")
-    if min(args.budget_list) < 0:
-        raise ValueError("budgets must be >= 0")
     one = [args.question, args.a, args.b]
     if any(x is not None for x in one) and (None in one or args.data):
         raise ValueError("one pair needs all of --question, --a and --b, and no --data")
@@ -96,31 +113,89 @@ def parse_args(argv=None):
         except ImportError:
             raise ValueError("--plot needs matplotlib: pip install 'j1_min[plot]' (or pip install matplotlib)") \
                 from None
-    for name in ("out", "plot"):
-        path = getattr(args, name)
-        if path and Path(path).exists() and not args.force:
-            raise ValueError(f"--{name} {path} exists; pass --force to overwrite it")
+        checks.check_output(args.plot, args.force, "--plot")
+    if args.resume and not args.out:
+        raise ValueError("--resume continues an interrupted --out; give the same --out")
+    if args.out:
+        checks.check_output(args.out, args.force, "--out", make_folder=True)
+        partial = Path(args.out + ".partial")
+        if partial.exists() and not (args.resume or args.force):
+            raise ValueError(f"{partial} holds the judgments of an interrupted run: pass --resume to continue it, "
+                             f"or --force to start over")
+        if args.resume and not partial.exists():
+            raise ValueError(f"--resume: there is no {partial} to continue (no interrupted run of --out {args.out})")
     return args
 
 
-def load_items(args) -> list[dict]:
+def load_items(args) -> Records:
+    """The pairs to judge: one from --question/--a/--b, or --data (default: the embedded test set), --limit'ed."""
     if args.question is not None:
-        return [{"id": "pair", "question": args.question, "response_a": args.a, "response_b": args.b,
-                 "label": args.label}]
-    if args.data == "-":
-        import tempfile
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "stdin.jsonl"
-            path.write_text(sys.stdin.read())
-            items = read_pairs(path, seed=args.seed, skip_bad=args.skip_bad)
+        return Records([{"id": "pair", "question": args.question, "response_a": args.a, "response_b": args.b,
+                         "label": args.label}], ["--question/--a/--b"])
+    path = args.data or DATA
+    if not Path(path).exists() and path == DATA:
+        raise ValueError(f"the embedded test set {DATA} is missing; run scripts/reproduce.sh or pass --data")
+    items = read_pairs(path, seed=args.order_seed, skip_bad=args.skip_bad)
+    return items.subset(range(min(len(items), args.limit or len(items))))
+
+
+def fit_context(model, tok, items: Records, args) -> Records:
+    """The pairs whose prompt (both orders with --swap) leaves room in the model's context for --max-new-tokens,
+    checked before judging: a longer one is an error naming its file, line and id, or is skipped with --skip-bad.
+    Without --max-new-tokens it becomes MAX_NEW_TOKENS, or what the context leaves after the longest prompt."""
+    ctx = model.config.max_position_embeddings
+    lengths = [max(len(encode_prompt(tok, it["question"], a, b)) for a, b in
+                   ([(it["response_a"], it["response_b"])] + [(it["response_b"], it["response_a"])] * args.swap))
+               for it in items]
+    if args.max_new_tokens is None:
+        items = fit(items, lengths, ctx - 1, args.skip_bad, f"the model's context is {ctx} tokens")
+        args.max_new_tokens = min(MAX_NEW_TOKENS, ctx - max(n for n in lengths if n < ctx))
     else:
-        path = args.data or DATA
-        if not Path(path).exists() and path == DATA:
-            raise ValueError(f"the embedded test set {DATA} is missing; run scripts/reproduce.sh or pass --data")
-        items = read_pairs(path, seed=args.seed, skip_bad=args.skip_bad)
+        items = fit(items, lengths, ctx - args.max_new_tokens, args.skip_bad,
+                    f"the model's context is {ctx} tokens and --max-new-tokens {args.max_new_tokens}")
     if items.skipped:
-        print(f"skipped {len(items.skipped)} malformed lines (first: {items.skipped[0]})")
-    return list(items)[:args.limit] if args.limit else list(items)
+        print(items.skipped_message())
+    return items
+
+
+def judge_all(model, tok, items: Records, args) -> list[dict]:
+    """judge() over the items, --batch-size at a time. With --out each batch's judgments reach <out>.partial as soon
+    as they exist (data.PartialJsonl), so a killed run loses one batch at most, and --resume goes on from the last
+    whole batch there: batches are cut at the same items, so the result is what one uninterrupted run gives."""
+    kw = dict(budgets=args.budget_list, samples=args.samples, swap=args.swap, temperature=args.temperature,
+              seed=args.seed, max_new_tokens=args.max_new_tokens, max_think_tokens=args.max_think_tokens,
+              wait_text=args.wait_text)
+    partial, done = None, []
+    if args.out:
+        settings = {**kw, "ckpt": args.ckpt, "data": args.data, "question": [args.question, args.a, args.b],
+                    "limit": args.limit, "order_seed": args.order_seed, "batch_size": args.batch_size,
+                    "dtype": args.dtype, "skip_bad": args.skip_bad}
+        partial = PartialJsonl(args.out, settings)
+        done = partial.resume() if args.resume else []
+        per_item = len(args.budget_list) * args.samples * (2 if args.swap else 1)
+        whole = Counter(j["item"] for j in done)
+        first = 0
+        while whole.get(first) == per_item:
+            first += 1
+        first -= first % args.batch_size  # a batch torn by the kill is judged again, whole
+        done = [j for j in done if j["item"] < first]
+        partial.start(done)
+        if args.resume:
+            print(f"resuming {partial.path}: {first} of {len(items)} pairs already judged")
+    bar = tqdm(total=len(items), initial=len({j["item"] for j in done}), desc="judging", dynamic_ncols=True,
+               disable=len(items) == 1)
+    for s in range(len({j["item"] for j in done}), len(items), args.batch_size):
+        rows = judge(model, tok, items[s:s + args.batch_size], batch_size=args.batch_size, **kw)
+        for j in rows:
+            j["item"] += s
+            if "ab_seed" in items[j["item"]]:  # the shown order is part of the data: record what decided it
+                j["ab_seed"] = items[j["item"]]["ab_seed"]
+        if partial:
+            partial.append(rows)
+        done += rows
+        bar.update(len(items[s:s + args.batch_size]))
+    bar.close()
+    return done
 
 
 def plot(table: dict, path: str) -> None:
@@ -138,14 +213,12 @@ def plot(table: dict, path: str) -> None:
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     print(f"wrote {path}")
 
 
 def show_one(model, tok, items: list[dict], args) -> None:
     """judge.py --show-tokens: one pair, one trace, every token visible (j1_min/show_tokens.py)."""
-    if not 0 <= args.show_tokens < len(items):
-        raise ValueError(f"--show-tokens {args.show_tokens}: there are {len(items)} pairs (0 .. {len(items) - 1})")
     it = items[args.show_tokens]
     prompt = encode_prompt(tok, it["question"], it["response_a"], it["response_b"])
     gen = generate(model, [prompt], args.max_new_tokens, temperature=args.temperature, seed=args.seed,
@@ -175,24 +248,23 @@ def main(argv=None):
     args = parse_args(argv)
     if not Path(args.ckpt).exists() and args.ckpt == str(CKPT):
         raise ValueError(f"the embedded judge {CKPT} is missing; run scripts/reproduce.sh or pass --ckpt")
+    items = load_items(args)
+    if args.show_tokens is not None and args.show_tokens >= len(items):
+        raise ValueError(f"--show-tokens {args.show_tokens}: there are {len(items)} pairs (0 .. {len(items) - 1})")
     model, tok_text, _ = load_model(args.ckpt, dtype=args.dtype, device=args.device)
     if tok_text is None:
         raise ValueError(f"--ckpt {args.ckpt}: no tokenizer.json in the checkpoint")
-    tok = Tokenizer.from_json(tok_text)
-    items = load_items(args)
-    if args.max_new_tokens is None:  # as long as the context allows, up to MAX_NEW_TOKENS
-        longest = max(len(encode_prompt(tok, it["question"], it["response_a"], it["response_b"])) for it in items)
-        args.max_new_tokens = min(MAX_NEW_TOKENS, model.config.max_position_embeddings - longest)
-        if args.max_new_tokens < 1:
-            raise ValueError(f"a prompt has {longest} tokens: no room left in the model's context of "
-                             f"{model.config.max_position_embeddings}")
+    tok = Tokenizer.from_json(tok_text, args.ckpt)
+    items = fit_context(model, tok, items, args)
     if args.show_tokens is not None:
         return show_one(model, tok, items, args)
     labelled = all(it.get("label") for it in items)
-    judgments = judge(model, tok, items, budgets=args.budget_list, samples=args.samples, swap=args.swap,
-                      temperature=args.temperature, seed=args.seed, max_new_tokens=args.max_new_tokens,
-                      max_think_tokens=args.max_think_tokens, wait_text=args.wait_text,
-                      batch_size=args.batch_size, progress=len(items) > 1)
+    try:
+        judgments = judge_all(model, tok, items, args)
+    except KeyboardInterrupt:
+        kept = f"; the finished batches are in {args.out}.partial: add --resume to continue" if args.out else ""
+        print(f"interrupted{kept}", file=sys.stderr)
+        sys.exit(130)
     print(f"judge {args.ckpt} ({model.num_params() / 1e6:.1f}M parameters) on {len(items)} pairs; "
           f"{'greedy' if args.temperature == 0 else f'temperature {args.temperature}'}, samples {args.samples}, "
           f"orders {'AB+BA' if args.swap else 'AB'}, no verdict scores {0.5 if args.ties == 'half' else 0}")
@@ -214,7 +286,7 @@ def main(argv=None):
         print(f"\n--- {j['id']} order {j['order']} budget {j['budget']}: verdict {j['verdict']}{right}, "
               f"{j['think_tokens']} thinking tokens, {j['num_waits']} forced waits\n{j['completion']}")
     if args.out:
-        write_jsonl(args.out, judgments, force=args.force)
+        PartialJsonl(args.out, {}).finish(judgments, force=args.force)
         print(f"wrote {len(judgments)} judgments to {args.out}")
     if args.plot and labelled:
         plot(table, args.plot)

@@ -20,9 +20,9 @@ import json
 import torch
 from tqdm import tqdm
 
-from j1_min import runs
+from j1_min import checks, runs
 from j1_min.checkpoint import load_model
-from j1_min.data import read_pairs, sft_step_order
+from j1_min.data import fit, read_pairs, sft_step_order
 from j1_min.evaluate import eval_accuracy
 from j1_min.judging import encode_prompt, forcing_kwargs
 from j1_min.rl import ALGOS, RLConfig, step as rl_step
@@ -44,6 +44,18 @@ PPO_EPOCHS = 1         # optimizer steps per batch of rollouts (TRL's num_iterat
 MICRO = 16             # rows per forward/backward
 EVAL_EVERY, EVAL_ITEMS, EVAL_BUDGET = 25, 200, 2
 SAVE_EVERY = 25
+# --resume with these changed goes on with a warning (logged); any other changed setting is refused (the data's
+# content is compared through its checksum, not its path)
+RESUME_MAY_CHANGE = {"steps", "val", "eval_every", "eval_items", "eval_budget", "save_every", "device", "micro",
+                     "world", "data"}
+# flag checks (j1_min/checks.py), applied after parsing
+FLAG_RULES = {**dict.fromkeys(["steps", "prompts", "max_new_tokens", "ppo_epochs", "micro", "eval_items",
+                               "save_every", "stop_after"], checks.positive_int),
+              **dict.fromkeys(["top_k", "budget", "max_think_tokens", "warmup", "eval_every", "eval_budget"],
+                              checks.nonneg_int),
+              **dict.fromkeys(["lr", "temperature", "clip_eps", "clip_eps_high"], checks.positive_float),
+              **dict.fromkeys(["beta", "format_penalty", "clip_grad"], checks.nonneg_float),
+              "top_p": checks.probability, "seed": checks.seed_int, "device": checks.device}
 
 
 def parse_args(argv=None):
@@ -99,6 +111,7 @@ def parse_args(argv=None):
     ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines (counted) instead of stopping")
     ap.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: simulate a kill after this step
     args = ap.parse_args(argv)
+    checks.check_flags(ap, args, FLAG_RULES)
     if args.group < 2:
         raise ValueError(f"--group {args.group}: GRPO needs at least 2 completions per prompt to compare")
     if args.algo == "reinforce_pp_baseline" and args.gamma != 1.0:
@@ -114,7 +127,7 @@ def load_policy(args, d):
     model, tok_text, _ = load_model(path, device=d.device)  # float32 master weights, whatever --dtype
     if tok_text is None:
         raise ValueError(f"{path}: the checkpoint has no tokenizer (tokenizer.json); GRPO needs one to score verdicts")
-    tok = Tokenizer.from_json(tok_text)
+    tok = Tokenizer.from_json(tok_text, path)
     return model, tok
 
 
@@ -128,16 +141,26 @@ def main(argv=None):
     if not data:
         raise ValueError(f"{args.data}: no records")
     val = read_pairs(args.val, seed=args.seed, skip_bad=args.skip_bad) if args.val else []
-    state = runs.load_train_state(args.resume) if args.resume else None
+    state = runs.load_train_state(args.resume, "train_grpo") if args.resume else None
     policy, tok = load_policy(args, d)
     policy.train()
     # the KL anchor is --ckpt's model, also when --resume continues from later weights
     ref = load_model(args.ckpt, device=d.device)[0].eval().requires_grad_(False) if args.beta > 0 else None
     prompts_all = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in data]
+    room = policy.config.max_position_embeddings - args.max_new_tokens  # checked at load, not when drawn
+    data = fit(data, list(map(len, prompts_all)), room, args.skip_bad, f"the model's context is "
+               f"{policy.config.max_position_embeddings} tokens and --max-new-tokens {args.max_new_tokens}")
+    prompts_all = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in data]
+    for name, recs in (("--data", data), ("--val", val)):
+        if recs and recs.skipped and d.main:
+            print(f"{name}: {recs.skipped_message()}")
     config = {k: v for k, v in vars(args).items() if k != "stop_after"}
-    config.update(world=d.world, params=policy.num_params(), rl_items=len(data))
+    config.update(run="train_grpo", world=d.world, params=policy.num_params(), rl_items=len(data),
+                  skipped_lines=len(data.skipped),
+                  val_skipped_lines=len(val.skipped) if val else 0, data_sha256=runs.sha256(args.data))
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    step, ddp, log = runs.start(out, d, policy, opt, state, config)
+    step, ddp, log = runs.start(out, d, policy, opt, state, config, RESUME_MAY_CHANGE)
+    saver = runs.Saver(out, d.main, prompts_all[0], state)  # never saves a non-finite policy
     cfg = RLConfig.from_args(args)
     try:
         forcing = forcing_kwargs(tok, args.budget, args.max_think_tokens)
@@ -145,8 +168,7 @@ def main(argv=None):
         raise ValueError(f"{args.resume or args.ckpt}: {e}") from None
 
     def save(at_step):
-        if d.main:
-            runs.save_run(out, policy, tok, config, opt, at_step, {"step": at_step})
+        saver.save(policy, tok, config, opt, at_step, {"step": at_step})
 
     def evaluate(at_step):
         policy.eval()
@@ -173,6 +195,7 @@ def main(argv=None):
             metrics = rl_step(ddp, ref, opt, tok, prompts, labels, cfg, d, forcing=forcing,
                               seed=args.seed * 1_000_003 + step * 1009 + d.rank)
             step += 1
+            saver.check(policy, step)  # a non-finite policy would break the next rollout; stop before it
             log.write({"step": step, **metrics})
             bar.update(1)
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", len=f"{metrics['completion_len']:.0f}",

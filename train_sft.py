@@ -13,15 +13,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from j1_min import runs
+from j1_min import checks, runs
 from j1_min.checkpoint import load_model
-from j1_min.data import read_pairs, sft_batches, sft_example, sft_step_order
+from j1_min.data import fit, read_pairs, sft_batches, sft_example, sft_step_order
 from j1_min.evaluate import eval_accuracy
 from j1_min.judging import build_prompt
 from j1_min.model import ModelConfig, Transformer
@@ -43,10 +44,14 @@ EVAL_ITEMS = 200       # held-out items judged by generation for verdict accurac
 SAVE_EVERY = 100       # steps between checkpoints
 MAX_NEW_TOKENS = 512   # generation length at evaluation
 TINY_VOCAB = 512       # BPE vocabulary trained on the data for --init tiny
-# `--init tiny`: ~4.6M parameters, the architecture of DESIGN.md's measured probe (Qwen2 layout, tied embeddings)
+# `--init tiny`: ~4.6M parameters, the embedded judge's architecture (Qwen2 layout, tied embeddings)
 TINY = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_attention_heads=8,
             num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, rope_theta=10000.0,
             tie_word_embeddings=True, qkv_bias=True, model_type="qwen2")
+# --resume with these changed goes on with a warning (logged); any other changed setting is refused, since the
+# continued run would be another run (the data's content is compared through its checksum, not its path)
+RESUME_MAY_CHANGE = {"steps", "val", "eval_every", "eval_items", "save_every", "max_new_tokens", "device", "micro",
+                     "world", "dtype", "data"}
 
 
 def parse_args(argv=None):
@@ -59,23 +64,30 @@ def parse_args(argv=None):
     ap.add_argument("--out", required=True, help="checkpoint to write (.pt); its log is <out>.log.jsonl")
     ap.add_argument("--resume", help="continue the run saved in this checkpoint (weights, optimizer, data position)")
     ap.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    ap.add_argument("--steps", type=int, default=STEPS, help="total optimizer steps")
-    ap.add_argument("--batch", type=int, default=BATCH, help="sequences per optimizer step, all processes together")
-    ap.add_argument("--micro", type=int, default=MICRO, help="sequences per forward/backward on one process")
-    ap.add_argument("--lr", type=float, default=LR, help="peak learning rate")
-    ap.add_argument("--warmup", type=int, default=WARMUP, help="warm-up steps")
-    ap.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY, help="AdamW weight decay (matrices only)")
-    ap.add_argument("--clip", type=float, default=CLIP, help="max gradient norm (0: no clipping)")
-    ap.add_argument("--eval-every", type=int, default=EVAL_EVERY, help="steps between evaluations (0: end only)")
-    ap.add_argument("--eval-items", type=int, default=EVAL_ITEMS, help="held-out items judged by generation")
-    ap.add_argument("--save-every", type=int, default=SAVE_EVERY, help="steps between checkpoints")
-    ap.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="generation length at evaluation")
+    ap.add_argument("--steps", type=checks.positive_int, default=STEPS, help="total optimizer steps")
+    ap.add_argument("--batch", type=checks.positive_int, default=BATCH,
+                    help="sequences per optimizer step, all processes together")
+    ap.add_argument("--micro", type=checks.positive_int, default=MICRO,
+                    help="sequences per forward/backward on one process")
+    ap.add_argument("--lr", type=checks.positive_float, default=LR, help="peak learning rate")
+    ap.add_argument("--warmup", type=checks.nonneg_int, default=WARMUP, help="warm-up steps")
+    ap.add_argument("--weight-decay", type=checks.nonneg_float, default=WEIGHT_DECAY,
+                    help="AdamW weight decay (matrices only)")
+    ap.add_argument("--clip", type=checks.nonneg_float, default=CLIP, help="max gradient norm (0: no clipping)")
+    ap.add_argument("--eval-every", type=checks.nonneg_int, default=EVAL_EVERY,
+                    help="steps between evaluations (0: end only)")
+    ap.add_argument("--eval-items", type=checks.positive_int, default=EVAL_ITEMS,
+                    help="held-out items judged by generation")
+    ap.add_argument("--save-every", type=checks.positive_int, default=SAVE_EVERY, help="steps between checkpoints")
+    ap.add_argument("--max-new-tokens", type=checks.positive_int, default=MAX_NEW_TOKENS,
+                    help="generation length at evaluation")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="float32, or bfloat16 autocast (weights and optimizer stay float32)")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    ap.add_argument("--seed", type=int, default=0, help="seed for initialization and data order")
-    ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines (counted) instead of stopping")
-    ap.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: simulate a kill after this step
+    ap.add_argument("--device", type=checks.device, default="cpu", help="cpu, cuda, cuda:1, ...")
+    ap.add_argument("--seed", type=checks.seed_int, default=0, help="seed for initialization and data order")
+    ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines and traces longer than the "
+                    "model's context (counted, printed and logged) instead of stopping")
+    ap.add_argument("--stop-after", type=checks.positive_int, help=argparse.SUPPRESS)  # tests: a kill after this step
     return ap.parse_args(argv)
 
 
@@ -88,14 +100,10 @@ def build_init(args, texts):
         return model, tok
     if not Path(args.init).exists():
         raise ValueError(f"--init {args.init}: no such checkpoint (or use 'tiny')")
-    model, tok_text, _ = load_model(args.init)
+    model, tok_text, _ = load_model(args.init)  # refuses a tokenizer larger than the model's embedding
     if tok_text is None:
         raise ValueError(f"--init {args.init}: the checkpoint has no tokenizer.json")
-    tok = Tokenizer.from_json(tok_text)
-    if tok.vocab_size > model.config.vocab_size:
-        raise ValueError(f"--init {args.init}: tokenizer has {tok.vocab_size} ids but the model's embedding only "
-                         f"{model.config.vocab_size}: they do not belong together")
-    return model, tok
+    return model, Tokenizer.from_json(tok_text, args.init)
 
 
 def main(argv=None):
@@ -107,33 +115,37 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     train = read_pairs(args.data, skip_bad=args.skip_bad, need_completion=True)
     val = read_pairs(args.val, skip_bad=args.skip_bad) if args.val else []
-    state = runs.load_train_state(args.resume) if args.resume else None
+    state = runs.load_train_state(args.resume, "train_sft") if args.resume else None
     if state:
         model, tok_text, _ = load_model(args.resume)
-        tok = Tokenizer.from_json(tok_text)
+        tok = Tokenizer.from_json(tok_text, args.resume)
     else:
         model, tok = build_init(args, [build_prompt(r["question"], r["response_a"], r["response_b"])
                                        + r["completion"] for r in train])  # the template's text is learned too
     model = model.to(d.device).train()
     examples = [sft_example(tok, r) for r in train]
+    ctx = model.config.max_position_embeddings
+    train = fit(train, [len(ids) for ids, _ in examples], ctx, args.skip_bad, f"the model's context is {ctx}")
+    examples = [sft_example(tok, r) for r in train]
     val_examples = [sft_example(tok, r) for r in val if "completion" in r]  # pairs without traces: accuracy only
-    for i, (ids, _) in enumerate(examples):
-        if len(ids) > model.config.max_position_embeddings:
-            raise ValueError(f"{args.data}: record {i + 1} is {len(ids)} tokens, over the model's context "
-                             f"({model.config.max_position_embeddings})")
+    for name, recs in (("--data", train), ("--val", val)):
+        if recs and recs.skipped and d.main:
+            print(f"{name}: {recs.skipped_message()}")
     config = {k: v for k, v in vars(args).items() if k != "stop_after"}
-    config.update(world=d.world, params=model.num_params(), train_items=len(examples), vocab=tok.vocab_size)
+    config.update(run="train_sft", world=d.world, params=model.num_params(), train_items=len(examples),
+                  vocab=tok.vocab_size, skipped_lines=len(train.skipped),
+                  val_skipped_lines=len(val.skipped) if val else 0, data_sha256=runs.sha256(args.data))
 
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=BETAS)
-    step, ddp, log = runs.start(out, d, model, opt, state, config)
+    step, ddp, log = runs.start(out, d, model, opt, state, config, RESUME_MAY_CHANGE)
     autocast = torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+    saver = runs.Saver(out, d.main, examples[0][0], state)  # never saves a non-finite model
 
     def save(at_step):
-        if d.main:
-            runs.save_run(out, model, tok, config, opt, at_step, {"step": at_step})
+        saver.save(model, tok, config, opt, at_step, {"step": at_step})
 
     def evaluate(at_step):
         model.eval()
@@ -168,9 +180,8 @@ def main(argv=None):
                     (nll * d.world / n_targets).backward()  # DDP averages over processes; * world makes it a sum
                 loss_sum += nll.detach()
             loss = runs.all_sum(loss_sum, d).item() / n_targets
-            if not torch.isfinite(torch.tensor(loss)):
-                raise ValueError(f"loss is {loss} at step {step + 1}: stopping; the last good checkpoint is {out}"
-                                 f" (lower --lr or check the data)")
+            if not math.isfinite(loss):
+                raise saver.stop(f"loss is {loss} at step {step + 1}")
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip if args.clip > 0 else float("inf"))
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -198,7 +209,8 @@ def main(argv=None):
 
 def sft_nll(model, inp, tgt, mask) -> torch.Tensor:
     """Summed next-token negative log-likelihood of the masked targets: -sum_t mask_t * log p(tgt_t | inp_<=t).
-    inp, tgt, mask: (b, T). The log-probs are computed a chunk of positions at a time (DESIGN pitfall 5)."""
+    inp, tgt, mask: (b, T). The log-probs are computed a chunk of positions at a time: (rows, length, vocab)
+    logits at once do not fit in memory for a 152k vocabulary."""
     return -(selected_logprobs(model, inp, tgt) * mask).sum()
 
 

@@ -7,6 +7,7 @@ text>, "train_state": <optional>}. Nothing is ever unpickled beyond that, and ev
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -31,14 +32,16 @@ def config_from_hf(d: dict, where: str = "config.json") -> ModelConfig:
     """ModelConfig from a config.json dict, as published (transformers 4: `rope_theta`, `torch_dtype` at the top)
     or as transformers 5 writes it (`rope_parameters`, `dtype`). Settings that change the math and are not
     implemented (rope scaling, sliding-window attention, MLP bias, another activation) raise CheckpointError."""
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{where}: expected a JSON object of settings, got {type(d).__name__}")
     mtype = d.get("model_type")
-    if mtype not in ARCHITECTURES:
+    if not isinstance(mtype, str) or mtype not in ARCHITECTURES:
         raise CheckpointError(f"{where}: model_type {mtype!r} is not supported (supported: {sorted(ARCHITECTURES)})")
 
     def need(key):
         if key not in d:
             raise CheckpointError(f"{where}: missing required key {key!r}")
-        return d[key]
+        return _positive(d, key, where)
 
     rope = d.get("rope_parameters") or {}
     scaling = d.get("rope_scaling") or {}
@@ -53,18 +56,33 @@ def config_from_hf(d: dict, where: str = "config.json") -> ModelConfig:
     if d.get("hidden_act", "silu") != "silu":
         raise CheckpointError(f"{where}: hidden_act {d['hidden_act']!r} is not supported (only silu)")
     heads = need("num_attention_heads")
-    head_dim = d.get("head_dim") or (128 if mtype == "qwen3" else need("hidden_size") // heads)
+    head_dim = (_positive(d, "head_dim", where) if d.get("head_dim") is not None
+                else 128 if mtype == "qwen3" else need("hidden_size") // heads)
+    kv_heads = _positive(d, "num_key_value_heads", where) if d.get("num_key_value_heads") else heads
+    if heads % kv_heads or head_dim < 1:
+        raise CheckpointError(f"{where}: num_attention_heads {heads} is not a multiple of num_key_value_heads "
+                              f"{kv_heads}, or head_dim {head_dim} < 1")
     return ModelConfig(
         vocab_size=need("vocab_size"), hidden_size=need("hidden_size"),
         intermediate_size=need("intermediate_size"), num_hidden_layers=need("num_hidden_layers"),
-        num_attention_heads=heads, num_key_value_heads=d.get("num_key_value_heads") or heads, head_dim=head_dim,
-        rms_norm_eps=d.get("rms_norm_eps", 1e-6),
-        rope_theta=float(rope.get("rope_theta", d.get("rope_theta", 10000.0))),
-        max_position_embeddings=d.get("max_position_embeddings", 4096),
+        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+        rms_norm_eps=_positive(d, "rms_norm_eps", where, 1e-6, float),
+        rope_theta=_positive(rope, "rope_theta", where, _positive(d, "rope_theta", where, 10000.0, float), float),
+        max_position_embeddings=_positive(d, "max_position_embeddings", where, 4096),
         tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
         qkv_bias=mtype == "qwen2", o_bias=mtype != "qwen2" and bool(d.get("attention_bias", False)),
         qk_norm=mtype == "qwen3", model_type=mtype,
     )
+
+
+def _positive(d: dict, key: str, where: str, default=None, kind=int):
+    """d[key] (or default when absent) as a positive int (kind=int) or a positive finite number (kind=float)."""
+    v = d.get(key, default)
+    ok = (isinstance(v, int) if kind is int else isinstance(v, (int, float)) and math.isfinite(v))
+    if isinstance(v, bool) or not ok or v <= 0:
+        raise CheckpointError(f"{where}: {key} must be a positive {'integer' if kind is int else 'number'}, "
+                              f"got {v!r}")
+    return kind(v)
 
 
 def config_to_hf(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> dict:
@@ -151,13 +169,22 @@ def _build(cfg: ModelConfig, state: dict, where: str, dtype, device) -> Transfor
 
 def read_pt(path) -> dict:
     """torch.load with weights_only=True: a file that needs real unpickling is refused and nothing in it runs."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes): not a checkpoint")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, EOFError) as e:
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, EOFError, ValueError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"{path}: refused: not a plain-tensor checkpoint (loading it would need to unpickle "
-                              f"arbitrary objects, which j1_min never does): {str(e).splitlines()[0]}") from None
+                              f"arbitrary objects, which j1_min never does, or the file is damaged): {first}") from None
     if not isinstance(ck, dict) or ck.get("format") != PT_FORMAT:
         raise CheckpointError(f"{path}: not a j1_min checkpoint (expected a dict with format={PT_FORMAT!r})")
+    for key, kind in (("config", dict), ("model", dict), ("tokenizer", (str, type(None)))):
+        if not isinstance(ck.get(key), kind):
+            raise CheckpointError(f"{path}: damaged j1_min checkpoint: {key!r} is "
+                                  f"{'missing' if key not in ck else type(ck[key]).__name__}")
+    if not all(isinstance(t, torch.Tensor) for t in ck["model"].values()):
+        raise CheckpointError(f"{path}: damaged j1_min checkpoint: 'model' holds something other than tensors")
     return ck
 
 
@@ -177,30 +204,57 @@ def load_model(path, dtype=None, device=None):
             raise CheckpointError(f"{path}: a model directory needs config.json, and there is none")
         try:
             config_dict = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
         cfg = config_from_hf(config_dict, str(cfg_path))
-        index = path / "model.safetensors.index.json"
-        if index.is_file():
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        elif (path / "model.safetensors").is_file():
-            files = ["model.safetensors"]
-        else:
-            raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
         state = {}
-        for f in files:
-            state.update(load_file(str(path / f)))
+        for f in _shards(path):
+            try:
+                state.update(load_file(str(f)))
+            except Exception as e:  # safetensors raises its own SafetensorError for a damaged file
+                raise CheckpointError(f"{f}: not a readable safetensors file ({e})") from None
         tok = path / "tokenizer.json"
-        tok_text = tok.read_text() if tok.is_file() else None
+        tok_where, tok_text = tok, (tok.read_bytes().decode("utf-8", "replace") if tok.is_file() else None)
         extra = {"config": config_dict}
     else:
         ck = read_pt(path)
         config_dict = ck["config"]
         cfg = config_from_hf(config_dict, f"{path} (config)")
-        state, tok_text = ck.pop("model"), ck.get("tokenizer")
+        state, tok_text, tok_where = ck.pop("model"), ck.get("tokenizer"), f"{path} (tokenizer)"
         extra = ck
+    if tok_text is not None:
+        _check_tokenizer(tok_text, tok_where, cfg.vocab_size)
     model = _build(cfg, state, str(path), resolve_dtype(dtype, device, config_dict), device)
     return model, tok_text, extra
+
+
+def _shards(path: Path) -> list[Path]:
+    """The safetensors files of a model folder: model.safetensors, or every file its index names (all present)."""
+    index = path / "model.safetensors.index.json"
+    if not index.is_file():
+        if (path / "model.safetensors").is_file():
+            return [path / "model.safetensors"]
+        raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
+    try:
+        weight_map = json.loads(index.read_text()).get("weight_map")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise CheckpointError(f"{index}: not a JSON object ({e})") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+        raise CheckpointError(f"{index}: needs a 'weight_map' of tensor name -> file name")
+    files = [path / f for f in sorted(set(weight_map.values()))]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise CheckpointError(f"{index}: names shards that are missing: {missing[:4]}")
+    return files
+
+
+def _check_tokenizer(text: str, where, vocab: int) -> None:
+    """A tokenizer that parses and whose ids all have a row in the model's embedding."""
+    from .tokenizer import Tokenizer
+    n = Tokenizer.from_json(text, where).vocab_size
+    if n > vocab:
+        raise CheckpointError(f"{where}: the tokenizer has {n} ids but the model's embedding only {vocab} rows: "
+                              f"they do not belong together")
 
 
 def _state_to_save(model: Transformer) -> dict:

@@ -16,9 +16,10 @@ from .sampling import generate
 def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap: bool = False,
           temperature: float = 0.0, seed: int = 0, max_new_tokens: int = 1024, max_think_tokens: int | None = None,
           wait_text: str = "Wait", batch_size: int = 32, progress: bool = False) -> list[dict]:
-    """One judgment per (item, order, budget, sample), as dicts: id, order ("AB" as given, "BA" swapped), budget,
-    sample, label (the right verdict as shown), verdict (as shown, or None), correct, completion (the full trace),
-    think_tokens, num_waits, suppressed_at, forced_end (max_think_tokens ended the thinking), tokens.
+    """One judgment per (item, order, budget, sample), as dicts: item (its position in `items`), id, order ("AB" as
+    given, "BA" swapped), budget, sample, label (the right verdict as shown), verdict (as shown, or None), correct,
+    completion (the full trace), think_tokens, num_waits, suppressed_at, forced_end (max_think_tokens ended the
+    thinking), tokens.
 
     The rows of one item share its prompt, so the sampler prefills each prompt once however many budgets and
     samples ride on it (per-row budgets); `batch_size` items are judged per sampler call. Sample k of an item
@@ -35,7 +36,7 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
     bar = tqdm(total=len(items), desc="judging", disable=not progress, dynamic_ncols=True)
     for s in range(0, len(items), batch_size):
         rows, prompts, row_budgets, streams = [], [], [], []
-        for it in items[s:s + batch_size]:
+        for i, it in enumerate(items[s:s + batch_size], s):
             for order in orders:
                 a, b = (it["response_a"], it["response_b"]) if order == "AB" else (it["response_b"], it["response_a"])
                 prompt = encode_prompt(tok, it["question"], a, b)
@@ -43,7 +44,7 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
                 shown = label if order == "AB" or label is None else swap_label(label)
                 for budget in budgets:
                     for k in range(samples):
-                        rows.append({"id": it.get("id"), "order": order, "budget": budget, "sample": k,
+                        rows.append({"item": i, "id": it.get("id"), "order": order, "budget": budget, "sample": k,
                                      "label": shown})
                         prompts.append(prompt)
                         row_budgets.append(budget)
@@ -71,11 +72,18 @@ def majority(verdicts: list) -> str | None:
     return c.most_common(1)[0][0]
 
 
+def item_key(judgment: dict):
+    """What identifies a judgment's item: its position ("item") where recorded, else its id. Ids are the data's
+    and need not be unique (20 pairs sharing one id are 20 items); positions are."""
+    return judgment["item"] if "item" in judgment else judgment["id"]
+
+
 def score(judgments: list[dict], ties: str = "wrong") -> dict:
     """Per budget: accuracy, its 95% interval, and the means a scaling table needs.
 
-    An item-order's verdict is the majority over its samples. Its score is 1 if right, 0 if wrong, and for no
-    verdict 0 (ties="wrong", the default) or 0.5 (ties="half", RewardBench's convention; DESIGN pitfall 8).
+    An item-order's verdict is the majority over its samples (items told apart by item_key). Its score is 1 if
+    right, 0 if wrong, and for no verdict 0 (ties="wrong", the default) or 0.5 (ties="half", RewardBench's
+    convention, under which a judge cut off before its verdict scores as a coin flip: report which was used).
     With both orders judged an item scores 1 only if both orders are right (JudgeBench's rule), 0 if either is
     wrong, else the no-verdict score. Interval: mean ± 1.96 · sd / sqrt(n) (normal approximation)."""
     if ties not in ("wrong", "half"):
@@ -86,7 +94,7 @@ def score(judgments: list[dict], ties: str = "wrong") -> dict:
         rows = [j for j in judgments if j["budget"] == budget]
         groups: dict = {}
         for j in rows:
-            groups.setdefault((j["id"], j["order"]), []).append(j)
+            groups.setdefault((item_key(j), j["order"]), []).append(j)
         per_order = {}
         for (item, order), js in groups.items():
             v = majority([j["verdict"] for j in js])
@@ -113,7 +121,7 @@ def score(judgments: list[dict], ties: str = "wrong") -> dict:
 def eval_accuracy(model, tok, records: list[dict], max_new_tokens: int, batch_size: int = 32, budget: int = 0,
                   max_think_tokens: int | None = None) -> dict:
     """Greedy verdict accuracy on `records` at one budget, split by the label's position (a position bias can look
-    like learning, DESIGN "Measured"), and the share of completions with no verdict."""
+    like learning), and the share of completions with no verdict."""
     r = score(judge(model, tok, records, budgets=(budget,), max_new_tokens=max_new_tokens,
                     max_think_tokens=max_think_tokens, batch_size=batch_size))[budget]
     return {k: r[k] for k in ("accuracy", "no_verdict", "n", "accuracy_label_A", "accuracy_label_B",

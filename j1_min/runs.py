@@ -4,6 +4,7 @@ JSON-lines logs, run checkpoints with their full training state (atomic, resumab
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .checkpoint import read_pt, save_pt
+from .checks import check_output
 
 
 def lr_at(step: int, max_lr: float, warmup: int, total: int, min_ratio: float = 0.1) -> float:
@@ -78,13 +80,28 @@ def teardown(d: Dist) -> None:
 # ------------------------------------------------------------------------------------------------ files
 
 def check_out(path, force: bool, resume) -> Path:
-    """The output path, refused when its folder is missing, or when it exists and neither --force nor --resume."""
+    """The output path and its log `<out>.log.jsonl`, checked before any work (checks.check_output). An existing
+    one is overwritten only with --force, or continued when --out is the --resume file itself (its log is then
+    appended to, after a `resumed_at` line); --resume with another --out never replaces a file by itself."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise ValueError(f"--out {path}: folder {path.parent} does not exist")
-    if path.exists() and not force and not resume:
-        raise ValueError(f"--out {path} exists; pass --force to overwrite it or --resume {path} to continue it")
+    same = resume is not None and Path(resume).resolve() == path.resolve()
+    if path.exists() and not path.is_dir() and not (force or same):
+        raise ValueError(f"--out {path} exists; pass --force to overwrite it, or --resume {path} to continue it")
+    check_output(path, force or same)
+    check_output(path.with_suffix(".log.jsonl"), force or same, "--out's log")
     return path
+
+
+def sha256(path) -> str:
+    """The SHA-256 of a file's bytes, in hex: what a resumed run compares to know its data is the same
+    (None for standard input, '-', which cannot be read again)."""
+    if str(path) == "-":
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class Log:
@@ -124,27 +141,104 @@ def save_run(path, model, tokenizer, run_config: dict, optimizer, step: int, dat
         "optimizer": optimizer.state_dict(), "step": step, "data_pos": data_pos, "rng": rng_state(), **extra})
 
 
-def start(out: Path, d: Dist, model, opt, state: dict | None, config: dict):
+class Saver:
+    """Writes a run's checkpoints, never one whose model is not finite, and remembers the last one written, so that
+    a stop names a file that exists and holds a finite model, or says that there is none.
+
+    Finite means: every weight is finite and the model maps `probe` (a few token ids of the training data) to
+    finite logits. The second half matters: a huge learning rate leaves weights near 1e30, finite, whose next
+    forward overflows. Every process checks (DDP keeps their weights equal), so all stop together; rank 0 writes."""
+
+    def __init__(self, out: Path, main: bool, probe: list[int], state: dict | None = None):
+        self.out, self.main = out, main
+        self.probe = torch.tensor([probe[:32]])  # (1, T)
+        self.last = (state["path"], state["step"]) if state else None  # (file, step) of a finite model
+
+    def finite(self, model) -> bool:
+        """Whether the model's weights and its logits on the probe are all finite."""
+        with torch.no_grad():
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                return False
+            return bool(torch.isfinite(model(self.probe.to(model.lm_head.weight.device))).all())
+
+    def stop(self, what: str) -> ValueError:
+        """The error to raise when training goes non-finite: `what`, and the last finite checkpoint (or none)."""
+        last = (f"the last checkpoint with finite weights is {self.last[0]} (step {self.last[1]})" if self.last
+                else "no checkpoint with finite weights was written by this run")
+        return ValueError(f"{what}: stopping without saving; {last} (lower --lr or check the data)")
+
+    def check(self, model, step: int) -> None:
+        """Raise stop(...) when the model after `step` is not finite."""
+        if not self.finite(model):
+            raise self.stop(f"the model after step {step} is not finite (weights or logits)")
+
+    def save(self, model, tokenizer, run_config: dict, optimizer, step: int, data_pos: dict, **extra) -> None:
+        """save_run to `out` on rank 0, after check(): a non-finite model is never written."""
+        self.check(model, step)
+        if self.main:
+            save_run(self.out, model, tokenizer, run_config, optimizer, step, data_pos, **extra)
+        self.last = (self.out, step)
+
+
+def start(out: Path, d: Dist, model, opt, state: dict | None, config: dict, may_change=()):
     """Begin or resume a run: restore the optimizer and RNG state from `state` (None for a fresh run), wrap the
     model in DDP when there are several processes, and open the log with the resolved configuration.
+    On resume, `config` is compared with the saved one first (resume_changes; `may_change` names the settings
+    that may differ). The log is appended to when --out is the resumed file, else written afresh.
     Returns (step to continue from, the model to call for training, the log)."""
-    step = 0
+    step, notes = 0, []
     if state:
+        notes = resume_changes(state, config, may_change)
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
         set_rng_state(state["rng"])
+        if d.main:
+            for n in notes:
+                print(f"warning: resuming with a changed setting: {n}")
     wrapped = DDP(model) if d.world > 1 else model
-    log = Log(out, d.main, fresh=not state)
-    log.write({"config": config, "resumed_at": step} if state else {"config": config})
+    append = bool(state) and Path(state["path"]).resolve() == out.resolve()
+    log = Log(out, d.main, fresh=not append)
+    log.write({"config": config, "resumed_at": step, "resumed_from": str(state["path"]), "changed": notes}
+              if state else {"config": config})
     return step, wrapped, log
 
 
-def load_train_state(path) -> dict:
-    """The training state of a run checkpoint (refused if it has none)."""
+ALWAYS_MAY_CHANGE = {"out", "resume", "force", "run"}
+
+
+def resume_changes(state: dict, config: dict, may_change) -> list[str]:
+    """Compare a resumed run's saved configuration with today's. A difference in a setting outside `may_change`
+    (the learning rate, the batch, the data, the seed, ...) would make the continued run another run: it is
+    refused, naming every such setting. The others (more --steps, evaluation and saving intervals, ...) come back
+    as notes "--steps 100 -> 200", for a warning and the log. A setting the saved run did not record is a note."""
+    saved, notes, refused = state["run_config"], [], []
+    if config.get("steps") is not None and config["steps"] < state["step"]:
+        raise ValueError(f"--resume {state['path']}: the run is at step {state['step']} already; --steps "
+                         f"{config['steps']} must be at least that")
+    for k in sorted(set(saved) | set(config)):
+        if k in ALWAYS_MAY_CHANGE or saved.get(k) == config.get(k):
+            continue
+        change = f"--{k.replace('_', '-')} {saved.get(k, '(not recorded)')} -> {config.get(k, '(none)')}"
+        (notes if k in may_change or k not in saved else refused).append(change)
+    if refused:
+        raise ValueError(f"--resume {state['path']}: settings differ from the saved run's and would change what it "
+                         f"computes: {'; '.join(refused)}. Resume with the saved settings, or start a new run")
+    return notes
+
+
+def load_train_state(path, run: str | None = None) -> dict:
+    """The training state of a run checkpoint, written by the script named `run` ("train_sft", "train_grpo") if given:
+    run_config, step, optimizer, RNG states, and `path`. A model without training state, or another script's
+    run, is refused with what the file is."""
     ck = read_pt(path)
     if "train_state" not in ck:
         raise ValueError(f"--resume {path}: this checkpoint holds no training state (it is a model, not a run)")
-    return {"run_config": ck.get("run_config", {}), **ck["train_state"]}
+    rc = ck.get("run_config", {})
+    kind = rc.get("run") or ("train_grpo" if "group" in rc else "train_sft" if "micro" in rc else None)
+    if run and kind and kind != run:
+        raise ValueError(f"--resume {path}: this is a {kind}.py run (step {ck['train_state']['step']}); "
+                         f"{run}.py resumes only its own runs (pass it as the starting model of a new run instead)")
+    return {"run_config": rc, **ck["train_state"], "path": str(path)}
 
 
 @contextlib.contextmanager

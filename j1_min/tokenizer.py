@@ -29,9 +29,12 @@ class Tokenizer:
 
     # -------------------------------------------------------------------------------------------- loading
     @classmethod
-    def from_json(cls, text: str) -> "Tokenizer":
-        """From the text of a tokenizer.json."""
-        return cls(HFTokenizer.from_str(text))
+    def from_json(cls, text: str, where="tokenizer.json") -> "Tokenizer":
+        """From the text of a tokenizer.json; a malformed one is a ValueError naming `where`."""
+        try:
+            return cls(HFTokenizer.from_str(text))
+        except Exception as e:  # the tokenizers library raises a bare Exception
+            raise ValueError(f"{where}: not a valid tokenizer.json ({e})") from None
 
     @classmethod
     def from_path(cls, path) -> "Tokenizer":
@@ -44,10 +47,10 @@ class Tokenizer:
             text = read_pt(path).get("tokenizer")
             if text is None:
                 raise ValueError(f"{path}: this checkpoint holds no tokenizer")
-            return cls.from_json(text)
+            return cls.from_json(text, path)
         if not path.is_file():
             raise ValueError(f"{path}: no tokenizer.json found")
-        return cls(HFTokenizer.from_file(str(path)))
+        return cls.from_json(path.read_bytes().decode("utf-8", "replace"), path)
 
     def to_json(self) -> str:
         """The tokenizer.json text (what save_pretrained writes and transformers' PreTrainedTokenizerFast reads)."""
@@ -64,7 +67,10 @@ class Tokenizer:
         string (`<think>`, `<|im_start|>`, ...) is encoded as ordinary text: its first character and the rest
         are encoded apart, so the tokenizer cannot match it as one added token."""
         if allow_special or self._added_re is None or not self._added_re.search(text):
-            return self.tok.encode(text, add_special_tokens=False).ids
+            try:
+                return self.tok.encode(text, add_special_tokens=False).ids
+            except TypeError:  # the tokenizers library's answer to a lone surrogate ("\ud800")
+                raise ValueError(f"text {text[:40]!r}... holds a lone surrogate: not valid Unicode") from None
         ids, pos = [], 0
         for m in self._added_re.finditer(text):
             for piece in (text[pos:m.start()], m.group()[0], m.group()[1:]):

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from j1_min.evaluate import score
+from j1_min.evaluate import item_key, score
 
 ROWS = {"plain_sft": "ordinary judge (SFT, plain traces)", "j1_sft": "J1-SFT (reflection traces)",
         "j1_rl": "J1-SFT + GRPO", "plain_rl": "plain SFT + GRPO"}
@@ -22,7 +22,7 @@ ROWS = {"plain_sft": "ordinary judge (SFT, plain traces)", "j1_sft": "J1-SFT (re
 def changes(judgments: list[dict]) -> dict:
     """budget -> (fixed, broken): judgments (first sample, each order) wrong at the lowest budget and right at this
     one, and the reverse. The net of the two is the accuracy change; the pair shows how much forcing moves."""
-    right = {(j["id"], j["order"], j["budget"]): j["correct"] for j in judgments if j["sample"] == 0}
+    right = {(item_key(j), j["order"], j["budget"]): j["correct"] for j in judgments if j["sample"] == 0}
     budgets = sorted({k[2] for k in right})
     out = {}
     for b in budgets[1:]:

@@ -131,3 +131,67 @@ def test_load_in_bfloat16_by_name(model_dir):
     assert m.lm_head.weight.dtype == torch.bfloat16
     with pytest.raises(CheckpointError, match="dtype"):
         Transformer.from_pretrained(model_dir, dtype="int8")
+
+
+def _break(case: str, d: Path, tmp_path: Path) -> tuple[Path, str]:
+    """Damage a saved model in one way; return (the path to load, a piece of the message naming what is wrong)."""
+    st, cfg_path = d / "model.safetensors", d / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    pt = tmp_path / "x.pt"
+    if case == "truncated safetensors":
+        st.write_bytes(st.read_bytes()[:-100])
+        return d, "model.safetensors: not a readable safetensors file"
+    if case == "garbage safetensors":
+        st.write_bytes(b"garbage" * 20)
+        return d, "model.safetensors: not a readable safetensors file"
+    if case == "empty pt":
+        pt.write_bytes(b"")
+        return pt, "x.pt: the file is empty"
+    if case == "pt without its keys":
+        torch.save({"format": "j1_min/1"}, pt)
+        return pt, "x.pt: damaged j1_min checkpoint: 'config' is missing"
+    if case == "pt with a string config":
+        torch.save({"format": "j1_min/1", "config": "qwen2", "model": {}}, pt)
+        return pt, "x.pt: damaged j1_min checkpoint: 'config' is str"
+    if case in ("config hidden_size list", "config hidden_size string", "config negative vocab"):
+        key, value = {"config hidden_size list": ("hidden_size", [64]), "config hidden_size string": (
+            "hidden_size", "64"), "config negative vocab": ("vocab_size", -1)}[case]
+        cfg_path.write_text(json.dumps({**cfg, key: value}))
+        return d, f"config.json: {key} must be a positive integer"
+    if case == "config that is a list":
+        cfg_path.write_text("[1, 2]")
+        return d, "config.json: expected a JSON object"
+    if case == "bad index":
+        (d / "model.safetensors.index.json").write_text("{not json")
+        return d, "model.safetensors.index.json: not a JSON object"
+    if case == "missing shard":
+        (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-2.safetensors"}}))
+        return d, "names shards that are missing: ['model-2.safetensors']"
+    if case == "malformed tokenizer":
+        (d / "tokenizer.json").write_text('{"version": ')
+        return d, "tokenizer.json: not a valid tokenizer.json"
+    if case == "tokenizer larger than the embedding":
+        (d / "tokenizer.json").write_text(train_bpe(["What is 12 + 34? a b c d e f g"] * 50 + [
+            " ".join(chr(0x4e00 + i) for i in range(900))], vocab_size=1000).to_json())
+        return d, "tokenizer.json: the tokenizer has"
+    raise ValueError(case)
+
+
+BROKEN = ["truncated safetensors", "garbage safetensors", "empty pt", "pt without its keys",
+          "pt with a string config", "config hidden_size list", "config hidden_size string", "config negative vocab",
+          "config that is a list", "bad index", "missing shard", "malformed tokenizer",
+          "tokenizer larger than the embedding"]
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_the_file(model_dir, tmp_path, case, capsys):
+    import judge
+    (model_dir / "tokenizer.json").write_text(train_bpe(["What is 12 + 34?"] * 20, vocab_size=300).to_json())
+    path, message = _break(case, model_dir, tmp_path)
+    with pytest.raises(ValueError) as e:  # CheckpointError, or the tokenizer's ValueError
+        load_model(path)
+    assert message in str(e.value)
+    with pytest.raises(SystemExit) as e:
+        judge.run_cli(["--ckpt", str(path), "--question", "q", "--a", "a", "--b", "b"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and "Traceback" not in err

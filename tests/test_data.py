@@ -66,6 +66,9 @@ BAD = [
     ({k: v for k, v in J1.items() if k != "label"}, "'A' or 'B'"),
     ({**J1, "id": [1]}, "'id' must be a string or an integer"),
     (b'{"prompt": "\xff"}', "not valid UTF-8"),
+    ('{"id": "s", "question": "Q\\ud800?", "response_a": "a", "response_b": "b", "label": "A"}',
+     "'question' holds a lone surrogate"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
 ]
 
 
@@ -164,3 +167,15 @@ def test_sft_step_order_walks_seeded_epochs():
     assert stream[:10] != stream[10:] and stream[:10] != list(range(10))
     assert sft_step_order(n, batch, 3, seed=0) == stream[12:16]  # a pure function: resuming needs only the step
     assert sft_step_order(n, batch, 0, seed=1) != stream[:4]
+
+
+def test_each_record_knows_its_file_and_line(tmp_path):
+    p = jsonl(tmp_path, ["", J1, "{bad", "", {**J1, "id": "x2"}])
+    recs = read_pairs(p, skip_bad=True)
+    assert recs.where == [f"{p}, line 2", f"{p}, line 5"] and recs.subset([1]).where == [f"{p}, line 5"]
+    assert recs.skipped_message().startswith(f"skipped 1 bad line (first: {p}, line 3: not valid JSON")
+
+
+def test_a_lone_surrogate_never_reaches_the_tokenizer(tok):
+    with pytest.raises(ValueError, match="lone surrogate"):
+        tok.encode("Q\ud800?")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,9 +74,11 @@ def test_an_existing_output_is_refused_with_exit_2_and_no_traceback(tmp_path):
     (["traces", "--temperature", "0.5"], "--temperature"),
     (["traces", "--no-reflection", "--reflections", "1,1"], "contradict"),
 ])
-def test_user_mistakes_are_value_errors_naming_the_flag(tmp_path, argv, message):
-    with pytest.raises(ValueError, match=message):
-        data_gen.main(argv + ["--out", str(tmp_path / "o.jsonl")])
+def test_user_mistakes_are_one_line_errors_naming_the_flag(tmp_path, argv, message, capsys):
+    with pytest.raises(SystemExit) as e:  # a flag's own range is argparse's error, a combination is a ValueError
+        data_gen.run_cli(argv + ["--out", str(tmp_path / "o.jsonl")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and re.search(message, err) and "Traceback" not in err
 
 
 def test_programmatic_traces_by_rejection_sampling(tmp_path, capsys):
@@ -148,4 +151,4 @@ def test_skip_bad_reports_how_many_lines_were_skipped(tmp_path, capsys):
     s = run(capsys, "traces", "--data", pairs, "--skip-bad", "--out", tmp_path / "t.jsonl")
     assert s["items"] == 4
     data_gen.main(["traces", "--data", str(pairs), "--skip-bad", "--out", str(tmp_path / "u.jsonl")])
-    assert "skipped 1 malformed lines" in capsys.readouterr().out
+    assert "skipped 1 bad line (first: " in capsys.readouterr().out

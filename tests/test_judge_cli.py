@@ -84,3 +84,88 @@ def test_an_existing_out_file_is_not_overwritten(setup, capsys, tmp_path):
     with pytest.raises(SystemExit):
         judge.run_cli(["--ckpt", str(setup / "biased"), "--data", str(setup / "test.jsonl"), "--out", str(out)])
     assert out.read_text() == "precious\n" and "--force" in capsys.readouterr().err
+
+
+def lines(path):
+    return [json.loads(l) for l in path.read_text().splitlines()]
+
+
+def test_pairs_sharing_an_id_are_scored_as_separate_items(setup, capsys, tmp_path):
+    pairs = [{**p, "id": "same", "label": "A"} for p in make_pairs(20, "test", seed=1)]
+    pairs[0]["label"] = "B"  # the always-A judge is right on 19 of the 20
+    write_jsonl(tmp_path / "dup.jsonl", pairs)
+    out = run(setup, capsys, "--ckpt", setup / "biased", "--data", tmp_path / "dup.jsonl", "--max-think-tokens",
+              "0", "--max-new-tokens", "8", "--out", tmp_path / "j.jsonl")
+    assert "    0     0.950" in out
+    from j1_min.evaluate import score
+    rows = lines(tmp_path / "j.jsonl")
+    assert [r["item"] for r in rows] == list(range(20)) and score(rows)[0]["n"] == 20
+
+
+def test_an_interrupted_run_keeps_its_judgments_and_resume_finishes_it_as_one_run_would(setup, capsys, tmp_path,
+                                                                                       monkeypatch):
+    argv = ["--ckpt", setup / "coin", "--data", setup / "test.jsonl", "--temperature", "1", "--seed", "5",
+            "--max-think-tokens", "0", "--max-new-tokens", "8", "--batch-size", "3", "--budgets", "0,1"]
+    run(setup, capsys, *argv, "--out", tmp_path / "whole.jsonl")
+    calls, real = [0], judge.judge
+
+    def killed_at_third_batch(*a, **kw):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+    monkeypatch.setattr(judge, "judge", killed_at_third_batch)
+    out = tmp_path / "j.jsonl"
+    with pytest.raises(SystemExit) as e:
+        judge.run_cli([*map(str, argv), "--out", str(out)])
+    assert e.value.code == 130 and "--resume" in capsys.readouterr().err
+    partial = tmp_path / "j.jsonl.partial"
+    assert not out.exists() and sorted({r["item"] for r in lines(partial)[1:]}) == list(range(6))
+    with pytest.raises(SystemExit):  # the same command without --resume does not start over silently
+        judge.run_cli([*map(str, argv), "--out", str(out)])
+    assert "--resume" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="other settings: seed 5 there, 6 now"):
+        run(setup, capsys, *argv, "--out", out, "--resume", "--seed", "6")
+    with partial.open("a") as f:  # a kill in the middle of a write leaves a torn line
+        f.write('{"item": 6, "ord')
+    monkeypatch.setattr(judge, "judge", real)
+    assert "resuming" in run(setup, capsys, *argv, "--out", out, "--resume")
+    assert lines(out) == lines(tmp_path / "whole.jsonl") and not partial.exists()
+
+
+def test_the_order_a_rewardbench_pair_is_shown_in_depends_on_order_seed_not_on_seed(setup, capsys, tmp_path):
+    rb = tmp_path / "rb.jsonl"
+    rb.write_text("".join(json.dumps({"id": i, "prompt": p["question"], "chosen": "The answer is 1.",
+                                      "rejected": "The answer is 2."}) + "\n"
+                          for i, p in enumerate(make_pairs(10, "test", seed=0))))
+    shown = {}
+    for seed, order_seed in ((0, 0), (1, 0), (0, 1)):
+        out = tmp_path / f"{seed}-{order_seed}.jsonl"
+        run(setup, capsys, "--ckpt", setup / "biased", "--data", rb, "--seed", seed, "--order-seed", order_seed,
+            "--max-think-tokens", "0", "--max-new-tokens", "8", "--out", out)
+        shown[seed, order_seed] = [(r["label"], r["ab_seed"]) for r in lines(out)]
+    assert shown[0, 0] == shown[1, 0]  # another sampling seed judges the same pairs as shown
+    assert [s for s, _ in shown[0, 0]] != [s for s, _ in shown[0, 1]]
+    assert {a for _, a in shown[0, 1]} == {1}  # the output records what decided the order
+
+
+def test_a_prompt_too_long_for_the_context_is_named_by_file_line_and_id(setup, capsys, tmp_path):
+    pairs = make_pairs(3, "test", seed=0)
+    pairs[1]["question"] = "What is 1 + 1? " * 400
+    write_jsonl(tmp_path / "long.jsonl", pairs)
+    with pytest.raises(ValueError, match=f"long.jsonl, line 2 \\(id {pairs[1]['id']}\\): .* tokens, over the"):
+        run(setup, capsys, "--ckpt", setup / "biased", "--data", tmp_path / "long.jsonl")
+    out = run(setup, capsys, "--ckpt", setup / "biased", "--data", tmp_path / "long.jsonl", "--skip-bad",
+              "--max-think-tokens", "0", "--max-new-tokens", "8")
+    assert "skipped 1 bad line" in out and "on 2 pairs" in out
+
+
+def test_non_utf8_standard_input_names_its_line(setup, capsys, monkeypatch):
+    import io
+    import sys
+    good = json.dumps(make_pairs(1, "test", seed=0)[0]).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(good + b"\n" + b'{"question": "\xff"}\n')))
+    with pytest.raises(SystemExit) as e:
+        judge.run_cli(["--ckpt", str(setup / "biased"), "--data", "-"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "<stdin>, line 2: not valid UTF-8" in err

@@ -328,3 +328,58 @@ def test_grpo_undoes_a_planted_position_bias_on_the_real_task(tmp_path):
     assert [e["step"] for e in evals] == [0, GRPO_STEPS]
     assert no_verdict < 0.05  # the weak start writes verdicts: what GRPO fixes is the judgment, not the format
     assert after - before >= 0.12, (before, after)
+
+
+def test_resume_never_overwrites_another_existing_file(setup, tmp_path, capsys):
+    train_grpo.main(args(setup, tmp_path / "part.pt", "--stop-after", "1"))
+    precious = tmp_path / "pairs.jsonl"
+    precious.write_text("precious\n")
+    with pytest.raises(SystemExit) as e:
+        train_grpo.run_cli(args(setup, precious, "--resume", tmp_path / "part.pt"))
+    assert e.value.code == 2 and "--force" in capsys.readouterr().err
+    assert precious.read_text() == "precious\n"
+
+
+def test_resume_with_another_learning_rate_is_refused(setup, tmp_path):
+    part = tmp_path / "part.pt"
+    train_grpo.main(args(setup, part, "--stop-after", "1"))
+    with pytest.raises(ValueError, match="--lr 0.003 -> 0.001"):
+        train_grpo.main(args(setup, part, "--resume", part, "--lr", "1e-3"))
+
+
+@pytest.mark.parametrize("nan_from", [1, 3])
+def test_a_non_finite_policy_is_never_saved_and_the_stop_names_a_finite_file_or_none(setup, tmp_path, capsys,
+                                                                                     monkeypatch, nan_from):
+    import j1_min.rl as rl
+    calls, real = [0], rl.grpo_loss
+
+    def nan_loss(*a, **kw):  # 4 prompts x 4 samples, micro 16: one call per step
+        calls[0] += 1
+        loss, stats = real(*a, **kw)
+        return loss * (float("nan") if calls[0] >= nan_from else 1.0), stats
+    monkeypatch.setattr(rl, "grpo_loss", nan_loss)
+    out = tmp_path / "n.pt"
+    with pytest.raises(SystemExit) as e:
+        train_grpo.run_cli(args(setup, out, "--save-every", "1"))
+    err = capsys.readouterr().err
+    # the RL step's own guard stops at the non-finite gradient, before the optimizer changes any weight
+    assert e.value.code == 2 and "is nan" in err and "no update was made" in err and "Traceback" not in err
+    if nan_from == 1:
+        assert not out.exists()
+    else:
+        ck = torch.load(out, weights_only=True)
+        assert ck["train_state"]["step"] == nan_from - 1 and all(t.isfinite().all() for t in ck["model"].values())
+
+
+def test_a_prompt_too_long_is_named_at_load_or_skipped_and_counted(setup, tmp_path, capsys):
+    pairs = read_pairs(setup / "rl.jsonl")[:6]
+    pairs[2] = {**pairs[2], "question": "What is 1 + 1? " * 300}
+    data = tmp_path / "rl.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in pairs))
+    with pytest.raises(ValueError, match=f"{data}, line 3 \\(id {pairs[2]['id']}\\): .* tokens, over"):
+        train_grpo.main(args(setup, tmp_path / "a.pt", "--data", data))
+    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "a.log.jsonl").exists()  # no step was run
+    train_grpo.main(args(setup, tmp_path / "b.pt", "--data", data, "--skip-bad", "--steps", "1"))
+    assert "--data: skipped 1 bad line (first: " in capsys.readouterr().out
+    config = log_of(tmp_path / "b.pt")[0]["config"]
+    assert config["skipped_lines"] == 1 and config["rl_items"] == 5

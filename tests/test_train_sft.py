@@ -159,16 +159,108 @@ def test_bad_input_stops_with_a_clear_message(files, tmp_path, case, message, ca
         assert out.read_text() == "precious"
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(files, tmp_path, capsys):
+def named_checkpoint(err: str, out: Path):
+    """The file a NaN stop names, checked: it exists and its model maps a prompt to finite logits. None when the
+    message says that there is none, in which case --out must not exist either."""
+    if "no checkpoint with finite weights was written" in err:
+        assert not out.exists()
+        return None
+    assert "the last checkpoint with finite weights is " in err, err
+    path = Path(err.split("the last checkpoint with finite weights is ")[1].split(" (step")[0])
+    model = load_model(path)[0]
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.arange(20)[None])).all()
+    return path
+
+
+@pytest.mark.parametrize("save_every", ["1", "100"])
+def test_a_non_finite_loss_never_reaches_a_save_and_the_message_names_a_finite_file_or_none(files, tmp_path,
+                                                                                           capsys, save_every):
     out = tmp_path / "n.pt"
-    with pytest.raises(SystemExit) as e:  # lr 1e30: step 1 is finite, then the weights overflow
+    with pytest.raises(SystemExit) as e:  # lr 1e30: step 1 is finite, then the model overflows
         train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out", str(out),
-                           "--steps", "50", "--lr", "1e30", "--warmup", "1", "--clip", "0", "--save-every", "1",
+                           "--steps", "50", "--lr", "1e30", "--warmup", "1", "--clip", "0", "--save-every", save_every,
                            "--eval-every", "0"])
     assert e.value.code == 2
-    assert "stopping; the last good checkpoint" in capsys.readouterr().err
-    finite = [r["step"] for r in map(json.loads, out.with_suffix(".log.jsonl").read_text().splitlines())
-              if "loss" in r]
-    ck = torch.load(out, weights_only=True)
-    assert ck["train_state"]["step"] == finite[-1] >= 1  # the checkpoint is the last step whose loss was finite
-    assert all(torch.isfinite(t).all() for t in ck["model"].values())
+    err = capsys.readouterr().err
+    assert "stopping without saving" in err
+    named_checkpoint(err, out)
+
+
+def test_a_nan_stop_names_the_last_checkpoint_written(files, tmp_path, capsys, monkeypatch):
+    calls, real = [0], train_sft.sft_nll
+
+    def nan_from_step_4(*a):  # batch 8, micro 8: one call per step
+        calls[0] += 1
+        return real(*a) * (float("nan") if calls[0] >= 4 else 1.0)
+    monkeypatch.setattr(train_sft, "sft_nll", nan_from_step_4)
+    out = tmp_path / "n.pt"
+    with pytest.raises(SystemExit):
+        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out", str(out),
+                           "--batch", "8", "--micro", "8", "--steps", "6", "--save-every", "2", "--eval-every", "0"])
+    err = capsys.readouterr().err
+    assert "loss is nan at step 4" in err and named_checkpoint(err, out) == out
+    assert torch.load(out, weights_only=True)["train_state"]["step"] == 2
+
+
+def test_resume_never_overwrites_another_existing_file(files, tmp_path, capsys):
+    run(files, tmp_path / "part.pt", "--stop-after", "2", "--steps", "4")
+    precious = tmp_path / "traces.jsonl"
+    precious.write_text("precious\n")
+    with pytest.raises(SystemExit) as e:
+        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out",
+                           str(precious), "--resume", str(tmp_path / "part.pt"), "--steps", "4"])
+    assert e.value.code == 2 and "--force" in capsys.readouterr().err
+    assert precious.read_text() == "precious\n"
+
+
+def test_a_missing_checkpoint_does_not_truncate_its_log(files, tmp_path, capsys):
+    log = tmp_path / "o.log.jsonl"
+    log.write_text('{"step": 1, "loss": 2.0}\n')
+    with pytest.raises(SystemExit) as e:
+        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out",
+                           str(tmp_path / "o.pt"), "--steps", "1"])
+    assert e.value.code == 2 and "o.log.jsonl exists" in capsys.readouterr().err
+    assert log.read_text() == '{"step": 1, "loss": 2.0}\n'
+
+
+def test_resume_refuses_changed_settings_and_warns_about_more_steps(files, tmp_path, capsys):
+    part = tmp_path / "part.pt"
+    run(files, part, "--stop-after", "2")
+    capsys.readouterr()
+    for flag, value in (("--lr", "1e-3"), ("--batch", "4"), ("--seed", "2")):
+        with pytest.raises(ValueError) as e:
+            run(files, part, "--resume", part, flag, value)
+        assert flag in str(e.value)
+    (tmp_path / "other.jsonl").write_text((files / "train.jsonl").read_text().replace("What is 10", "What is 11"))
+    with pytest.raises(ValueError, match="--data-sha256"):
+        run(files, part, "--resume", part, "--data", tmp_path / "other.jsonl")
+    run(files, part, "--resume", part, "--steps", "8")
+    assert "warning: resuming with a changed setting: --steps 6 -> 8" in capsys.readouterr().out
+    log = [json.loads(l) for l in part.with_suffix(".log.jsonl").read_text().splitlines()]
+    assert log[0]["config"]["steps"] == 6  # the log is appended to: the first run's lines are still there
+    resumed = [r for r in log if "resumed_at" in r]
+    assert len(resumed) == 1 and resumed[0]["changed"] == ["--steps 6 -> 8"]
+    assert [r["step"] for r in log if "loss" in r] == list(range(1, 9))
+
+
+def test_resuming_an_rl_run_says_what_the_file_is(files, tmp_path):
+    rl = tmp_path / "rl.pt"
+    run(files, rl)
+    ck = torch.load(rl, weights_only=True)
+    ck["run_config"] = {**ck["run_config"], "run": "train_grpo"}
+    torch.save(ck, rl)
+    with pytest.raises(ValueError, match="this is a train_grpo.py run"):
+        run(files, tmp_path / "sft.pt", "--resume", rl)
+
+
+def test_a_trace_too_long_is_named_by_file_and_line_or_skipped_counted_and_logged(files, tmp_path, capsys):
+    long = {**trace(3), "completion": "1 + 1 = 2. " * 400 + "\n</think>\n[[A]]"}
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n\n" + "".join(json.dumps(r) + "\n" for r in [trace(0), long, trace(1)]))
+    with pytest.raises(ValueError, match=f"{data}, line 4 \\(id t3\\): .* tokens, over the 512"):
+        run(files, tmp_path / "a.pt", "--data", data)
+    run(files, tmp_path / "b.pt", "--data", data, "--skip-bad", "--steps", "1")
+    assert "skipped 1 bad line (first: " in capsys.readouterr().out
+    config = json.loads((tmp_path / "b.log.jsonl").read_text().splitlines()[0])["config"]
+    assert config["skipped_lines"] == 1 and config["train_items"] == 2
