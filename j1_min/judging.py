@@ -3,7 +3,7 @@
 J1 (Chan et al. 2025, arXiv 2505.11875, sec. 3) trains a pairwise judge that thinks inside `<think> ... </think>` and
 then answers `[[A]]` or `[[B]]` (the verdict convention of RewardBench's generative judges and of RISE-Judge). Its
 SFT data are teacher traces kept only when their verdict is right (rejection sampling) and its RL reward is 1 when
-the verdict matches the preference label. Both rest on `parse_verdict`, so the parser is strict (DESIGN pitfall 6).
+the verdict matches the preference label. Both rest on `parse_verdict`, so the parser is strict: a reward the format can fool would be learned.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ _TAG = re.compile(r"\[\[(.*?)\]\]", re.S)
 def parse_verdict(completion: str) -> str | None:
     """"A", "B" or None, from the judge's own generated text after the prompt (which ended with `<think>\\n`).
 
-    Rules (J1 sec. 3; RewardBench's `[[A]]`/`[[B]]` convention; DESIGN pitfall 6):
+    Rules (J1 sec. 3; RewardBench's `[[A]]`/`[[B]]` convention; no verdict the format can fake):
       1. Only the text after the FIRST `</think>` is read (the sampler removes suppressed markers, so the first one
          is the accepted one). No `</think>` -> None: a verdict inside the thinking never counts.
       2. That answer ends at the first end-of-turn token (`<|im_end|>`, `<|endoftext|>`); text after it is not the

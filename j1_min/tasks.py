@@ -5,7 +5,7 @@ The task is arithmetic answer checking, the miniature of RewardMath (one of J1's
 other wrong in a plausible way (a dropped carry or borrow, a digit off by one, off by a power of ten, swapped digits).
 
 The teacher writes judge traces in a compact, regular format a ~5M model can learn (one digit per token; every
-decision made right after the digits it depends on; see DESIGN "Measured"):
+decision made right after the digits it depends on; a 4.6M probe sat at chance when the decision came one token after a long scratchpad):
 
     347+85                      the question, restated
     7+5+0=12                    one line per column, right to left: digits + carry in = column sum
@@ -45,7 +45,7 @@ ANSWER_RE = re.compile(r"The answer is (-?\d+)\.")
 class Difficulty:
     """Digit counts (inclusive ranges) of the operands. The default, 2-3 digit sums and differences and 2-3 digit
     by 1-digit products, keeps a trace with one reflection near 150-200 tiny-BPE tokens and leaves a ~5M model's
-    first pass clearly short of 100% (DESIGN "Measured": 86% of 1-3 digit sums after 15 CPU minutes); 2-digit by
+    first pass clearly short of 100% (a 4.6M probe got 86% of 1-3 digit sums right after 15 CPU minutes); 2-digit by
     1-digit products alone would give only ~700 distinct questions, too few for a training set."""
     add: tuple[int, int] = (2, 3)  # digits of each operand of + and -
     mul_a: tuple[int, int] = (2, 3)  # digits of a in a * b
