@@ -174,8 +174,9 @@ def main(argv=None):
         policy.eval()
         metrics = {"step": at_step}
         with torch.no_grad():
-            for b in sorted({0, args.eval_budget}):
-                acc = eval_accuracy(policy, tok, val[:args.eval_items], args.max_new_tokens, budget=b)
+            accs = eval_accuracy(policy, tok, val[:args.eval_items], args.max_new_tokens,
+                                 budgets=sorted({0, args.eval_budget}))  # one sweep: the budgets fork
+            for b, acc in accs.items():
                 metrics[f"val_acc_budget{b}"] = acc["accuracy"]
                 metrics[f"val_no_verdict_budget{b}"] = acc["no_verdict"]
         policy.train()

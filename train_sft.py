@@ -155,7 +155,7 @@ def main(argv=None):
                 with autocast:
                     metrics["val_loss"] = sft_loss(model, val_examples, tok, d)
             if val:  # generation runs in the weights' dtype
-                metrics.update(eval_accuracy(model, tok, val[:args.eval_items], args.max_new_tokens))
+                metrics.update(eval_accuracy(model, tok, val[:args.eval_items], args.max_new_tokens)[0])
         model.train()
         log.write(metrics)
         return metrics

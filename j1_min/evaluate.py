@@ -24,7 +24,9 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
     The rows of one item share its prompt, so the sampler prefills each prompt once however many budgets and
     samples ride on it (per-row budgets); `batch_size` items are judged per sampler call. Sample k of an item
     draws the same random numbers at every budget (common random numbers), so `budgets=(0, 1)` and `budgets=(1,)`
-    give the same budget-1 samples, and budgets differ only by what forcing did."""
+    give the same budget-1 samples, and budgets differ only by what forcing did. That is also what lets the sampler
+    decode all budgets of one sample as one row that forks where a smaller budget accepts its end of thinking, so
+    a sweep costs about what its largest budget costs."""
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if samples > 1 and temperature <= 0:
@@ -118,11 +120,11 @@ def score(judgments: list[dict], ties: str = "wrong") -> dict:
     return table
 
 
-def eval_accuracy(model, tok, records: list[dict], max_new_tokens: int, batch_size: int = 32, budget: int = 0,
-                  max_think_tokens: int | None = None) -> dict:
-    """Greedy verdict accuracy on `records` at one budget, split by the label's position (a position bias can look
-    like learning), and the share of completions with no verdict."""
-    r = score(judge(model, tok, records, budgets=(budget,), max_new_tokens=max_new_tokens,
-                    max_think_tokens=max_think_tokens, batch_size=batch_size))[budget]
-    return {k: r[k] for k in ("accuracy", "no_verdict", "n", "accuracy_label_A", "accuracy_label_B",
-                              "think_tokens")}
+def eval_accuracy(model, tok, records: list[dict], max_new_tokens: int, batch_size: int = 32, budgets=(0,),
+                  max_think_tokens: int | None = None) -> dict[int, dict]:
+    """Greedy verdict accuracy on `records` per budget (one forked sweep), split by the label's position (a position
+    bias can look like learning), and the share of completions with no verdict: {budget: {...}}."""
+    table = score(judge(model, tok, records, budgets=tuple(budgets), max_new_tokens=max_new_tokens,
+                        max_think_tokens=max_think_tokens, batch_size=batch_size))
+    return {b: {k: r[k] for k in ("accuracy", "no_verdict", "n", "accuracy_label_A", "accuracy_label_B",
+                                  "think_tokens")} for b, r in table.items()}

@@ -15,6 +15,7 @@ same way, in one step.
 """
 from __future__ import annotations
 
+import copy
 import functools
 from collections import deque
 from dataclasses import dataclass
@@ -90,8 +91,14 @@ class Rules:
 
 
 class Row:
-    """One row's budget-forcing state. advance() appends one token (sampled or forced) and says what to feed."""
-    __slots__ = ("gen", "budget", "thinking", "queue", "end_at", "done", "fresh")
+    """One row's budget-forcing state. advance() appends one token (sampled or forced) and says what to feed.
+
+    Forking (a budget sweep for the price of its longest budget): a row under budget B and a row under budget b < B
+    with the same prompt and random stream write the same tokens until the end of thinking that the b row accepts
+    and the B row suppresses, the one that comes after b "Wait"s. So one row decodes for all the budgets in
+    `forks`: at that end it spawns a child, a copy of itself under budget b that takes the accepting branch, and
+    goes on to force "Wait" (sampling.generate gives the child a copy of the row's KV cache and random stream)."""
+    __slots__ = ("gen", "budget", "thinking", "queue", "end_at", "done", "fresh", "forks", "children", "spawn")
 
     def __init__(self, gen, budget: int, thinking: bool):
         self.gen, self.budget, self.thinking = gen, budget, thinking
@@ -99,6 +106,9 @@ class Row:
         self.end_at = -1  # while forcing the marker: len(.tokens) once its last token is in
         self.done = False
         self.fresh = False  # a "Wait" was forced and no token sampled since: stops and marker openers are banned
+        self.forks: set[int] = set()  # smaller budgets this row also decodes for, by forking
+        self.children: dict[int, Row] = {}  # budget -> the child row spawned for it
+        self.spawn = None  # (child, token to feed it, rollback) from the last advance(), for generate to pick up
 
     def advance(self, tok: int, lp: float, r: Rules) -> tuple[int, int]:
         """Take the sampled token `tok` (log-prob `lp`); return (token to feed next, KV positions to roll back
@@ -125,6 +135,7 @@ class Row:
             forced, self.fresh = False, False
             if self.thinking and tok in r.stop:  # rule 2
                 if g.num_waits < self.budget:  # rule 3
+                    self._fork(tok, lp, r)
                     self._wait((), m.wait_ids, m.tokenizer.decode([tok]))
                 else:  # rule 5
                     self._end(list(m.ids), 0)
@@ -132,6 +143,7 @@ class Row:
             elif self.thinking and tok in m.closers and (cut := m.cut(g.tokens, tok)) is not None:  # rule 1
                 back, before, removed = cut
                 if g.num_waits < self.budget:  # rule 3
+                    self._fork(tok, lp, r)
                     if back:
                         del g.tokens[-back:], g.forced[-back:], g.logprobs[-back:]
                     roll = back
@@ -152,6 +164,15 @@ class Row:
         if self.done and self.thinking:
             g.think_tokens = len(g.tokens)
         return tok, roll
+
+    def _fork(self, tok: int, lp: float, r: Rules) -> None:
+        """Before suppressing the end of thinking that budget b = num_waits accepts: if b is one of self.forks, a
+        copy of this row under budget b takes `tok` (rule 5) and is kept in self.spawn and self.children."""
+        b = self.gen.num_waits
+        if b in self.forks:
+            child = Row(copy.deepcopy(self.gen), b, True)
+            self.spawn = (child, *child.advance(tok, lp, r))
+            self.children[b] = child
 
     def _wait(self, before, wait, removed: str) -> None:
         """Suppress one end of thinking: queue the re-fed text and "Wait"; ban stops and openers for one token."""

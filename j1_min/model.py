@@ -74,17 +74,42 @@ class KVCache:
     Rolling a row back by k is `lengths[b] -= k`: the stale slots are overwritten before anything can see them.
     """
 
-    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype):
-        shape = (cfg.num_hidden_layers, batch_size, cfg.num_key_value_heads, max_len, cfg.head_dim)
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype, capacity: int = 0):
+        rows = max(batch_size, capacity)
+        shape = (cfg.num_hidden_layers, rows, cfg.num_key_value_heads, max_len, cfg.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, Hkv, S, D)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
         self.max_len = max_len
         self.kv_len = 0
 
-    def select(self, rows: torch.Tensor) -> None:
-        """Keep only `rows` (in that order, repeats allowed): drops finished rows, or copies a prompt to G rows."""
-        self.k, self.v, self.lengths = self.k[:, rows], self.v[:, rows], self.lengths[rows]
+    def select(self, rows: torch.Tensor, capacity: int = 0) -> None:
+        """Keep only `rows` (in that order, repeats allowed), in a new cache with room for `capacity` rows (at least
+        len(rows)): copies a prompt to its G rows. Only the slots in use are copied; the rest are zeros, as at the
+        start (a masked slot must still hold a finite number: -inf + NaN is NaN)."""
+        used = int(self.lengths[rows].max())
+        shape = list(self.k.shape)
+        shape[1] = max(capacity, len(rows))
+        k, v = self.k.new_zeros(shape), self.v.new_zeros(shape)  # (L, capacity, Hkv, S, D)
+        k[:, :len(rows), :, :used], v[:, :len(rows), :, :used] = self.k[:, rows, :, :used], self.v[:, rows, :, :used]
+        self.k, self.v, self.lengths = k, v, self.lengths[rows]
+
+    def reorder(self, src: list[int]) -> None:
+        """In place: row j takes what row src[j] holds, for j < len(src), and the batch becomes those rows (the
+        rest of the capacity is kept for later). Only rows that move are copied, so dropping a finished row (the
+        last row fills its slot) or forking one (a copy into a free slot) costs one row, not the whole cache; the
+        cache grows (a whole copy) only when the rows outnumber its capacity."""
+        if len(src) > self.k.shape[1]:  # more rows than room: a new cache, a quarter larger than needed
+            n = len(self.lengths)
+            self.select(torch.arange(n, device=self.k.device), capacity=len(src) + len(src) // 4)
+        moved = [j for j, i in enumerate(src) if i != j]
+        if moved:
+            to = torch.tensor(moved, device=self.k.device)
+            frm = torch.tensor([src[j] for j in moved], device=self.k.device)
+            used = int(self.lengths[frm].max())
+            self.k[:, to, :, :used] = self.k[:, frm, :, :used]  # the right side is gathered first: overlaps are safe
+            self.v[:, to, :, :used] = self.v[:, frm, :, :used]
+        self.lengths = self.lengths[torch.tensor(src, device=self.k.device)]
 
     def reserve(self, T: int):
         """Claim the next T positions of every row: returns their positions (B, T) and the attention mask.
@@ -107,7 +132,8 @@ class KVCache:
         idx = positions[:, None, :, None].expand_as(k)  # (B, Hkv, T, D)
         self.k[layer].scatter_(2, idx, k.to(self.k.dtype))  # (autocast may hand us another dtype)
         self.v[layer].scatter_(2, idx, v.to(self.v.dtype))
-        return self.k[layer, :, :, :self.kv_len], self.v[layer, :, :, :self.kv_len]
+        B = len(self.lengths)  # the batch: the first B rows of the capacity
+        return self.k[layer, :B, :, :self.kv_len], self.v[layer, :B, :, :self.kv_len]
 
 
 def decode_attention(q, k, v, mask):
@@ -229,10 +255,11 @@ class Transformer(nn.Module):
                 else:
                     p.copy_(torch.randn(p.shape, generator=gen) * std)
 
-    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
-        """An empty KV cache for `batch_size` rows of up to `max_len` positions, on this model's device and dtype."""
+    def new_cache(self, batch_size: int, max_len: int, capacity: int = 0) -> KVCache:
+        """An empty KV cache for `batch_size` rows of up to `max_len` positions, with room for `capacity` rows (at
+        least batch_size; KVCache.reorder), on this model's device and dtype."""
         w = self.lm_head.weight
-        return KVCache(self.config, batch_size, max_len, w.device, w.dtype)
+        return KVCache(self.config, batch_size, max_len, w.device, w.dtype, capacity)
 
     def hidden_states(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Final-norm hidden states (B, T, hidden) for input_ids (B, T).

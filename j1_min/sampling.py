@@ -16,6 +16,7 @@ are written out once, in forcing.Row.advance.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import random
 from array import array
@@ -142,16 +143,16 @@ def _check_ids(name: str, ids, vocab: int) -> list[int]:
     return ids
 
 
-def _prefill(model, prompts: list[list[int]], max_len: int, device):
+def _prefill(model, prompts: list[list[int]], max_len: int, device, capacity: int = 0):
     """Prefill the prompts (right-padded, in chunks of PREFILL_CHUNK positions); return last-position logits
-    (U, V) and the cache with each row's length set to its true prompt length."""
+    (U, V) and the cache (room for `capacity` rows) with each row's length set to its true prompt length."""
     U, lens = len(prompts), [len(p) for p in prompts]
     T = max(lens)
     ids = torch.zeros(U, T, dtype=torch.long)
     for i, p in enumerate(prompts):
         ids[i, :len(p)] = torch.tensor(p, dtype=torch.long)
     ids = ids.to(device)
-    cache = model.new_cache(U, max_len)
+    cache = model.new_cache(U, max_len, capacity)
     last = [None] * U
     for c0 in range(0, T, PREFILL_CHUNK):
         h = model.hidden_states(ids[:, c0:c0 + PREFILL_CHUNK], cache)  # (U, chunk, hidden)
@@ -179,6 +180,9 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, *, temperatur
     Budget forcing (s1), when think_end (the marker's text, e.g. "</think>") and the tokenizer are given: every row
     thinks from its first token; an end of thinking is suppressed and `wait` forced `budget` times (an int, or one
     per prompt), then accepted; max_think_tokens forces the end and answer_prefix. The rules: forcing.Row.advance.
+    Rows with the same prompt and stream (any stream when greedy) are decoded once, by the row with the largest
+    budget, which forks a copy of itself (cache rows and random stream) at each smaller budget's accepted end of
+    thinking: a budget sweep costs about its largest budget, and each row's result is the one it would have alone.
     max_new_tokens bounds len(.tokens), forced tokens included; a forced sequence is cut at that limit.
 
     All prompts form one batch: the KV cache holds len(prompts) x (longest prompt + max_new_tokens) positions, so
@@ -232,53 +236,105 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, *, temperatur
     return [r.gen for r in rows]
 
 
+def _families(prompts, rows, streams, temperature) -> list[int]:
+    """The row that decodes for each row (its leader): rows with the same prompt and the same random stream (any
+    stream when greedy) write the same tokens until forcing sets them apart, so one of them, the one with the
+    largest budget, decodes for all and forks at each smaller budget's end of thinking (forcing.Row)."""
+    leader: dict[tuple, int] = {}
+    for i, (p, k) in enumerate(zip(prompts, streams)):
+        key = (tuple(p), k if temperature > 0 else 0)
+        j = leader.setdefault(key, i)
+        if rows[i].budget > rows[j].budget:
+            leader[key] = i
+    lead_of = [leader[(tuple(p), k if temperature > 0 else 0)] for p, k in zip(prompts, streams)]
+    for i, j in enumerate(lead_of):
+        if rows[i].budget < rows[j].budget:
+            rows[j].forks.add(rows[i].budget)
+    return lead_of
+
+
 def _decode(model, prompts, rows, rules, temperature, top_k, top_p, seed, streams) -> None:
-    """The loop: prefill once per distinct prompt, then one batched single-token forward per step."""
+    """The loop: prefill once per distinct prompt, then one batched single-token forward per step. Rows that would
+    write the same tokens are decoded once (_families); the others get copies of their results at the end."""
     device = model.lm_head.weight.device
+    occurrence, seen = [], {}  # the k-th repeat of a prompt in this call: its default stream
+    for p in prompts:
+        occurrence.append(seen.get(tuple(p), 0))
+        seen[tuple(p)] = occurrence[-1] + 1
+    streams = streams or occurrence
+    lead_of = _families(prompts, rows, streams, temperature)
+    leaders = sorted(set(lead_of))
 
     # Identical prompts (GRPO's G samples of one prompt) are prefilled once; each row gets a copy of the cache.
     unique: dict[tuple, int] = {}
-    row_u, occurrence, seen = [], [], {}
-    for p in prompts:
-        u = unique.setdefault(tuple(p), len(unique))
-        occurrence.append(seen.get(u, 0))
-        seen[u] = occurrence[-1] + 1
-        row_u.append(u)
-    logits, cache = _prefill(model, [list(k) for k in unique], max(map(len, prompts)) + rules.max_new, device)
-    if len(unique) < len(prompts):
-        idx = torch.tensor(row_u, device=device)
-        cache.select(idx)
-        logits = logits[idx]  # (B, V)
+    row_u = [unique.setdefault(tuple(prompts[i]), len(unique)) for i in leaders]
+    room = len(leaders) + len(leaders) // 4  # forked rows answer briefly: the cache grows if they outnumber this
+    logits, cache = _prefill(model, [list(k) for k in unique], max(map(len, prompts)) + rules.max_new, device, room)
+    cache.reorder(row_u)  # a prompt's cache row copied to each of its rows
+    logits = logits[torch.tensor(row_u, device=device)]  # (B, V)
+    batch = [rows[i] for i in leaders]  # the rows in the batch, in cache order
+    rngs = [None] * len(leaders)  # their random streams
     if temperature > 0:
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)))
-        rngs = [random.Random(row_seed(seed, p, k)) for p, k in zip(prompts, streams or occurrence)]
+        rngs = [random.Random(row_seed(seed, prompts[i], streams[i])) for i in leaders]
     banned = None  # the ids a row may not sample right after a forced "Wait": stops and marker openers
     if rules.marker is not None:
         banned = torch.tensor(sorted(rules.stop | set(rules.marker.openers)), dtype=torch.long, device=device)
 
-    active = list(range(len(prompts)))  # original index of each row still in the batch
     while True:
         u = None
         if temperature > 0:
-            u = torch.tensor([rngs[r].random() for r in active], dtype=torch.float64, device=device)
-        fresh = [i for i, r in enumerate(active) if rows[r].fresh]
+            u = torch.tensor([g.random() for g in rngs], dtype=torch.float64, device=device)
+        fresh = [i for i, row in enumerate(batch) if row.fresh]
         ban = (torch.tensor(fresh, device=device), banned) if fresh and len(banned) else None
         tok, lp = sample(logits, temperature, top_k, top_p, u, ban)  # (B,), (B,)
-        feed, keep, rolls = [], [], []
-        for i, (r, t, l) in enumerate(zip(active, tok.tolist(), lp.tolist())):
-            row = rows[r]
+        went = []  # (cache row it continues from, row, random stream, token to feed, positions to roll back)
+        for i, (row, rng, t, l) in enumerate(zip(batch, rngs, tok.tolist(), lp.tolist())):
             t, roll = row.advance(t, l, rules)
             if not row.done:
-                keep.append(i)
-                feed.append(t)
-                rolls.append(roll)
-        if not keep:
+                went.append((i, row, rng, t, roll))
+            if row.spawn is not None:  # forked: the child continues from this row's cache and random stream
+                child, t_child, roll_child = row.spawn
+                row.spawn = None
+                if not child.done:
+                    went.append((i, child, _copy_rng(rng), t_child, roll_child))
+        if not went:
             break
-        if len(keep) < len(active):  # drop finished rows so they stop costing
-            cache.select(torch.tensor(keep, device=device))
-            active = [active[i] for i in keep]
+        went = _arrange(went, batch)
+        cache.reorder([w[0] for w in went])  # finished rows leave, forked ones get a copy: one row's copy each
+        batch, rngs = [w[1] for w in went], [w[2] for w in went]
+        feed, rolls = [w[3] for w in went], [w[4] for w in went]
         if any(rolls):  # a suppressed end of thinking: its tokens leave the cache (their slots are overwritten later)
             cache.lengths -= torch.tensor(rolls, dtype=torch.long, device=device)
         x = torch.tensor(feed, dtype=torch.long, device=device)[:, None]  # (B, 1)
         logits = model.lm_head(model.hidden_states(x, cache)[:, -1])  # (B, V)
+
+    for i, j in enumerate(lead_of):  # the rows that rode on another: a copy of the result they would have had
+        if i != j:
+            rows[i].gen = copy.deepcopy(rows[j].children.get(rows[i].budget, rows[j]).gen)
+
+
+def _arrange(went: list[tuple], batch: list) -> list[tuple]:
+    """The next batch's order: a row that goes on keeps its cache row where it can; the rows that cannot (children,
+    rows past the new batch size) fill the slots of rows that finished. went[k][0] is the cache row it copies."""
+    m = len(went)
+    placed = [None] * m
+    extra = []
+    for w in went:
+        if w[1] is batch[w[0]] and w[0] < m:
+            placed[w[0]] = w
+        else:
+            extra.append(w)
+    holes = [j for j in range(m) if placed[j] is None]
+    for j, w in zip(holes, extra):
+        placed[j] = w
+    return placed
+
+
+def _copy_rng(rng: random.Random | None) -> random.Random | None:
+    if rng is None:
+        return None
+    twin = random.Random()
+    twin.setstate(rng.getstate())
+    return twin

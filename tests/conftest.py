@@ -6,6 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from j1_min.judging import THINK_END
+from j1_min.model import ModelConfig, Transformer
+from j1_min.tokenizer import SPECIAL_TOKENS, train_bpe
+
 torch.set_num_threads(2)
 
 
@@ -58,7 +62,6 @@ def judge_tokenizer(pairs: list[dict], vocab: int = 400):
     """A tiny BPE trained on the judge prompts of `pairs` plus the judge's markers ("Wait", `</think>`, both
     verdicts), so the planted judges below have single tokens to plant."""
     from j1_min.judging import build_prompt
-    from j1_min.tokenizer import train_bpe
     return train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "Wait\n</think>\n[[A]] [[B]]"
                       for r in pairs] * 3, vocab)
 
@@ -128,3 +131,44 @@ class TableTokenizer:
     def c(self, *ids) -> str:
         """The text of these ids (a marker or a forced text given as ids)."""
         return self.decode(ids)
+
+
+# ------------------------------------------------------------------------------------------------ overfit judges
+
+TRACES = [("Q: 12+30?\n<think>\n", "A 42: yes.\nB 52: no.\nSo A is right.</think>\n[[A]]<|im_end|>"),
+          ("Q: 7*6?\n<think>\n", "A 41: no.\nWait, check B\nB 42: yes.\n</think>\n\n[[B]]<|im_end|>"),
+          ("Q: 9-4?\n<think>\n", "A 5: yes.<|im_end|>"),  # ends its turn without closing its thinking
+          ("Q: 3+3?\n<think>\n", "A 6: yes.\nWait, check A\n6-3=3 yes.\nSo A is right.\n</think>[[A]]<|im_end|>")]
+
+
+def overfit_judge(style: str):
+    """(model, tokenizer): a 2-layer model overfit to TRACES. style "qwen2.5": byte-level BPE with Qwen2's split and
+    no `</think>` token (J1-7B's tokenizer family); "qwen3": `</think>` is an added token."""
+    specials = SPECIAL_TOKENS if style == "qwen3" else [t for t in SPECIAL_TOKENS if "think" not in t]
+    tok = train_bpe([p + c for p, c in TRACES] * 20, 320, special_tokens=tuple(specials))
+    model = Transformer(ModelConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
+                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                    max_position_embeddings=256, model_type="qwen2", qkv_bias=True))
+    model.init_weights(seed=0)
+    seqs = [tok.encode(p + c, allow_special=True) for p, c in TRACES]
+    x = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
+    mask = torch.zeros(x.shape)
+    for i, s in enumerate(seqs):
+        x[i, :len(s)], mask[i, :len(s)] = torch.tensor(s), 1.0
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    for _ in range(250):
+        nll = torch.nn.functional.cross_entropy(model(x[:, :-1]).transpose(1, 2), x[:, 1:], reduction="none")
+        loss = (nll * mask[:, 1:]).sum() / mask[:, 1:].sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), tok
+
+
+@pytest.fixture(scope="session", params=["qwen2.5", "qwen3"])
+def judge(request):
+    """An overfit judge of each tokenizer family, trained once per test session."""
+    model, tok = overfit_judge(request.param)
+    assert (tok.token_id(THINK_END) is None) == (request.param == "qwen2.5")
+    return model, tok

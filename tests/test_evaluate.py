@@ -53,7 +53,7 @@ def judge_model(tmp_path_factory):
 
 def test_eval_accuracy_reports_accuracy_by_label_position(judge_model):
     model, tok, items = judge_model
-    m = eval_accuracy(model, tok, items, max_new_tokens=16, batch_size=4, max_think_tokens=0)
+    m = eval_accuracy(model, tok, items, max_new_tokens=16, batch_size=4, max_think_tokens=0)[0]
     assert m["n"] == 6 and m["no_verdict"] == 0.0
     assert m["accuracy"] == 0.5 and m["accuracy_label_A"] == 1.0 and m["accuracy_label_B"] == 0.0
 

@@ -138,6 +138,25 @@ def test_cache_select_repeats_a_prefilled_row(model):
         assert (got[i] - ref).abs().max() < 1e-5
 
 
+
+@pytest.mark.parametrize("capacity", [3, 8])
+def test_cache_reorder_moves_rows_in_place_and_grows_when_they_outnumber_its_room(model, capacity):
+    """reorder([2, 0, 0, 1, 2]) on rows of lengths 5, 9, 12: a finished row's slot refilled, a row copied twice,
+    more rows than the room of 3 (the cache grows), and each row then decodes like its own full sequence."""
+    x = batch(B=3, T=12)
+    lens = [5, 9, 12]
+    cache = model.new_cache(3, 20, capacity)
+    model(x, cache)
+    cache.lengths = torch.tensor(lens)
+    src = [2, 0, 0, 1, 2]
+    cache.reorder(src)
+    assert cache.k.shape[1] >= len(src) and cache.lengths.tolist() == [lens[i] for i in src]
+    nxt = torch.tensor([[1], [2], [3], [4], [5]])
+    got = model(nxt, cache)[:, 0]
+    for j, i in enumerate(src):
+        ref = model(torch.cat([x[i, :lens[i]], nxt[j]])[None])[0, -1]
+        assert (got[j] - ref).abs().max() < 1e-5
+
 def test_cache_overflow_is_a_clear_error(model):
     cache = model.new_cache(1, 8)
     with pytest.raises(ValueError, match="KV cache overflow"):

@@ -1,0 +1,96 @@
+"""Benchmark: a budget sweep forked against one row per budget, side by side in one run.
+
+    python bench/sweep.py --threads 2          # the embedded judge, its first 200 test pairs, budgets 0-3
+
+`judge.py --budgets 0,1,2,3` judges every pair at four budgets. Under greedy decoding (and under sampling with
+common random numbers) the budget-b trace is the budget-3 trace up to its (b+1)-th end of thinking, then a short
+answer, so the sampler decodes the four budgets of a pair as one row that forks at each smaller budget's end of
+thinking (j1_min/sampling.py:_families, j1_min/forcing.py:Row). This benchmark runs the same sweep
+(evaluate.judge, as judge.py calls it) both ways, interleaved, `--repeats` times each:
+  - "forked": as shipped;
+  - "one row per budget": every row decodes on its own (the families are switched off), as before forking.
+It prints the fastest run of each and their ratio, whether the judgments are identical (they must be), the decoded
+row-steps per pair both ways (one token of one row through the model), and the ideal ratio: the sum of the four
+budgets' trace lengths over the longest's, which forking reaches if the answers after each fork cost nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import j1_min.sampling as S  # noqa: E402
+from j1_min.checkpoint import load_model  # noqa: E402
+from j1_min.data import read_pairs  # noqa: E402
+from j1_min.evaluate import judge  # noqa: E402
+from j1_min.tokenizer import Tokenizer  # noqa: E402
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "j1_min" / "embedded"
+FAMILIES = S._families
+
+
+def alone(prompts, rows, streams, temperature):
+    """No families: every row leads itself and nothing forks."""
+    return list(range(len(prompts)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=200, help="shipped test pairs judged per run")
+    ap.add_argument("--budgets", default="0,1,2,3", help="the sweep's budgets")
+    ap.add_argument("--max-new-tokens", type=int, default=600, help="tokens per trace at most")
+    ap.add_argument("--batch-size", type=int, default=32, help="pairs per sampler call (judge.py's default)")
+    ap.add_argument("--repeats", type=int, default=2, help="timed runs of each way")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    budgets = tuple(int(b) for b in args.budgets.split(","))
+    model, tok_text, _ = load_model(EMBEDDED / "j1-tiny")
+    tok = Tokenizer.from_json(tok_text)
+    items = list(read_pairs(EMBEDDED / "test.jsonl"))[:args.pairs]
+
+    steps = []  # rows of each one-token forward
+    forward = model.hidden_states
+
+    def counting(x, cache=None):
+        if cache is not None and x.shape[1] == 1:
+            steps.append(x.shape[0])
+        return forward(x, cache)
+
+    model.hidden_states = counting
+
+    def run(families):
+        S._families = families
+        steps.clear()
+        t0 = time.perf_counter()
+        out = judge(model, tok, items, budgets=budgets, max_new_tokens=args.max_new_tokens,
+                    batch_size=args.batch_size)
+        return time.perf_counter() - t0, out, sum(steps)
+
+    ways = {"forked": FAMILIES, "one row per budget": alone}
+    times = {name: [] for name in ways}
+    outs, decoded = {}, {}
+    for _ in range(args.repeats):
+        for name, families in ways.items():
+            t, outs[name], decoded[name] = run(families)
+            times[name].append(t)
+    S._families = FAMILIES
+    same = outs["forked"] == outs["one row per budget"]
+    length = {b: sum(j["tokens"] for j in outs["forked"] if j["budget"] == b) / len(items) for b in budgets}
+    print(f"embedded judge, {len(items)} pairs, budgets {args.budgets}: judgments identical: {same}")
+    print("  mean trace tokens per budget: " + ", ".join(f"{b}: {n:.0f}" for b, n in length.items()))
+    for name, ts in times.items():
+        print(f"  {name:>18}: fastest {min(ts):.2f} s (runs " + ", ".join(f"{t:.2f}" for t in ts)
+              + f"); decoded row-steps per pair {decoded[name] / len(items):.0f}")
+    print(f"  one row per budget / forked: {min(times['one row per budget']) / min(times['forked']):.2f}x time, "
+          f"{decoded['one row per budget'] / decoded['forked']:.2f}x row-steps; ideal (sum of the budgets' "
+          f"lengths / the longest): {sum(length.values()) / max(length.values()):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
