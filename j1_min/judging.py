@@ -18,7 +18,8 @@ ASSISTANT_PREFIX = J1_MIN.assistant_prefix  # the prompt opens the judge's turn 
 WAIT = "Wait"  # s1's budget-forcing word; the synthetic traces' reflections start with it too
 ANSWER_PREFIX = J1_MIN.answer_prefix  # forced after `</think>` when the thinking budget runs out
 END_OF_TURN = ("<|im_end|>", "<|endoftext|>")
-SYSTEM_PROMPT, USER_TEMPLATE = J1_MIN.system, J1_MIN.user
+SYSTEM_PROMPT = J1_MIN.system
+USER_TEMPLATE = J1_MIN.user
 
 
 def judge_messages(question: str, response_a: str, response_b: str, template: Template = J1_MIN) -> list[dict]:

@@ -53,6 +53,7 @@ class Template:
 
     @property
     def has_tie(self) -> bool:
+        """Whether the template has a tie verdict."""
         return any(v == TIE for v, _ in self.verdicts)
 
     def to_dict(self) -> dict:
