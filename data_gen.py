@@ -118,8 +118,8 @@ def check_args(args) -> None:
         return
     # the judge's format; a model teacher's default is the one its checkpoint recorded (set in model_completions)
     args.judge_template = templates.load(args.template or templates.DEFAULT)
-    j1 = templates.load(templates.DEFAULT)
-    if not args.teacher and (args.judge_template.think_end, args.judge_template.verdicts) != (j1.think_end, j1.verdicts):
+    j1, t = templates.load(templates.DEFAULT), args.judge_template
+    if not args.teacher and (t.think_end, t.verdicts) != (j1.think_end, j1.verdicts):
         raise ValueError(f"--template {args.template}: the programmatic teacher writes {j1.name}'s format "
                          f"({j1.think_end}, [[A]]/[[B]]); use --teacher to sample another format")
     if args.teacher and (args.slip_rate is not None or args.reflections is not None):

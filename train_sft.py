@@ -140,7 +140,7 @@ def main(argv=None):
     ctx = model.config.max_position_embeddings
     train = fit(train, [len(ids) for ids, _ in examples], ctx, args.skip_bad, f"the model's context is {ctx}")
     examples = [sft_example(tok, r, template) for r in train]
-    val_examples = [sft_example(tok, r, template) for r in val if "completion" in r]  # pairs without traces: accuracy only
+    val_examples = [sft_example(tok, r, template) for r in val if "completion" in r]  # pairs alone: accuracy only
     for name, recs in (("--data", train), ("--val", val)):
         if recs and recs.skipped and d.main:
             print(f"{name}: {recs.skipped_message()}")

@@ -1,4 +1,5 @@
-"""The judge's format: the prompt of a template (j1_min/templates.py), the verdict parser, the verifiable reward, rejection sampling.
+"""The judge's format: a template's prompt (j1_min/templates.py), the verdict parser, the verifiable reward,
+rejection sampling.
 
 J1 (Chan et al. 2025, arXiv 2505.11875, sec. 3) trains a pairwise judge that thinks inside `<think> ... </think>` and
 then answers `[[A]]` or `[[B]]` (the verdict convention of RewardBench's generative judges and of RISE-Judge). Its
@@ -67,8 +68,8 @@ def parse_verdict(completion: str, template: Template = J1_MIN) -> str | None:
          counts. A template without a thinking phase (think_end null) reads the whole turn.
       2. That answer ends at the first end-of-turn token (`<|im_end|>`, `<|endoftext|>`); text after it is not the
          judge's turn. Trailing whitespace is ignored.
-      3. An answer that contains the thinking markers (`<think>`, `</think>`) or `<|im_start|>` (reopened thinking,
-         a fake new turn) -> None.
+      3. An answer that contains the thinking markers (the end marker and the assistant_prefix, stripped:
+         `</think>`, `<think>`) or `<|im_start|>` (reopened thinking, a fake new turn) -> None.
       4. The answer must hold exactly one of the template's verdict patterns, once, and the patterns' common
          opening and closing (`[[`, `]]`) once each. Two verdicts, none, one twice, `[[C]]` where the template has
          no tie, `[[ A ]]` or `[[a]]` -> None.

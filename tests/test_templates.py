@@ -8,7 +8,9 @@ import json
 import pytest
 import torch
 
+import data_gen
 import judge
+import train_grpo
 import train_sft
 from conftest import judge_tokenizer, planted_judge
 from j1_min import templates
@@ -214,11 +216,13 @@ def test_a_templates_own_marker_and_patterns_decide_and_the_j1_min_ones_do_not(t
 
 def test_a_tie_scores_zero_or_one_half_as_ties_says_and_wins_a_majority():
     rows = [{"item": i, "id": i, "order": "AB", "budget": 0, "sample": 0, "label": "A", "verdict": v,
-             "correct": v == "A", "think_tokens": 0, "num_waits": 0, "tokens": 1} for i, v in enumerate(["A", "tie", "B"])]
+             "correct": v == "A", "think_tokens": 0, "num_waits": 0, "tokens": 1}
+            for i, v in enumerate(["A", "tie", "B"])]
     assert score(rows, "wrong")[0]["accuracy"] == pytest.approx(1 / 3)
     assert score(rows, "half")[0]["accuracy"] == pytest.approx(1.5 / 3)
     assert score(rows)[0]["tie"] == pytest.approx(1 / 3) and score(rows)[0]["no_verdict"] == 0
-    assert majority(["tie", "tie", "A"]) == "tie" and majority(["tie", "A"]) is None and majority(["A", "B", "A"]) == "A"
+    assert majority(["tie", "tie", "A"]) == "tie" and majority(["tie", "A"]) is None
+    assert majority(["A", "B", "A"]) == "A" and majority(["A", "B"]) is None
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -278,3 +282,12 @@ def test_a_checkpoint_trained_with_a_template_records_it_and_judges_with_it_by_d
     judge.main(["--ckpt", str(tmp_path / "sft.pt"), "--data", str(tmp_path / "test.jsonl"), "--show-tokens", "0",
                 "--max-new-tokens", "4", "--template", "j1_min"])  # --template overrides what was recorded
     assert "You are an impartial judge" in capsys.readouterr().out
+    train_grpo.main(["--ckpt", str(tmp_path / "sft.pt"), "--data", str(tmp_path / "test.jsonl"), "--out",
+                     str(tmp_path / "rl.pt"), "--steps", "1", "--prompts", "2", "--group", "2", "--max-new-tokens",
+                     "6", "--micro", "4"])  # RL from it goes on in its template, and records it again
+    assert templates.recorded(tmp_path / "rl.pt", load_model(tmp_path / "rl.pt")[2]) == templates.load(path)
+
+
+def test_the_programmatic_teacher_refuses_a_template_whose_format_it_does_not_write(tmp_path):
+    with pytest.raises(ValueError, match="--template mt_bench_pair: the programmatic teacher writes j1_min's format"):
+        data_gen.main(["traces", "--template", "mt_bench_pair", "--n", "2", "--out", str(tmp_path / "t.jsonl")])
