@@ -21,7 +21,7 @@ import statistics
 
 from tqdm import tqdm
 
-from j1_min import checks
+from j1_min import checks, templates
 from j1_min.data import read_pairs, write_jsonl
 from j1_min.judging import count_reflections, select_traces
 from j1_min.runs import cli
@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "stopping at the first")
     p_tr.add_argument("--teacher", help="model teacher: a Hugging Face model folder or j1_min .pt checkpoint "
                       "(with a tokenizer); without it the programmatic teacher writes the traces")
+    p_tr.add_argument("--template", help=f"the judge's format for prompts, verdict parsing and rejection sampling: "
+                      f"a shipped template ({', '.join(templates.shipped())}) or a template JSON file (default: the "
+                      f"one --teacher recorded, else {templates.DEFAULT}); the programmatic teacher writes "
+                      f"{templates.DEFAULT}'s format only")
     p_tr.add_argument("--k", type=checks.positive_int,
                       default=K, help=f"traces drawn per item (default {K})")
     p_tr.add_argument("--max-keep", type=checks.positive_int,
@@ -112,6 +116,12 @@ def check_args(args) -> None:
     checks.check_output(args.out, args.force, "--out", make_folder=True)
     if args.mode == "pairs":
         return
+    # the judge's format; a model teacher's default is the one its checkpoint recorded (set in model_completions)
+    args.judge_template = templates.load(args.template or templates.DEFAULT)
+    j1, t = templates.load(templates.DEFAULT), args.judge_template
+    if not args.teacher and (t.think_end, t.verdicts) != (j1.think_end, j1.verdicts):
+        raise ValueError(f"--template {args.template}: the programmatic teacher writes {j1.name}'s format "
+                         f"({j1.think_end}, [[A]]/[[B]]); use --teacher to sample another format")
     if args.teacher and (args.slip_rate is not None or args.reflections is not None):
         raise ValueError("--slip-rate and --reflections set the programmatic teacher; leave them out with --teacher")
     model_only = [k for k, v in MODEL_DEFAULTS.items() if getattr(args, k) != v]
@@ -159,14 +169,15 @@ def model_completions(args, items, lengths: list[int]):
     from j1_min.judging import completion_text, encode_prompt, forcing_kwargs
     from j1_min.sampling import generate
     from j1_min.tokenizer import Tokenizer
-    model, tok_text, _ = load_model(args.teacher, dtype=args.dtype, device=args.device)
+    model, tok_text, extra = load_model(args.teacher, dtype=args.dtype, device=args.device)
     if tok_text is None:
         raise ValueError(f"--teacher {args.teacher}: no tokenizer.json (or tokenizer) in the checkpoint")
     tok = Tokenizer.from_json(tok_text, args.teacher)
-    kw = forcing_kwargs(tok, args.budget, args.max_think_tokens)
+    args.judge_template = template = templates.for_model(args.template, args.teacher, extra, tok)
+    kw = forcing_kwargs(tok, args.budget, args.max_think_tokens, template=template)
     for s in range(0, len(items), args.batch_size):
         chunk = items[s:s + args.batch_size]
-        prompts = [encode_prompt(tok, it["question"], it["response_a"], it["response_b"])
+        prompts = [encode_prompt(tok, it["question"], it["response_a"], it["response_b"], template)
                    for it in chunk for _ in range(args.k)]
         gens = generate(model, prompts, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                         top_p=args.top_p, seed=args.seed, **kw)
@@ -192,8 +203,8 @@ def main(argv=None):
     for it, completions in tqdm(stream, total=len(items), desc="traces", dynamic_ncols=True):
         drawn += len(completions)
         if args.no_reflection:  # the ablation's traces never reflect
-            completions = [c for c in completions if count_reflections(c) == 0]
-        traces, n_ok = select_traces(it, completions, args.max_keep, source)
+            completions = [c for c in completions if count_reflections(c, args.judge_template) == 0]
+        traces, n_ok = select_traces(it, completions, args.max_keep, source, args.judge_template)
         correct += n_ok
         kept += traces
         without += not traces  # counted per item, not per id: ids need not be unique

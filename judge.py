@@ -5,6 +5,7 @@
     python judge.py --ckpt ./J1-7B --device cuda --dtype bfloat16 --data judgebench.jsonl --swap --budget 1
     python judge.py --question "What is 12 + 30?" --a "The answer is 42." --b "The answer is 52."
     python judge.py --budget 1 --show-tokens 3         # pair 3's trace token by token: watch the forcing act
+    python judge.py --ckpt ./Qwen2.5-7B-Instruct --template mt_bench_pair --data rewardbench.jsonl --ties half
 
 Budget forcing (Muennighoff et al. 2025, s1): when the judge tries to close its thinking, `</think>` is removed and
 "Wait" appended, --budget times; --max-think-tokens forces the end of thinking. --samples K instead draws K traces
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from j1_min import checks
+from j1_min import checks, templates
 from j1_min.checkpoint import atomic_write, load_model
 from j1_min.data import PartialJsonl, Records, fit, read_pairs
 from j1_min import show_tokens
@@ -43,6 +44,9 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", default=str(CKPT), help="judge: a Hugging Face model directory or a j1_min .pt "
                     "(default: the embedded tiny judge)")
+    ap.add_argument("--template", help=f"the judge's prompt and verdicts: a shipped template "
+                    f"({', '.join(templates.shipped())}) or a template JSON file (default: the one the checkpoint "
+                    f"was trained with, else {templates.DEFAULT})")
     ap.add_argument("--data", help="pairs JSONL (RewardBench, JudgeBench or j1_min; '-' reads standard input) "
                     "(default: the embedded test set, unless --question is given)")
     ap.add_argument("--question", help="judge one pair: the question (with --a and --b)")
@@ -61,8 +65,8 @@ def parse_args(argv=None):
                     "vote (needs --temperature > 0)")
     ap.add_argument("--swap", action="store_true", help="judge both orders; a pair counts as right only when both "
                     "orders are (JudgeBench's position-consistent accuracy)")
-    ap.add_argument("--ties", choices=["wrong", "half"], default="wrong", help="score of a missing verdict: 0 "
-                    "(default) or 0.5 (RewardBench's convention)")
+    ap.add_argument("--ties", choices=["wrong", "half"], default="wrong", help="score of a missing verdict and of "
+                    "a tie verdict: 0 (default) or 0.5 (RewardBench's convention)")
     ap.add_argument("--seed", type=checks.seed_int, default=0, help="sampling seed")
     ap.add_argument("--order-seed", type=checks.seed_int, default=0, help="which RewardBench response is shown as "
                     "A: a draw balanced over the file, seeded by this and recorded in each judgment (ab_seed); "
@@ -92,6 +96,8 @@ def parse_args(argv=None):
     ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines, and pairs too long for the "
                     "model's context (counted)")
     args = ap.parse_args(argv)
+    if args.template:
+        templates.load(args.template)  # a bad name or file is refused before any work
     try:
         args.budget_list = [int(b) for b in args.budgets.split(",")] if args.budgets else [args.budget]
     except ValueError:
@@ -139,12 +145,12 @@ def load_items(args) -> Records:
     return items.subset(range(min(len(items), args.limit or len(items))))
 
 
-def fit_context(model, tok, items: Records, args) -> Records:
+def fit_context(model, tok, items: Records, args, template) -> Records:
     """The pairs whose prompt (both orders with --swap) leaves room in the model's context for --max-new-tokens,
     checked before judging: a longer one is an error naming its file, line and id, or is skipped with --skip-bad.
     Without --max-new-tokens it becomes MAX_NEW_TOKENS, or what the context leaves after the longest prompt."""
     ctx = model.config.max_position_embeddings
-    lengths = [max(len(encode_prompt(tok, it["question"], a, b)) for a, b in
+    lengths = [max(len(encode_prompt(tok, it["question"], a, b, template)) for a, b in
                    ([(it["response_a"], it["response_b"])] + [(it["response_b"], it["response_a"])] * args.swap))
                for it in items]
     if args.max_new_tokens is None:
@@ -158,7 +164,7 @@ def fit_context(model, tok, items: Records, args) -> Records:
     return items
 
 
-def judge_all(model, tok, items: Records, args) -> list[dict]:
+def judge_all(model, tok, items: Records, args, template) -> list[dict]:
     """judge() over the items, --batch-size at a time. With --out each batch's judgments reach <out>.partial as soon
     as they exist (data.PartialJsonl), so a killed run loses one batch at most, and --resume goes on from the last
     whole batch there: batches are cut at the same items, so the result is what one uninterrupted run gives."""
@@ -169,7 +175,7 @@ def judge_all(model, tok, items: Records, args) -> list[dict]:
     if args.out:
         settings = {**kw, "ckpt": args.ckpt, "data": args.data, "question": [args.question, args.a, args.b],
                     "limit": args.limit, "order_seed": args.order_seed, "batch_size": args.batch_size,
-                    "dtype": args.dtype, "skip_bad": args.skip_bad}
+                    "dtype": args.dtype, "skip_bad": args.skip_bad, "template": template.to_dict()}
         partial = PartialJsonl(args.out, settings)
         done = partial.resume() if args.resume else []
         per_item = len(args.budget_list) * args.samples * (2 if args.swap else 1)
@@ -185,7 +191,7 @@ def judge_all(model, tok, items: Records, args) -> list[dict]:
     bar = tqdm(total=len(items), initial=len({j["item"] for j in done}), desc="judging", dynamic_ncols=True,
                disable=len(items) == 1)
     for s in range(len({j["item"] for j in done}), len(items), args.batch_size):
-        rows = judge(model, tok, items[s:s + args.batch_size], batch_size=args.batch_size, **kw)
+        rows = judge(model, tok, items[s:s + args.batch_size], batch_size=args.batch_size, template=template, **kw)
         for j in rows:
             j["item"] += s
             if "ab_seed" in items[j["item"]]:  # the shown order is part of the data: record what decided it
@@ -217,13 +223,13 @@ def plot(table: dict, path: str) -> None:
     print(f"wrote {path}")
 
 
-def show_one(model, tok, items: list[dict], args) -> None:
+def show_one(model, tok, items: list[dict], args, template) -> None:
     """judge.py --show-tokens: one pair, one trace, every token visible (j1_min/show_tokens.py)."""
     it = items[args.show_tokens]
-    prompt = encode_prompt(tok, it["question"], it["response_a"], it["response_b"])
+    prompt = encode_prompt(tok, it["question"], it["response_a"], it["response_b"], template)
     gen = generate(model, [prompt], args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-                   **forcing_kwargs(tok, args.budget, args.max_think_tokens, args.wait_text))[0]
-    verdict = parse_verdict(completion_text(tok, gen))
+                   **forcing_kwargs(tok, args.budget, args.max_think_tokens, args.wait_text, template))[0]
+    verdict = parse_verdict(completion_text(tok, gen), template)
     label = it.get("label")
     right = "" if label is None else " (right)" if verdict == label else f" (wrong; label {label})"
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
@@ -251,23 +257,26 @@ def main(argv=None):
     items = load_items(args)
     if args.show_tokens is not None and args.show_tokens >= len(items):
         raise ValueError(f"--show-tokens {args.show_tokens}: there are {len(items)} pairs (0 .. {len(items) - 1})")
-    model, tok_text, _ = load_model(args.ckpt, dtype=args.dtype, device=args.device)
+    model, tok_text, extra = load_model(args.ckpt, dtype=args.dtype, device=args.device)
     if tok_text is None:
         raise ValueError(f"--ckpt {args.ckpt}: no tokenizer.json in the checkpoint")
     tok = Tokenizer.from_json(tok_text, args.ckpt)
-    items = fit_context(model, tok, items, args)
+    template = templates.for_model(args.template, args.ckpt, extra, tok)
+    forcing_kwargs(tok, max(args.budget_list), args.max_think_tokens, args.wait_text, template)  # refused early
+    items = fit_context(model, tok, items, args, template)
     if args.show_tokens is not None:
-        return show_one(model, tok, items, args)
+        return show_one(model, tok, items, args, template)
     labelled = all(it.get("label") for it in items)
     try:
-        judgments = judge_all(model, tok, items, args)
+        judgments = judge_all(model, tok, items, args, template)
     except KeyboardInterrupt:
         kept = f"; the finished batches are in {args.out}.partial: add --resume to continue" if args.out else ""
         print(f"interrupted{kept}", file=sys.stderr)
         sys.exit(130)
     print(f"judge {args.ckpt} ({model.num_params() / 1e6:.1f}M parameters) on {len(items)} pairs; "
           f"{'greedy' if args.temperature == 0 else f'temperature {args.temperature}'}, samples {args.samples}, "
-          f"orders {'AB+BA' if args.swap else 'AB'}, no verdict scores {0.5 if args.ties == 'half' else 0}")
+          f"orders {'AB+BA' if args.swap else 'AB'}, no verdict scores {0.5 if args.ties == 'half' else 0}"
+          + (f"; template {template.name}" if template.name != templates.DEFAULT else ""))
     if labelled:
         table = score(judgments, args.ties)
         print(f"{'budget':>6} {'accuracy':>9} {'95% CI':>8} {'think tok':>9} {'waits':>6} {'no verdict':>10} "
@@ -277,6 +286,8 @@ def main(argv=None):
             print(f"{r['budget']:>6} {r['accuracy']:>9.3f} {'±' + format(r['ci95'], '.3f'):>8} "
                   f"{r['think_tokens']:>9.1f} {r['waits']:>6.2f} {r['no_verdict']:>10.1%} "
                   f"{fmt(r['accuracy_label_A']):>6} {fmt(r['accuracy_label_B']):>6}")
+            if r["tie"]:
+                print(f"{'':>6} tie verdicts: {r['tie']:.1%} (scored {0.5 if args.ties == 'half' else 0})")
         if len(table) > 1:
             b = sorted(table)
             print(f"scaling gain acc({b[-1]}) - acc({b[0]}): {table[b[-1]]['accuracy'] - table[b[0]]['accuracy']:+.3f}")

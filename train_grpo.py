@@ -20,7 +20,7 @@ import json
 import torch
 from tqdm import tqdm
 
-from j1_min import checks, runs
+from j1_min import checks, runs, templates
 from j1_min.checkpoint import load_model
 from j1_min.data import fit, read_pairs, sft_step_order
 from j1_min.evaluate import eval_accuracy
@@ -64,6 +64,9 @@ def parse_args(argv=None):
     ap.add_argument("--data", required=True, help="RL preference pairs, JSONL (RewardBench, JudgeBench or ours)")
     ap.add_argument("--val", help="held-out pairs: greedy verdict accuracy at budget 0 and --eval-budget")
     ap.add_argument("--out", required=True, help="checkpoint to write (.pt); its log is <out>.log.jsonl")
+    ap.add_argument("--template", help=f"the judge's prompt and verdicts (prompts, verdict parsing, rewards): a "
+                    f"shipped template ({', '.join(templates.shipped())}) or a template JSON file; recorded in --out "
+                    f"(default: the one --ckpt or --resume recorded, else {templates.DEFAULT})")
     ap.add_argument("--algo", default=ALGO, choices=ALGOS, help="advantages: grpo (group-relative), reinforce_pp "
                     "(REINFORCE++: returns with the k1 KL in the reward, whitened over the global batch) or "
                     "reinforce_pp_baseline (the group's mean reward subtracted first)")
@@ -112,6 +115,8 @@ def parse_args(argv=None):
     ap.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: simulate a kill after this step
     args = ap.parse_args(argv)
     checks.check_flags(ap, args, FLAG_RULES)
+    if args.template:
+        templates.load(args.template)  # a bad name or file is refused before any work
     if args.group < 2:
         raise ValueError(f"--group {args.group}: GRPO needs at least 2 completions per prompt to compare")
     if args.algo == "reinforce_pp_baseline" and args.gamma != 1.0:
@@ -122,13 +127,13 @@ def parse_args(argv=None):
 
 
 def load_policy(args, d):
-    """(policy, tokenizer) from --resume or --ckpt; a checkpoint without a tokenizer is refused."""
+    """(policy, tokenizer, template) from --resume or --ckpt; a checkpoint without a tokenizer is refused."""
     path = args.resume or args.ckpt
-    model, tok_text, _ = load_model(path, device=d.device)  # float32 master weights, whatever --dtype
+    model, tok_text, extra = load_model(path, device=d.device)  # float32 master weights, whatever --dtype
     if tok_text is None:
         raise ValueError(f"{path}: the checkpoint has no tokenizer (tokenizer.json); GRPO needs one to score verdicts")
     tok = Tokenizer.from_json(tok_text, path)
-    return model, tok
+    return model, tok, templates.for_model(args.template, path, extra, tok)
 
 
 def main(argv=None):
@@ -142,15 +147,15 @@ def main(argv=None):
         raise ValueError(f"{args.data}: no records")
     val = read_pairs(args.val, seed=args.seed, skip_bad=args.skip_bad) if args.val else []
     state = runs.load_train_state(args.resume, "train_grpo") if args.resume else None
-    policy, tok = load_policy(args, d)
+    policy, tok, template = load_policy(args, d)
     policy.train()
     # the KL anchor is --ckpt's model, also when --resume continues from later weights
     ref = load_model(args.ckpt, device=d.device)[0].eval().requires_grad_(False) if args.beta > 0 else None
-    prompts_all = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in data]
+    prompts_all = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"], template) for r in data]
     room = policy.config.max_position_embeddings - args.max_new_tokens  # checked at load, not when drawn
     data = fit(data, list(map(len, prompts_all)), room, args.skip_bad, f"the model's context is "
                f"{policy.config.max_position_embeddings} tokens and --max-new-tokens {args.max_new_tokens}")
-    prompts_all = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in data]
+    prompts_all = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"], template) for r in data]
     for name, recs in (("--data", data), ("--val", val)):
         if recs and recs.skipped and d.main:
             print(f"{name}: {recs.skipped_message()}")
@@ -158,12 +163,13 @@ def main(argv=None):
     config.update(run="train_grpo", world=d.world, params=policy.num_params(), rl_items=len(data),
                   skipped_lines=len(data.skipped),
                   val_skipped_lines=len(val.skipped) if val else 0, data_sha256=runs.sha256(args.data))
+    templates.record(config, template, tok)  # the checkpoint judges with it by default
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step, ddp, log = runs.start(out, d, policy, opt, state, config, RESUME_MAY_CHANGE)
     saver = runs.Saver(out, d.main, prompts_all[0], state)  # never saves a non-finite policy
     cfg = RLConfig.from_args(args)
     try:
-        forcing = forcing_kwargs(tok, args.budget, args.max_think_tokens)
+        forcing = forcing_kwargs(tok, args.budget, args.max_think_tokens, template=template)
     except ValueError as e:
         raise ValueError(f"{args.resume or args.ckpt}: {e}") from None
 
@@ -175,7 +181,7 @@ def main(argv=None):
         metrics = {"step": at_step}
         with torch.no_grad():
             accs = eval_accuracy(policy, tok, val[:args.eval_items], args.max_new_tokens,
-                                 budgets=sorted({0, args.eval_budget}))  # one sweep: the budgets fork
+                                 budgets=sorted({0, args.eval_budget}), template=template)  # one sweep: it forks
             for b, acc in accs.items():
                 metrics[f"val_acc_budget{b}"] = acc["accuracy"]
                 metrics[f"val_no_verdict_budget{b}"] = acc["no_verdict"]
@@ -194,7 +200,7 @@ def main(argv=None):
             for g in opt.param_groups:
                 g["lr"] = runs.lr_at(step, args.lr, args.warmup, 10**12, 1.0)  # warm-up, then constant
             metrics = rl_step(ddp, ref, opt, tok, prompts, labels, cfg, d, forcing=forcing,
-                              seed=args.seed * 1_000_003 + step * 1009 + d.rank)
+                              seed=args.seed * 1_000_003 + step * 1009 + d.rank, template=template)
             step += 1
             saver.check(policy, step)  # a non-finite policy would break the next rollout; stop before it
             log.write({"step": step, **metrics})

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from j1_min import checks, runs
+from j1_min import checks, runs, templates
 from j1_min.checkpoint import load_model
 from j1_min.data import fit, read_pairs, sft_batches, sft_example, sft_step_order
 from j1_min.evaluate import eval_accuracy
@@ -62,6 +62,9 @@ def parse_args(argv=None):
     ap.add_argument("--init", default="tiny", help="a Hugging Face model directory, a .pt checkpoint, or 'tiny' "
                     "(a new ~4.6M model with a BPE tokenizer trained on --data)")
     ap.add_argument("--out", required=True, help="checkpoint to write (.pt); its log is <out>.log.jsonl")
+    ap.add_argument("--template", help=f"the judge's prompt and verdicts: a shipped template "
+                    f"({', '.join(templates.shipped())}) or a template JSON file; recorded in --out (default: the "
+                    f"one --init or --resume recorded, else {templates.DEFAULT})")
     ap.add_argument("--resume", help="continue the run saved in this checkpoint (weights, optimizer, data position)")
     ap.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     ap.add_argument("--steps", type=checks.positive_int, default=STEPS, help="total optimizer steps")
@@ -88,22 +91,32 @@ def parse_args(argv=None):
     ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines and traces longer than the "
                     "model's context (counted, printed and logged) instead of stopping")
     ap.add_argument("--stop-after", type=checks.positive_int, help=argparse.SUPPRESS)  # tests: a kill after this step
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.template:
+        templates.load(args.template)  # a bad name or file is refused before any work
+    return args
 
 
-def build_init(args, texts):
-    """(model, tokenizer) from --init: a checkpoint, or a new tiny model with a tokenizer trained on the data."""
+def build_init(args, records):
+    """(model, tokenizer, template) from --init: a checkpoint, or a new tiny model with a tokenizer trained on the
+    data's prompts and completions (the template's text is learned too)."""
     if args.init == "tiny":
-        tok = train_bpe(texts, TINY_VOCAB)
+        template = templates.load(args.template or templates.DEFAULT)
+        if template.chat == "model":
+            raise ValueError(f"--template {template.name} applies the model's own chat template; --init tiny has "
+                             f"none (use a chatml template)")
+        tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"], template) + r["completion"]
+                         for r in records], TINY_VOCAB)
         model = Transformer(ModelConfig(vocab_size=tok.vocab_size, **TINY))
         model.init_weights(seed=args.seed)
-        return model, tok
+        return model, tok, templates.for_model(args.template, None, {}, tok)
     if not Path(args.init).exists():
         raise ValueError(f"--init {args.init}: no such checkpoint (or use 'tiny')")
-    model, tok_text, _ = load_model(args.init)  # refuses a tokenizer larger than the model's embedding
+    model, tok_text, extra = load_model(args.init)  # refuses a tokenizer larger than the model's embedding
     if tok_text is None:
         raise ValueError(f"--init {args.init}: the checkpoint has no tokenizer.json")
-    return model, Tokenizer.from_json(tok_text, args.init)
+    tok = Tokenizer.from_json(tok_text, args.init)
+    return model, tok, templates.for_model(args.template, args.init, extra, tok)
 
 
 def main(argv=None):
@@ -117,17 +130,17 @@ def main(argv=None):
     val = read_pairs(args.val, skip_bad=args.skip_bad) if args.val else []
     state = runs.load_train_state(args.resume, "train_sft") if args.resume else None
     if state:
-        model, tok_text, _ = load_model(args.resume)
+        model, tok_text, extra = load_model(args.resume)
         tok = Tokenizer.from_json(tok_text, args.resume)
+        template = templates.for_model(args.template, args.resume, extra, tok)
     else:
-        model, tok = build_init(args, [build_prompt(r["question"], r["response_a"], r["response_b"])
-                                       + r["completion"] for r in train])  # the template's text is learned too
+        model, tok, template = build_init(args, train)
     model = model.to(d.device).train()
-    examples = [sft_example(tok, r) for r in train]
+    examples = [sft_example(tok, r, template) for r in train]
     ctx = model.config.max_position_embeddings
     train = fit(train, [len(ids) for ids, _ in examples], ctx, args.skip_bad, f"the model's context is {ctx}")
-    examples = [sft_example(tok, r) for r in train]
-    val_examples = [sft_example(tok, r) for r in val if "completion" in r]  # pairs without traces: accuracy only
+    examples = [sft_example(tok, r, template) for r in train]
+    val_examples = [sft_example(tok, r, template) for r in val if "completion" in r]  # pairs alone: accuracy only
     for name, recs in (("--data", train), ("--val", val)):
         if recs and recs.skipped and d.main:
             print(f"{name}: {recs.skipped_message()}")
@@ -135,6 +148,7 @@ def main(argv=None):
     config.update(run="train_sft", world=d.world, params=model.num_params(), train_items=len(examples),
                   vocab=tok.vocab_size, skipped_lines=len(train.skipped),
                   val_skipped_lines=len(val.skipped) if val else 0, data_sha256=runs.sha256(args.data))
+    templates.record(config, template, tok)  # the checkpoint judges with it by default
 
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -155,7 +169,8 @@ def main(argv=None):
                 with autocast:
                     metrics["val_loss"] = sft_loss(model, val_examples, tok, d)
             if val:  # generation runs in the weights' dtype
-                metrics.update(eval_accuracy(model, tok, val[:args.eval_items], args.max_new_tokens)[0])
+                metrics.update(eval_accuracy(model, tok, val[:args.eval_items], args.max_new_tokens,
+                                             template=template)[0])
         model.train()
         log.write(metrics)
         return metrics

@@ -27,7 +27,7 @@ import torch
 
 from .checkpoint import atomic_write
 from .checks import check_output
-from .judging import END_OF_TURN, THINK_END, encode_prompt
+from .judging import END_OF_TURN, J1_MIN, encode_prompt
 
 
 class Records(list):
@@ -207,17 +207,19 @@ def write_jsonl(path, records, force: bool = False) -> None:
 
 # ------------------------------------------------------------------------------------------------ SFT examples
 
-def sft_example(tokenizer, record: dict) -> tuple[list[int], int]:
-    """(ids, n_prompt): the judge prompt, then the completion, then `<|im_end|>` (the completion is stored without
-    it). Only the completion's first `</think>` becomes the marker token; the rest is encoded as ordinary text, as
-    in the prompt, so a completion cannot plant chat markers either. Targets are ids[n_prompt:]."""
-    prompt = encode_prompt(tokenizer, record["question"], record["response_a"], record["response_b"])
+def sft_example(tokenizer, record: dict, template=J1_MIN) -> tuple[list[int], int]:
+    """(ids, n_prompt): the template's judge prompt, then the completion, then `<|im_end|>` (the completion is
+    stored without it). Only the completion's first end of thinking (`</think>`) becomes the marker token; the rest
+    is encoded as ordinary text, as in the prompt, so a completion cannot plant chat markers either. Targets are
+    ids[n_prompt:]."""
+    prompt = encode_prompt(tokenizer, record["question"], record["response_a"], record["response_b"], template)
     c = record["completion"]
     while c.rstrip().endswith(END_OF_TURN):  # a stored end-of-turn token is dropped: it is appended below
         s = c.rstrip()
         c = s[:-len(next(e for e in END_OF_TURN if s.endswith(e)))]
-    thinking, sep, answer = c.partition(THINK_END)
-    ids = tokenizer.encode(thinking) + (tokenizer.marker_ids(THINK_END) + tokenizer.encode(answer) if sep else [])
+    end = template.think_end
+    thinking, sep, answer = c.partition(end) if end else (c, "", "")
+    ids = tokenizer.encode(thinking) + (tokenizer.marker_ids(end) + tokenizer.encode(answer) if sep else [])
     return prompt + ids + [tokenizer.eos_id], len(prompt)
 
 

@@ -9,15 +9,16 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from .judging import completion_text, encode_prompt, forcing_kwargs, parse_verdict, swap_label
+from .judging import J1_MIN, TIE, completion_text, encode_prompt, forcing_kwargs, parse_verdict, swap_label
 from .sampling import generate
 
 
 def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap: bool = False,
           temperature: float = 0.0, seed: int = 0, max_new_tokens: int = 1024, max_think_tokens: int | None = None,
-          wait_text: str = "Wait", batch_size: int = 32, progress: bool = False) -> list[dict]:
+          wait_text: str = "Wait", batch_size: int = 32, progress: bool = False, template=J1_MIN) -> list[dict]:
     """One judgment per (item, order, budget, sample), as dicts: item (its position in `items`), id, order ("AB" as
-    given, "BA" swapped), budget, sample, label (the right verdict as shown), verdict (as shown, or None), correct,
+    given, "BA" swapped), budget, sample, label (the right verdict as shown), verdict (as shown: "A", "B", "tie"
+    where the template has one, or None), correct,
     completion (the full trace), think_tokens, num_waits, suppressed_at, forced_end (max_think_tokens ended the
     thinking), tokens.
 
@@ -31,7 +32,7 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
         raise ValueError(f"samples must be >= 1, got {samples}")
     if samples > 1 and temperature <= 0:
         raise ValueError("a majority vote over several samples needs --temperature > 0 (greedy samples are equal)")
-    kw = forcing_kwargs(tok, 0, max_think_tokens, wait_text)
+    kw = forcing_kwargs(tok, max(budgets), max_think_tokens, wait_text, template)  # refuses what cannot be forced
     kw.pop("budget")
     orders = ("AB", "BA") if swap else ("AB",)
     out = []
@@ -41,7 +42,7 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
         for i, it in enumerate(items[s:s + batch_size], s):
             for order in orders:
                 a, b = (it["response_a"], it["response_b"]) if order == "AB" else (it["response_b"], it["response_a"])
-                prompt = encode_prompt(tok, it["question"], a, b)
+                prompt = encode_prompt(tok, it["question"], a, b, template)
                 label = it.get("label")
                 shown = label if order == "AB" or label is None else swap_label(label)
                 for budget in budgets:
@@ -55,7 +56,7 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
                         budget=row_budgets, **kw)
         for row, g in zip(rows, gens):
             text = completion_text(tok, g)
-            verdict = parse_verdict(text)
+            verdict = parse_verdict(text, template)
             row.update(verdict=verdict, correct=verdict is not None and verdict == row["label"], completion=text,
                        think_tokens=g.think_tokens, num_waits=g.num_waits, suppressed_at=g.suppressed_at,
                        forced_end=g.forced_end, tokens=len(g.tokens))
@@ -66,12 +67,12 @@ def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap
 
 
 def majority(verdicts: list) -> str | None:
-    """The most frequent parsed verdict of a sample set; None when none parsed or A and B tie (self-consistency,
-    Wang et al. 2023)."""
-    c = Counter(v for v in verdicts if v is not None)
-    if not c or c["A"] == c["B"]:
+    """The most frequent parsed verdict of a sample set ("A", "B" or "tie"); None when none parsed or the two most
+    frequent are equally frequent (self-consistency, Wang et al. 2023)."""
+    top = Counter(v for v in verdicts if v is not None).most_common(2)
+    if not top or (len(top) == 2 and top[0][1] == top[1][1]):
         return None
-    return c.most_common(1)[0][0]
+    return top[0][0]
 
 
 def item_key(judgment: dict):
@@ -84,8 +85,9 @@ def score(judgments: list[dict], ties: str = "wrong") -> dict:
     """Per budget: accuracy, its 95% interval, and the means a scaling table needs.
 
     An item-order's verdict is the majority over its samples (items told apart by item_key). Its score is 1 if
-    right, 0 if wrong, and for no verdict 0 (ties="wrong", the default) or 0.5 (ties="half", RewardBench's
-    convention, under which a judge cut off before its verdict scores as a coin flip: report which was used).
+    right, 0 if wrong, and for no verdict or a tie verdict 0 (ties="wrong", the default) or 0.5 (ties="half",
+    RewardBench's convention, under which a tie, or a judge cut off before its verdict, scores as a coin flip:
+    report which was used).
     With both orders judged an item scores 1 only if both orders are right (JudgeBench's rule), 0 if either is
     wrong, else the no-verdict score. Interval: mean ± 1.96 · sd / sqrt(n) (normal approximation)."""
     if ties not in ("wrong", "half"):
@@ -100,7 +102,7 @@ def score(judgments: list[dict], ties: str = "wrong") -> dict:
         per_order = {}
         for (item, order), js in groups.items():
             v = majority([j["verdict"] for j in js])
-            per_order.setdefault(item, []).append(None if v is None else v == js[0]["label"])
+            per_order.setdefault(item, []).append(None if v in (None, TIE) else v == js[0]["label"])
         scores = []
         for results in per_order.values():
             scores.append(0.0 if False in results else 1.0 if all(results) else none_score)
@@ -112,6 +114,7 @@ def score(judgments: list[dict], ties: str = "wrong") -> dict:
         table[budget] = {
             "budget": budget, "n": n, "accuracy": mean, "ci95": 1.96 * sd / math.sqrt(n),
             "no_verdict": sum(j["verdict"] is None for j in rows) / len(rows),
+            "tie": sum(j["verdict"] == TIE for j in rows) / len(rows),
             "think_tokens": sum(j["think_tokens"] for j in rows) / len(rows),
             "tokens": sum(j["tokens"] for j in rows) / len(rows),
             "waits": sum(j["num_waits"] for j in rows) / len(rows),
@@ -121,10 +124,10 @@ def score(judgments: list[dict], ties: str = "wrong") -> dict:
 
 
 def eval_accuracy(model, tok, records: list[dict], max_new_tokens: int, batch_size: int = 32, budgets=(0,),
-                  max_think_tokens: int | None = None) -> dict[int, dict]:
+                  max_think_tokens: int | None = None, template=J1_MIN) -> dict[int, dict]:
     """Greedy verdict accuracy on `records` per budget (one forked sweep), split by the label's position (a position
     bias can look like learning), and the share of completions with no verdict: {budget: {...}}."""
     table = score(judge(model, tok, records, budgets=tuple(budgets), max_new_tokens=max_new_tokens,
-                        max_think_tokens=max_think_tokens, batch_size=batch_size))
+                        max_think_tokens=max_think_tokens, batch_size=batch_size, template=template))
     return {b: {k: r[k] for k in ("accuracy", "no_verdict", "n", "accuracy_label_A", "accuracy_label_B",
                                   "think_tokens")} for b, r in table.items()}

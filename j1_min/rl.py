@@ -18,7 +18,7 @@ import torch
 
 from . import runs
 from .grpo import group_advantages, grpo_loss, k1_kl, loss_normalizer, reinforce_pp_advantages
-from .judging import completion_text, parse_verdict, reward
+from .judging import J1_MIN, completion_text, parse_verdict, reward
 from .sampling import Generation, generate, selected_logprobs
 
 ALGOS = ("grpo", "reinforce_pp", "reinforce_pp_baseline")
@@ -69,11 +69,12 @@ def rollout(policy, prompts: list[list[int]], cfg: RLConfig, forcing: dict, seed
     return gens
 
 
-def score(tok, gens: list[Generation], labels: list[str], format_penalty: float) -> tuple[torch.Tensor, list]:
-    """(rewards (N,), verdicts): judging.reward of each completion against its label."""
+def score(tok, gens: list[Generation], labels: list[str], format_penalty: float,
+          template=J1_MIN) -> tuple[torch.Tensor, list]:
+    """(rewards (N,), verdicts): judging.reward of each completion against its label, under the template."""
     texts = [completion_text(tok, g) for g in gens]
-    rewards = torch.tensor([reward(t, y, format_penalty) for t, y in zip(texts, labels)])
-    return rewards, [parse_verdict(t) for t in texts]
+    rewards = torch.tensor([reward(t, y, format_penalty, template) for t, y in zip(texts, labels)])
+    return rewards, [parse_verdict(t, template) for t in texts]
 
 
 def rollout_tensors(prompts, gens: list[Generation], T: int, device):
@@ -185,15 +186,16 @@ def _clock(device: torch.device) -> float:
 
 
 def step(model, ref, opt, tok, prompts: list[list[int]], labels: list[str], cfg: RLConfig, d: runs.Dist, *,
-         forcing: dict, seed: int) -> dict:
+         forcing: dict, seed: int, template=J1_MIN) -> dict:
     """One RL step on this process's rows: rollout, scoring, advantages, policy update. `model` is the policy,
-    DDP-wrapped under torchrun; `ref` the frozen reference (None when β = 0). Returns the step's metrics (rollout
-    figures averaged over all processes) and the seconds of each part (this process's)."""
+    DDP-wrapped under torchrun; `ref` the frozen reference (None when β = 0); `template` parses the verdicts.
+    Returns the step's metrics (rollout figures averaged over all processes) and the seconds of each part (this
+    process's)."""
     policy = getattr(model, "module", model)
     t = [_clock(d.device)]
     gens = rollout(policy, prompts, cfg, forcing, seed)                                    # 1. rollout
     t.append(_clock(d.device))
-    rewards, verdicts = score(tok, gens, labels, cfg.format_penalty)                       # 2. scoring
+    rewards, verdicts = score(tok, gens, labels, cfg.format_penalty, template)             # 2. scoring
     t.append(_clock(d.device))
     inp, tgt, index, sampler_logp, mask = rollout_tensors(prompts, gens, cfg.max_new_tokens, d.device)
     flat = flat_groups(rewards, cfg.group)                                                 # 3. advantages

@@ -26,6 +26,7 @@ class Tokenizer:
         self._added_re = (re.compile("|".join(re.escape(t) for t in sorted(self.added, key=len, reverse=True)))
                           if self.added else None)
         self.eos_id = self.added.get("<|im_end|>", self.added.get("<|endoftext|>"))
+        self.chat_template = None  # the model's own chat template (Jinja text), where its folder has one
 
     # -------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -92,6 +93,10 @@ class Tokenizer:
     def token_id(self, token: str) -> int | None:
         """The id of an added token such as `<|im_end|>`, or None if the vocabulary has no such single token."""
         return self.added.get(token)
+
+    def added_tokens_in(self, text: str):
+        """The matches of added tokens' strings in `text`, longest first at each place (re.Match objects)."""
+        return self._added_re.finditer(text) if self._added_re else iter(())
 
     def marker_ids(self, marker: str) -> list[int]:
         """Ids of a marker such as `</think>`: its single added id where there is one (Qwen3, the tiny tokenizer),

@@ -19,20 +19,22 @@ SCRIPTS = {
         ["--max-new-tokens", "0"], ["--temperature", "nan"], ["--temperature", "-1"], ["--samples", "0"],
         ["--budget", "-1"], ["--budgets", "0,-1"], ["--max-think-tokens", "-1"], ["--wait-text", "", "--budget", "1"],
         ["--seed", "-1"], ["--order-seed", "x"], ["--show-tokens", "-1"], ["--examples", "-2"], ["--resume"],
-        ["--resume", "--out", "{d}/j.jsonl"], *NO_CUDA]),
+        ["--resume", "--out", "{d}/j.jsonl"], ["--template", "nosuch"], *NO_CUDA]),
     "train_sft": (train_sft.run_cli, ["--data", "{d}/none.jsonl", "--init", "tiny", "--out", "{d}/o.pt"], [
         ["--steps", "0"], ["--batch", "0"], ["--batch", "-2"], ["--micro", "0"], ["--save-every", "0"],
         ["--eval-items", "0", "--val", "{d}/none.jsonl"], ["--lr", "nan"], ["--lr", "0"], ["--lr", "-1"],
         ["--warmup", "-1"], ["--clip", "-1"], ["--weight-decay", "inf"], ["--max-new-tokens", "0"],
-        ["--eval-every", "-1"], ["--seed", "-5"], *NO_CUDA]),
+        ["--eval-every", "-1"], ["--seed", "-5"], ["--template", "nosuch"], *NO_CUDA]),
     "train_grpo": (train_grpo.run_cli, ["--ckpt", "{d}/none", "--data", "{d}/none.jsonl", "--out", "{d}/o.pt"], [
         ["--steps", "0"], ["--prompts", "0"], ["--ppo-epochs", "0"], ["--clip-eps", "-1"], ["--clip-eps-high", "0"],
         ["--beta", "-1"], ["--top-p", "0"], ["--top-p", "1.5"], ["--temperature", "nan"], ["--micro", "0"],
         ["--save-every", "0"], ["--eval-items", "0"], ["--max-new-tokens", "0"], ["--top-k", "-1"],
-        ["--lr", "inf"], ["--format-penalty", "-1"], ["--budget", "-1"], ["--group", "1"], *NO_CUDA]),
+        ["--lr", "inf"], ["--format-penalty", "-1"], ["--budget", "-1"], ["--group", "1"],
+        ["--template", "nosuch"], *NO_CUDA]),
     "data_gen": (data_gen.run_cli, ["traces", "--out", "{d}/o.jsonl"], [
         ["--k", "0"], ["--max-keep", "0"], ["--n", "-3"], ["--slip-rate", "1.5"], ["--top-p", "2"],
-        ["--temperature", "nan"], ["--max-new-tokens", "0"], ["--batch-size", "0"], *NO_CUDA]),
+        ["--temperature", "nan"], ["--max-new-tokens", "0"], ["--batch-size", "0"],
+        ["--template", "nosuch"], *NO_CUDA]),
 }
 CASES = [(name, case) for name, (_, _, cases) in SCRIPTS.items() for case in cases]
 
