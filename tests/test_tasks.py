@@ -229,7 +229,8 @@ def wrong_reason(it, completion) -> bool:
         if not any(ln.endswith("yes.") for ln in lines if ln[:2] in ("A ", "B ")):
             return True  # both "no": the decision is the rule's default, not a finding
     less = [ln for ln in lines if re.fullmatch(r"\d+<\d+ no\.", ln)]
-    true_result = int(x) < int(y) if less else int([ln for ln in lines if re.fullmatch(r"=\d+", ln)][-1][1:]) == truth
+    results = [int(ln[1:]) for ln in lines if re.fullmatch(r"=\d+", ln)]
+    true_result = int(x) < int(y) if less else results[-1] == truth
     decision = re.fullmatch(r"So ([AB]) is right\.", lines[-1]).group(1)
     follows = decision == ("B" if lines[-2].endswith("yes.") else "A") and answer == f"[[{decision}]]"
     return not (true_result and follows)
