@@ -8,7 +8,8 @@
 #
 #   bash scripts/reproduce.sh                           # seed 0; outputs under runs/seed0/
 #   SEED=1 bash scripts/reproduce.sh                    # another seed: data, initialisation, sampling; same test pairs
-#   DIGITS=3-4 SLIP_RATE=0.3 OUT=runs/d34 bash scripts/reproduce.sh   # another difficulty (choose it on val)
+#   DIGITS=3-4 SLIP_RATE=0.3 OUT=runs/d34 STOP_AFTER=sft bash scripts/reproduce.sh   # a difficulty candidate:
+#   python judge.py --ckpt runs/d34/j1_sft.pt --data runs/d34/val.jsonl     # its J1-SFT on the validation pairs
 #   EXPORT=1 bash scripts/reproduce.sh                  # also (re)write j1_min/embedded/ from EXPORT_ROW
 #   python scripts/results.py runs/seed0 runs/seed1 runs/seed2 --plot scaling.png --rl-plot rl.png
 #
@@ -29,10 +30,12 @@ SFT_STEPS=${SFT_STEPS:-700}        # batch 32: about 2.2 epochs of 10,000 traces
 # the RL logs (results.py --rl-plot); 150 steps is what ~3 hours per seed on 2 cores leaves for four RL rows
 RL_STEPS=${RL_STEPS:-150}
 RL_LR=${RL_LR:-1e-5}
+RL_EVAL_EVERY=${RL_EVAL_EVERY:-25}  # RL steps between validation points (200 pairs at budgets 0 and 2)
 RL_BUDGETS=${RL_BUDGETS:-0-3}      # the budget-forced RL row: each group's budget drawn from this range
 PAR_TEMPERATURE=${PAR_TEMPERATURE:-1.0}  # parallel scaling's sampling temperature (RL's rollout temperature)
 TEST_N=${TEST_N:-1000}
 EXPORT_ROW=${EXPORT_ROW:-j1_grpo}
+STOP_AFTER=${STOP_AFTER:-}         # "sft": stop after the two SFTs (the difficulty search, on val.jsonl)
 mkdir -p "$OUT"
 TASK=(--digits "$DIGITS" --mul-digits "$MUL_DIGITS" --ops "$OPS" --wrong-kinds "$WRONG_KINDS")
 
@@ -79,9 +82,10 @@ step "SFT on plain traces (the ordinary judge)"
 train "$OUT/plain_sft.pt" train_sft.py --data "$OUT/traces_plain.jsonl" "${SFT[@]}"
 step "SFT on reflection traces (J1-SFT)"
 train "$OUT/j1_sft.pt" train_sft.py --data "$OUT/traces_j1.jsonl" "${SFT[@]}"
+if [ "$STOP_AFTER" = sft ]; then cat "$OUT/times.log"; exit 0; fi
 
 RL=(--data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --steps "$RL_STEPS" --prompts 8 --group 8 --lr "$RL_LR"
-    --max-new-tokens 400 --eval-every 25 --eval-items 200 --save-every 10 --seed "$SEED")
+    --max-new-tokens 400 --eval-every "$RL_EVAL_EVERY" --eval-items 200 --save-every 10 --seed "$SEED")
 declare -A RL_FLAGS=([j1_reinforce_pp]="--algo reinforce_pp" [j1_grpo]="--algo grpo"
                      [j1_grpo_budget]="--algo grpo --budget $RL_BUDGETS")
 for row in j1_reinforce_pp j1_grpo j1_grpo_budget; do
