@@ -7,6 +7,10 @@
 
 Rejection sampling (J1 sec. 3.1), the same for both teachers: draw --k traces per item, keep those whose verdict
 parses and matches the label (j1_min.judging.parse_verdict), drop duplicates, keep at most --max-keep per item.
+The programmatic teacher's traces must also be right for the right reason (j1_min.tasks.grounded: the last
+decision rests on a true check), so a plain trace that matched neither response and fell back on "So A is right."
+is rejected whatever the label; the summary counts them (right_for_wrong_reason). With and without --no-reflection
+the teacher draws the same first passes (same slips, same decisions); the plain one stops before its first "Wait".
 
 Output, one JSON object per line. Pairs: id, question, response_a, response_b, label ("A" or "B"), origin,
 wrong_kind. Traces: the pair's fields and completion (the judge's text after the prompt's `<think>\\n`: thinking,
@@ -23,13 +27,14 @@ from tqdm import tqdm
 
 from j1_min import checks, templates
 from j1_min.data import read_pairs, write_jsonl
-from j1_min.judging import count_reflections, select_traces
+from j1_min.judging import count_reflections, parse_verdict, select_traces
 from j1_min.runs import cli
-from j1_min.tasks import make_pairs, parse_difficulty, reflection_changed, teacher_trace
+from j1_min.tasks import WRONG_KINDS, grounded, make_pairs, parse_difficulty, reflection_changed, teacher_trace
 
 # ---------------------------------------------------------------------------------------------- defaults
 N, SPLIT, SEED = 1000, "train", 0
 DIGITS, MUL_DIGITS, OPS = "2-3", "2-3x1", "+-*"  # the synthetic task's difficulty (see tasks.Difficulty)
+KINDS = ",".join(WRONG_KINDS)                    # how a wrong response is wrong
 K, MAX_KEEP = 4, 1                               # traces drawn per item, traces kept per item
 SLIP_RATE = 0.2                                  # programmatic teacher: chance of one slip in the first pass
 REFLECTIONS = "0.3,0.5,0.2"                      # programmatic teacher: weights of 0, 1, 2, ... reflections
@@ -59,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--mul-digits", default=MUL_DIGITS,
                        help=f"digits of a and b in a * b, AxB, each LO-HI (default {MUL_DIGITS})")
         p.add_argument("--ops", default=OPS, help=f"operations to draw from, a subset of +-* (default {OPS})")
+        p.add_argument("--wrong-kinds", default=KINDS, help="how the wrong response is wrong, a subset of "
+                       f"{KINDS}; 'power' (x10, /10) is the easiest to spot (default {KINDS})")
     p_tr.add_argument("--data", help="preference pairs JSONL (RewardBench, JudgeBench or j1_min format) instead of "
                       "synthetic pairs; the programmatic teacher needs arith questions")
     p_tr.add_argument("--skip-bad", action="store_true", help="skip malformed --data lines (counted) instead of "
@@ -147,7 +154,7 @@ def load_items(args) -> list[dict]:
         if items.skipped:
             print(f"{args.data}: {items.skipped_message()}")
         return list(items)
-    diff = parse_difficulty(args.digits, args.mul_digits, args.ops)
+    diff = parse_difficulty(args.digits, args.mul_digits, args.ops, args.wrong_kinds)
     return make_pairs(args.n or N, args.split or SPLIT, args.seed, diff)
 
 
@@ -199,11 +206,16 @@ def main(argv=None):
     lengths: list[int] = []
     stream = model_completions(args, items, lengths) if args.teacher else program_completions(args, items)
     source = f"model:{args.teacher}" if args.teacher else "teacher:arith"
-    kept, drawn, correct, without = [], 0, 0, 0
+    kept, drawn, correct, without, wrong_reason = [], 0, 0, 0, 0
     for it, completions in tqdm(stream, total=len(items), desc="traces", dynamic_ncols=True):
         drawn += len(completions)
         if args.no_reflection:  # the ablation's traces never reflect
             completions = [c for c in completions if count_reflections(c, args.judge_template) == 0]
+        if not args.teacher:  # right for the right reason only (tasks.grounded)
+            sound = [grounded(it["question"], it["response_a"], it["response_b"], c) for c in completions]
+            wrong_reason += sum(not g and parse_verdict(c, args.judge_template) == it["label"]
+                                for c, g in zip(completions, sound))
+            completions = [c for c, g in zip(completions, sound) if g]
         traces, n_ok = select_traces(it, completions, args.max_keep, source, args.judge_template)
         correct += n_ok
         kept += traces
@@ -212,7 +224,7 @@ def main(argv=None):
         raise ValueError(f"no trace was correct ({drawn} drawn): nothing to write to {args.out}")
     write_jsonl(args.out, kept, force=args.force)
     summary = {"items": len(items), "drawn": drawn, "acceptance_rate": correct / drawn, "kept": len(kept),
-               "items_without_trace": without,
+               "items_without_trace": without, "right_for_wrong_reason": wrong_reason,
                "reflection_rate": statistics.mean(t["has_reflection"] for t in kept),
                "mean_reflections": statistics.mean(t["num_reflections"] for t in kept),
                "changed_by_reflection": statistics.mean(reflection_changed(t["completion"]) for t in kept),

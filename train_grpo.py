@@ -10,7 +10,15 @@ else 0), compute advantages (--algo grpo: group-relative, DeepSeekMath sec. 4.1.
 returns with the k1 KL in the reward, whitened over the global batch, Hu et al. 2025), recompute the
 log-probabilities with gradients under the sampler's temperature, and take --ppo-epochs optimizer steps of the
 clipped surrogate `grpo.grpo_loss`. Only sampled completion tokens up to and including the stop token are in the
-loss; prompt, forced ("Wait", a forced `</think>`) and padding tokens never are.
+loss; prompt, forced ("Wait", a forced `</think>`) and padding tokens never are. --budget 0-3 draws each group's
+forcing budget uniformly from 0..3 (seeded by --seed and the step, so --resume draws the same).
+
+Log (<out>.log.jsonl, one JSON line per step): reward, accuracy, no_verdict, completion_len, waits (forced "Wait"s
+per rollout), budget_mean (the step's mean forcing budget per group), flat_groups (the number of the step's
+--prompts groups whose G rewards are all equal: they have no group-relative signal; flat_share is that count
+divided by --prompts), loss_tokens, clip_frac, k3, ratio_mean, grad_norm, logp_diff_max, the seconds of each part;
+every --eval-every steps a line with val_acc_budget0 and val_acc_budget<--eval-budget>. `python scripts/results.py
+--rl-plot` draws the reward curve, the flat share and the validation points.
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ from j1_min.checkpoint import load_model
 from j1_min.data import fit, read_pairs, sft_step_order
 from j1_min.evaluate import eval_accuracy
 from j1_min.judging import encode_prompt, forcing_kwargs
-from j1_min.rl import ALGOS, RLConfig, step as rl_step
+from j1_min.rl import ALGOS, RLConfig, group_budgets, parse_budget, step as rl_step
 from j1_min.tokenizer import Tokenizer
 
 # ---------------------------------------------------------------------------------------------- defaults
@@ -51,7 +59,7 @@ RESUME_MAY_CHANGE = {"steps", "val", "eval_every", "eval_items", "eval_budget", 
 # flag checks (j1_min/checks.py), applied after parsing
 FLAG_RULES = {**dict.fromkeys(["steps", "prompts", "max_new_tokens", "ppo_epochs", "micro", "eval_items",
                                "save_every", "stop_after"], checks.positive_int),
-              **dict.fromkeys(["top_k", "budget", "max_think_tokens", "warmup", "eval_every", "eval_budget"],
+              **dict.fromkeys(["top_k", "max_think_tokens", "warmup", "eval_every", "eval_budget"],
                               checks.nonneg_int),
               **dict.fromkeys(["lr", "temperature", "clip_eps", "clip_eps_high"], checks.positive_float),
               **dict.fromkeys(["beta", "format_penalty", "clip_grad"], checks.nonneg_float),
@@ -80,8 +88,9 @@ def parse_args(argv=None):
     ap.add_argument("--top-k", type=int, default=0, help="rollout top-k (0: off)")
     ap.add_argument("--top-p", type=float, default=1.0, help="rollout nucleus sampling (1: off)")
     ap.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="completion length at most")
-    ap.add_argument("--budget", type=int, default=0, help="s1 budget forcing during rollouts: forced 'Wait's "
-                    "(forced tokens are masked out of the loss)")
+    ap.add_argument("--budget", default="0", help="s1 budget forcing during rollouts: forced 'Wait's, N for every "
+                    "group or LO-HI to draw each group's budget uniformly (e.g. 0-3); forced tokens are masked out "
+                    "of the loss (default 0)")
     ap.add_argument("--max-think-tokens", type=int, help="rollouts: force </think> after this many thinking tokens")
     ap.add_argument("--lr", type=float, default=LR, help="AdamW learning rate (constant after --warmup)")
     ap.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
@@ -117,6 +126,9 @@ def parse_args(argv=None):
     checks.check_flags(ap, args, FLAG_RULES)
     if args.template:
         templates.load(args.template)  # a bad name or file is refused before any work
+    args.budget_range = parse_budget(args.budget)
+    lo, hi = args.budget_range
+    args.budget = lo if lo == hi else f"{lo}-{hi}"  # as saved in the run's config: an int for a fixed budget
     if args.group < 2:
         raise ValueError(f"--group {args.group}: GRPO needs at least 2 completions per prompt to compare")
     if args.algo == "reinforce_pp_baseline" and args.gamma != 1.0:
@@ -159,7 +171,7 @@ def main(argv=None):
     for name, recs in (("--data", data), ("--val", val)):
         if recs and recs.skipped and d.main:
             print(f"{name}: {recs.skipped_message()}")
-    config = {k: v for k, v in vars(args).items() if k != "stop_after"}
+    config = {k: v for k, v in vars(args).items() if k not in ("stop_after", "budget_range")}
     config.update(run="train_grpo", world=d.world, params=policy.num_params(), rl_items=len(data),
                   skipped_lines=len(data.skipped),
                   val_skipped_lines=len(val.skipped) if val else 0, data_sha256=runs.sha256(args.data))
@@ -169,7 +181,7 @@ def main(argv=None):
     saver = runs.Saver(out, d.main, prompts_all[0], state)  # never saves a non-finite policy
     cfg = RLConfig.from_args(args)
     try:
-        forcing = forcing_kwargs(tok, args.budget, args.max_think_tokens, template=template)
+        forcing = forcing_kwargs(tok, args.budget_range[1], args.max_think_tokens, template=template)
     except ValueError as e:
         raise ValueError(f"{args.resume or args.ckpt}: {e}") from None
 
@@ -199,8 +211,12 @@ def main(argv=None):
             labels = [data[i]["label"] for i in items for _ in range(args.group)]
             for g in opt.param_groups:
                 g["lr"] = runs.lr_at(step, args.lr, args.warmup, 10**12, 1.0)  # warm-up, then constant
-            metrics = rl_step(ddp, ref, opt, tok, prompts, labels, cfg, d, forcing=forcing,
+            budgets = group_budgets(args.budget_range, args.prompts, step, args.seed)
+            rows_budget = [b for b in budgets[d.rank::d.world] for _ in range(args.group)]
+            metrics = rl_step(ddp, ref, opt, tok, prompts, labels, cfg, d, forcing={**forcing, "budget": rows_budget},
                               seed=args.seed * 1_000_003 + step * 1009 + d.rank, template=template)
+            metrics["budget_mean"] = sum(budgets) / len(budgets)
+            metrics["flat_share"] = metrics["flat_groups"] / args.prompts
             step += 1
             saver.check(policy, step)  # a non-finite policy would break the next rollout; stop before it
             log.write({"step": step, **metrics})

@@ -11,6 +11,8 @@ float32 master weights, under bfloat16 autocast with --dtype bfloat16, as train_
 from __future__ import annotations
 
 import contextlib
+import random
+import re
 import time
 from dataclasses import dataclass, fields
 
@@ -57,10 +59,29 @@ def autocast(cfg: RLConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
 
 
+def parse_budget(text: str) -> tuple[int, int]:
+    """train_grpo.py --budget: "N" (every rollout forced N times) or "LO-HI" (each group's budget drawn uniformly
+    from LO..HI, see group_budgets) as (LO, HI)."""
+    m = re.fullmatch(r"(\d+)(?:-(\d+))?", str(text).strip())
+    if not m or int(m.group(2) or m.group(1)) < int(m.group(1)):
+        raise ValueError(f"--budget {text!r}: expected N or LO-HI with 0 <= LO <= HI, e.g. 2 or 0-3")
+    return int(m.group(1)), int(m.group(2) or m.group(1))
+
+
+def group_budgets(budget: tuple[int, int], groups: int, step: int, seed: int) -> list[int]:
+    """The forcing budget of each of a step's `groups` groups (all processes' groups, in order), drawn uniformly
+    from budget = (LO, HI). A pure function of (seed, step), like the step's prompts (data.sft_step_order), so a
+    resumed run draws what the uninterrupted run drew. All G rollouts of a group share its budget, so GRPO's
+    group-relative advantage compares completions under the same forcing."""
+    rng = random.Random(f"budget:{seed}:{step}")
+    return [rng.randint(*budget) for _ in range(groups)]
+
+
 # ------------------------------------------------------------------------------------------------ the parts
 
 def rollout(policy, prompts: list[list[int]], cfg: RLConfig, forcing: dict, seed: int) -> list[Generation]:
-    """G completions per prompt (`prompts` repeats each prompt G times; generate prefills it once)."""
+    """G completions per prompt (`prompts` repeats each prompt G times; generate prefills it once). forcing's
+    budget may be one per row (sampling.generate), as train_grpo.py gives it for a budget drawn per group."""
     policy.eval()
     with torch.no_grad():
         gens = generate(policy, prompts, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,

@@ -51,11 +51,14 @@ class Difficulty:
     mul_a: tuple[int, int] = (2, 3)  # digits of a in a * b
     mul_b: tuple[int, int] = (1, 1)  # digits of b in a * b (a 1-digit b is drawn from 2..9)
     ops: str = OPS
+    wrong_kinds: tuple[str, ...] = WRONG_KINDS  # how the wrong response is wrong (see wrong_answer)
 
 
-def parse_difficulty(digits: str = "2-3", mul_digits: str = "2-3x1", ops: str = OPS) -> Difficulty:
+def parse_difficulty(digits: str = "2-3", mul_digits: str = "2-3x1", ops: str = OPS,
+                     wrong_kinds: str = ",".join(WRONG_KINDS)) -> Difficulty:
     """Difficulty from the CLI knobs: --digits "LO-HI" (or "N") for + and -, --mul-digits "A x B" with A and B
-    each "LO-HI" or "N" (e.g. "2-3x1"), --ops a non-empty subset of "+-*"."""
+    each "LO-HI" or "N" (e.g. "2-3x1"), --ops a non-empty subset of "+-*", --wrong-kinds a comma-separated subset
+    of carry,digit,power,swap (a power of ten changes the answer's length, the easiest wrong answer to spot)."""
     def rng_(s: str, flag: str) -> tuple[int, int]:
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", s.strip())
         lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, 0)
@@ -67,7 +70,13 @@ def parse_difficulty(digits: str = "2-3", mul_digits: str = "2-3x1", ops: str = 
         raise ValueError(f"--mul-digits {mul_digits!r}: expected AxB, e.g. 2-3x1")
     if not ops or set(ops) - set(OPS) or len(set(ops)) != len(ops):
         raise ValueError(f"--ops {ops!r}: expected a non-empty subset of '+-*', e.g. +-")
-    return Difficulty(rng_(digits, "--digits"), rng_(parts[0], "--mul-digits"), rng_(parts[1], "--mul-digits"), ops)
+    kinds = tuple(k.strip() for k in wrong_kinds.split(","))
+    if set(kinds) - set(WRONG_KINDS) or len(set(kinds)) != len(kinds):
+        raise ValueError(f"--wrong-kinds {wrong_kinds!r}: expected a comma-separated subset of "
+                         f"{','.join(WRONG_KINDS)}, each once")
+    kinds = tuple(k for k in WRONG_KINDS if k in kinds)  # canonical order: the same draws however written
+    return Difficulty(rng_(digits, "--digits"), rng_(parts[0], "--mul-digits"), rng_(parts[1], "--mul-digits"), ops,
+                      kinds)
 
 
 def apply(a: int, op: str, b: int) -> int:
@@ -108,12 +117,14 @@ def response_text(rng: random.Random, a: int, op: str, b: int, n: int) -> str:
     return f"{verb} gives {n}. The answer is {n}."
 
 
-def wrong_answer(rng: random.Random, a: int, op: str, b: int) -> tuple[int, str]:
-    """A plausible wrong N (and its kind): a dropped/extra carry or borrow, one digit off by one, x10 or /10,
-    two adjacent digits swapped. Never the true value, never negative, never a random number."""
+def wrong_answer(rng: random.Random, a: int, op: str, b: int,
+                 kinds: tuple[str, ...] = WRONG_KINDS) -> tuple[int, str]:
+    """A plausible wrong N (and its kind), of one of `kinds`: a dropped/extra carry or borrow, one digit off by one,
+    x10 or /10, two adjacent digits swapped. Never the true value, never negative, never a random number (if no
+    kind of `kinds` fits in 100 draws, the last digit off by one)."""
     true = apply(a, op, b)
     for _ in range(100):
-        kind, s = rng.choice(WRONG_KINDS), str(true)
+        kind, s = rng.choice(kinds), str(true)
         if kind == "carry":
             found = _random_slip(rng, a, op, b, kind="carry")
             w = found[1] if found else None
@@ -155,7 +166,7 @@ def make_pairs(n: int, split: str, seed: int = 0, diff: Difficulty | None = None
             continue
         seen.add(q)
         true = apply(a, op, b)
-        wrong, kind = wrong_answer(rng, a, op, b)
+        wrong, kind = wrong_answer(rng, a, op, b, diff.wrong_kinds)
         good, bad = response_text(rng, a, op, b, true), response_text(rng, a, op, b, wrong)
         label = labels[len(items)]
         ra, rb = (good, bad) if label == "A" else (bad, good)
@@ -347,6 +358,45 @@ def teacher_trace(question: str, response_a: str, response_b: str, rng: random.R
         lines += [f"Wait, check B: {check[0]}", *check[1:], f"So {choice} is right."]
     return {"completion": "\n".join(lines) + f"\n</think>\n[[{choice}]]", "verdict": choice, "num_reflections": r,
             "slipped": found is not None, "changed": choice != first}
+
+
+def grounded(question: str, response_a: str, response_b: str, completion: str) -> bool:
+    """Whether a trace's verdict rests on a true check: its last thinking segment (the first pass, or the last
+    "Wait, check B" reflection) is the slip-free computation the teacher would write, and the verdict is the
+    decision that segment's evidence gives. A trace that is right without this is right for a wrong reason, and
+    rejection sampling on the verdict alone would keep it. The cases, for the programmatic teacher:
+
+    * the first pass slipped and matched neither response, and no reflection follows: "So A is right." is the
+      rule's default, not a finding (plain traces; right whenever the label happens to be A, so kept traces of
+      this kind teach "both no -> A");
+    * the first pass slipped onto the wrong response and no reflection follows: always a wrong verdict;
+    * a segment whose decision contradicts its own evidence, or a verdict that differs from the last decision
+      (never written by the teacher; a model teacher can write them).
+
+    A reflection that reaches the right decision after a slipped first pass is grounded: its check is true.
+    Anything not in the teacher's format (a free-form model trace) is not grounded."""
+    try:
+        a, op, b = parse_question(question)
+    except ValueError:
+        return False
+    ns = {"A": parse_answer(response_a), "B": parse_answer(response_b)}
+    thinking, _, answer = completion.partition("\n</think>\n")
+    segments = thinking.split("\nWait, ")
+    last = segments[-1].split("\n")
+    if None in ns.values() or answer != f"[[{last[-1][3:4]}]]":
+        return False
+    if len(segments) == 1:  # the first pass decides
+        cols, value, _ = _solve(a, op, b)
+        lines, ok = [f"{a}{op}{b}", *cols, f"={value}"], {}
+        for s in "AB":
+            line, ok[s] = _compare(s, ns[s], value)
+            lines.append(line)
+        return ok["A"] != ok["B"] and last == [*lines, f"So {'B' if ok['B'] else 'A'} is right."]
+    for route in (0, 1):
+        check, passed = _check(a, op, b, ns["B"], route)
+        if last == [f"check B: {check[0]}", *check[1:], f"So {'B' if passed else 'A'} is right."]:
+            return True
+    return False
 
 
 def reflection_changed(completion: str) -> bool:

@@ -1,45 +1,80 @@
 #!/usr/bin/env bash
-# The whole J1 recipe in miniature, on CPU, from nothing, with fixed seeds (README "Results"):
-#   data_gen -> train_sft (plain traces, and reflection traces) -> train_grpo (on J1-SFT) -> judge at budgets 0-3
-# and the embedded default judge exported from the J1-SFT+GRPO checkpoint.
+# The miniature J1 experiment (issue 15), one seed end to end on CPU, in stages that resume after a kill:
+#   data_gen (pairs; plain and reflection traces from the same teacher) -> train_sft (plain, J1) ->
+#   train_grpo (J1-SFT + REINFORCE++, + GRPO, + GRPO with a budget of 0-3 drawn per group; plain SFT + the RL row
+#   that is best on the validation pairs) -> judge.py per checkpoint: greedy at budgets 0-3 (sequential scaling)
+#   and a majority vote over K sampled traces at budget 0 (parallel scaling, K matched to budget 3's thinking
+#   tokens) -> scripts/results.py (tables, scaling plot, RL curves).
 #
-#   bash scripts/reproduce.sh                 # about 75 minutes on 2 CPU cores; outputs under runs/reproduce/
-#   SEED=1 OUT=runs/seed1 bash scripts/reproduce.sh
-#   EXPORT=1 bash scripts/reproduce.sh        # also (re)write j1_min/embedded/ from this run
+#   bash scripts/reproduce.sh                           # seed 0; outputs under runs/seed0/
+#   SEED=1 bash scripts/reproduce.sh                    # another seed: data, initialisation, sampling; same test pairs
+#   DIGITS=3-4 SLIP_RATE=0.3 OUT=runs/d34 STOP_AFTER=sft bash scripts/reproduce.sh   # a difficulty candidate:
+#   python judge.py --ckpt runs/d34/j1_sft.pt --data runs/d34/val.jsonl     # its J1-SFT on the validation pairs
+#   EXPORT=1 bash scripts/reproduce.sh                  # also (re)write j1_min/embedded/ from EXPORT_ROW
+#   python scripts/results.py runs/seed0 runs/seed1 runs/seed2 --plot scaling.png --rl-plot rl.png
 #
-# A finished step is not redone: rerunning after a kill resumes the interrupted training from its checkpoint.
+# A finished stage is not redone: rerunning after a kill resumes an interrupted training from its checkpoint and
+# an interrupted judge.py from its .partial file. Each stage that runs appends "stage seconds" to $OUT/times.log.
+# Every choice is made on the validation pairs (val.jsonl, --val of the trainers); the test pairs are only judged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED=${SEED:-0}
-OUT=${OUT:-runs/reproduce}
-SFT_STEPS=${SFT_STEPS:-700}        # batch 32: about 2.2 epochs of the 10,000 traces
-GRPO_STEPS=${GRPO_STEPS:-60}       # 8 prompts x 8 samples per step
+OUT=${OUT:-runs/seed$SEED}
+# the task's difficulty (data_gen.py --help); all splits share it, so another setting needs another OUT
+DIGITS=${DIGITS:-2-3}; MUL_DIGITS=${MUL_DIGITS:-2-3x1}; OPS=${OPS:-+-*}; WRONG_KINDS=${WRONG_KINDS:-carry,digit,power,swap}
+SLIP_RATE=${SLIP_RATE:-0.2}                          # teacher slips in the first pass (both trace kinds)
+REFLECTIONS=${REFLECTIONS:-0.35,0.4,0.15,0.05,0.05}  # J1 traces: weights of 0-4 reflections
+TRACES_N=${TRACES_N:-10000}
+SFT_STEPS=${SFT_STEPS:-700}        # batch 32: about 2.2 epochs of 10,000 traces
+# RL steps (8 prompts x 8 samples each). Not yet measured: meant to reach the plateau of the validation reward in
+# the RL logs (results.py --rl-plot); 150 steps is what ~3 hours per seed on 2 cores leaves for four RL rows
+RL_STEPS=${RL_STEPS:-150}
+RL_LR=${RL_LR:-1e-5}
+RL_EVAL_EVERY=${RL_EVAL_EVERY:-25}  # RL steps between validation points (200 pairs at budgets 0 and 2)
+RL_BUDGETS=${RL_BUDGETS:-0-3}      # the budget-forced RL row: each group's budget drawn from this range
+PAR_TEMPERATURE=${PAR_TEMPERATURE:-1.0}  # parallel scaling's sampling temperature (RL's rollout temperature)
 TEST_N=${TEST_N:-1000}
+EXPORT_ROW=${EXPORT_ROW:-j1_grpo}
+STOP_AFTER=${STOP_AFTER:-}         # "sft": stop after the two SFTs (the difficulty search, on val.jsonl)
 mkdir -p "$OUT"
+TASK=(--digits "$DIGITS" --mul-digits "$MUL_DIGITS" --ops "$OPS" --wrong-kinds "$WRONG_KINDS")
 
-step() { echo; echo "=== $*"; }
+step() { echo; echo "=== $(date '+%F %T') $*"; }
+timed() {  # timed NAME COMMAND...: run COMMAND and append its wall-clock seconds to $OUT/times.log
+  local name=$1 t0; shift
+  t0=$(date +%s)
+  "$@"
+  echo "$name $(( $(date +%s) - t0 ))" >> "$OUT/times.log"
+}
 once() {  # once OUTPUT COMMAND...: run COMMAND unless OUTPUT exists (every output is written atomically)
   local out=$1; shift
   if [ -e "$out" ]; then echo "(have $out)"; return; fi
-  "$@"
+  timed "$(basename "$out")" "$@"
 }
 train() {  # train OUTPUT SCRIPT ARGS...: a finished run is kept; an interrupted one resumes from its checkpoint
   local out=$1 script=$2; shift 2
   if [ -e "$out.done" ]; then echo "(have $out)"; return; fi
-  if [ -e "$out" ]; then python "$script" "$@" --out "$out" --resume "$out"
-  else python "$script" "$@" --out "$out"; fi
+  if [ -e "$out" ]; then timed "$(basename "$out")" python "$script" "$@" --out "$out" --resume "$out"
+  else timed "$(basename "$out")" python "$script" "$@" --out "$out"; fi
   touch "$out.done"
 }
+judged() {  # judged OUTPUT ARGS...: judge.py unless OUTPUT exists; an interrupted run continues from OUTPUT.partial
+  local out=$1; shift
+  if [ -e "$out" ]; then echo "(have $out)"; return; fi
+  local resume=(); [ -e "$out.partial" ] && resume=(--resume)
+  timed "$(basename "$out")" python judge.py "$@" --examples 0 --out "$out" "${resume[@]}"
+}
 
-step "data (seed $SEED)"
-once "$OUT/rl_pairs.jsonl" python data_gen.py pairs --n 10000 --split train --seed "$SEED" --out "$OUT/rl_pairs.jsonl"
-once "$OUT/val.jsonl" python data_gen.py pairs --n 300 --split val --seed "$SEED" --out "$OUT/val.jsonl"
-once "$OUT/test.jsonl" python data_gen.py pairs --n "$TEST_N" --split test --seed 0 --out "$OUT/test.jsonl"
-# J1 traces: 0-4 reflections, so a judge sees a check follow a check (the route alternates) before forcing asks it to
-once "$OUT/traces_j1.jsonl" python data_gen.py traces --n 10000 --split train --seed "$SEED" \
-  --reflections 0.35,0.4,0.15,0.05,0.05 --out "$OUT/traces_j1.jsonl"
-once "$OUT/traces_plain.jsonl" python data_gen.py traces --n 10000 --split train --seed "$SEED" --no-reflection \
-  --out "$OUT/traces_plain.jsonl"
+step "data (seed $SEED; test pairs always seed 0)"
+once "$OUT/rl_pairs.jsonl" python data_gen.py pairs --n 10000 --split train --seed "$SEED" "${TASK[@]}" \
+  --out "$OUT/rl_pairs.jsonl"
+once "$OUT/val.jsonl" python data_gen.py pairs --n 300 --split val --seed "$SEED" "${TASK[@]}" --out "$OUT/val.jsonl"
+once "$OUT/test.jsonl" python data_gen.py pairs --n "$TEST_N" --split test --seed 0 "${TASK[@]}" --out "$OUT/test.jsonl"
+# the same teacher draws both kinds (same slips, same first decisions); plain traces stop before the first "Wait"
+once "$OUT/traces_j1.jsonl" python data_gen.py traces --n "$TRACES_N" --split train --seed "$SEED" "${TASK[@]}" \
+  --slip-rate "$SLIP_RATE" --reflections "$REFLECTIONS" --out "$OUT/traces_j1.jsonl"
+once "$OUT/traces_plain.jsonl" python data_gen.py traces --n "$TRACES_N" --split train --seed "$SEED" "${TASK[@]}" \
+  --slip-rate "$SLIP_RATE" --no-reflection --out "$OUT/traces_plain.jsonl"
 
 SFT=(--init tiny --steps "$SFT_STEPS" --batch 32 --micro 32 --lr 1e-3 --warmup 20 --dtype bfloat16 --seed "$SEED"
      --val "$OUT/val.jsonl" --eval-items 100 --eval-every 100 --save-every 50 --max-new-tokens 400)
@@ -47,26 +82,37 @@ step "SFT on plain traces (the ordinary judge)"
 train "$OUT/plain_sft.pt" train_sft.py --data "$OUT/traces_plain.jsonl" "${SFT[@]}"
 step "SFT on reflection traces (J1-SFT)"
 train "$OUT/j1_sft.pt" train_sft.py --data "$OUT/traces_j1.jsonl" "${SFT[@]}"
+if [ "$STOP_AFTER" = sft ]; then cat "$OUT/times.log"; exit 0; fi
 
-GRPO=(--data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --steps "$GRPO_STEPS" --prompts 8 --group 8 --lr 1e-5
-      --max-new-tokens 400 --eval-every 20 --eval-items 200 --save-every 10 --seed "$SEED")
-step "GRPO on J1-SFT (J1-SFT + RL)"
-train "$OUT/j1_rl.pt" train_grpo.py --ckpt "$OUT/j1_sft.pt" "${GRPO[@]}"
-if [ "${PLAIN_RL:-0}" = 1 ]; then
-  step "GRPO on the plain-SFT judge (RL without reflection data)"
-  train "$OUT/plain_rl.pt" train_grpo.py --ckpt "$OUT/plain_sft.pt" "${GRPO[@]}"
-fi
-
-step "evaluation: budgets 0-3 on $TEST_N test pairs"
-for row in plain_sft j1_sft j1_rl plain_rl; do
-  [ -e "$OUT/$row.pt.done" ] || continue
-  once "$OUT/judge_$row.jsonl" python judge.py --ckpt "$OUT/$row.pt" --data "$OUT/test.jsonl" --budgets 0,1,2,3 \
-    --max-new-tokens 600 --examples 0 --out "$OUT/judge_$row.jsonl"
+RL=(--data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --steps "$RL_STEPS" --prompts 8 --group 8 --lr "$RL_LR"
+    --max-new-tokens 400 --eval-every "$RL_EVAL_EVERY" --eval-items 200 --save-every 10 --seed "$SEED")
+declare -A RL_FLAGS=([j1_reinforce_pp]="--algo reinforce_pp" [j1_grpo]="--algo grpo"
+                     [j1_grpo_budget]="--algo grpo --budget $RL_BUDGETS")
+for row in j1_reinforce_pp j1_grpo j1_grpo_budget; do
+  step "RL on J1-SFT: $row (${RL_FLAGS[$row]})"
+  # shellcheck disable=SC2086  # the flags are words
+  train "$OUT/$row.pt" train_grpo.py --ckpt "$OUT/j1_sft.pt" "${RL[@]}" ${RL_FLAGS[$row]}
 done
-python scripts/results.py "$OUT" --plot "$OUT/scaling.png"
+# the better RL, chosen on the last validation line of each J1-SFT RL log (results.py --better-rl), kept for resumes
+[ -e "$OUT/better_rl.txt" ] || python scripts/results.py --better-rl "$OUT" > "$OUT/better_rl.txt"
+BETTER=$(cat "$OUT/better_rl.txt")
+step "RL on plain SFT with the better RL: $BETTER (${RL_FLAGS[$BETTER]})"
+# shellcheck disable=SC2086
+train "$OUT/plain_rl.pt" train_grpo.py --ckpt "$OUT/plain_sft.pt" "${RL[@]}" ${RL_FLAGS[$BETTER]}
+
+step "evaluation on $TEST_N test pairs: budgets 0-3 greedy, then K samples at budget 0 (K matched to budget 3)"
+for row in plain_sft j1_sft j1_reinforce_pp j1_grpo j1_grpo_budget plain_rl; do
+  judged "$OUT/judge_$row.jsonl" --ckpt "$OUT/$row.pt" --data "$OUT/test.jsonl" --budgets 0,1,2,3 \
+    --max-new-tokens 600
+  K=$(python scripts/results.py --matched-k "$OUT/judge_$row.jsonl")
+  judged "$OUT/parallel_$row.jsonl" --ckpt "$OUT/$row.pt" --data "$OUT/test.jsonl" --budget 0 --samples "$K" \
+    --temperature "$PAR_TEMPERATURE" --seed "$SEED" --max-new-tokens 600
+done
+python scripts/results.py "$OUT" --plot "$OUT/scaling.png" --rl-plot "$OUT/rl.png" --force | tee "$OUT/results.md"
+cat "$OUT/times.log"
 
 if [ "${EXPORT:-0}" = 1 ]; then
-  step "export the embedded judge"
-  python scripts/export_embedded.py "$OUT/j1_rl.pt" --test "$OUT/test.jsonl" \
+  step "export the embedded judge ($EXPORT_ROW)"
+  python scripts/export_embedded.py "$OUT/$EXPORT_ROW.pt" --test "$OUT/test.jsonl" \
     --command "SEED=$SEED bash scripts/reproduce.sh"
 fi

@@ -1,81 +1,269 @@
-"""The miniature reproduction's table and plot, from the judgments judge.py wrote for each row.
+"""The experiment's tables and plots, from the judgments and training logs scripts/reproduce.sh leaves in its folders.
 
-    python scripts/results.py runs/reproduce --plot runs/reproduce/scaling.png
-    python scripts/results.py runs/reproduce runs/seed1 --plot scaling.png   # several seeds: one row per seed
+    python scripts/results.py runs/seed0 runs/seed1 runs/seed2 --plot scaling.png --rl-plot rl.png
+    python scripts/results.py --matched-k runs/seed0/judge_j1_sft.jsonl   # K of the row's parallel pass
+    python scripts/results.py --better-rl runs/seed0                     # the RL row chosen on validation
 
-Reads DIR/judge_{plain_sft,j1_sft,j1_rl,plain_rl}.jsonl and prints, per row, accuracy at each budget with its
-95% interval, mean thinking tokens, and the scaling gain acc(3) - acc(0), as a Markdown table; then, per row and
-budget, how many verdicts forcing fixed and how many it broke.
+Each folder is one seed. Per row (ROWS) it reads judge_<row>.jsonl (greedy, budgets 0-3: sequential scaling) and,
+if present, parallel_<row>.jsonl (budget 0, K sampled traces: parallel scaling), and prints as Markdown:
+
+1. per row and seed, accuracy at each budget with its 95% interval (normal approximation, evaluate.score) and
+   mean thinking tokens, and the scaling gain acc(3) - acc(0) with its paired bootstrap interval over test pairs;
+2. verdicts each added "Wait" fixed (wrong at budget b-1, right at b) and broke (the reverse), per item and order;
+3. parallel against sequential at matched compute: the majority of K_b samples against budget b (j1_min/scaling.py
+   says how K_b is matched), both with measured mean thinking tokens, and their paired difference;
+4. the difference in scaling gain between every two rows, pooled over seeds and per seed, with paired bootstrap
+   intervals over test pairs (finding 3 is the RL rows' gain against J1-SFT's).
+
+--plot: accuracy against mean thinking tokens, sequential and parallel, one panel per row (a line per seed).
+--rl-plot: per RL row, the reward per step (and its 10-step mean), the share of flat groups per step (groups whose
+rewards are all equal carry no signal) and the validation accuracy at each evaluation, from <row>.pt.log.jsonl.
+--better-rl: of the J1-SFT RL rows, the one whose last validation line has the highest mean of val_acc_budget0 and
+val_acc_budget<eval budget> (ties: the first in ROWS); the test pairs are never read.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import sys
 from pathlib import Path
 
-from j1_min.evaluate import item_key, score
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, with the repository's j1_min
+
+from j1_min import checks  # noqa: E402
+from j1_min.checkpoint import atomic_write  # noqa: E402
+from j1_min.evaluate import item_key, score  # noqa: E402
+from j1_min.runs import cli  # noqa: E402
+from j1_min.scaling import (bootstrap_interval, item_scores, matched_k, mean_think_tokens,  # noqa: E402
+                            paired_differences, pool_seeds)
 
 ROWS = {"plain_sft": "ordinary judge (SFT, plain traces)", "j1_sft": "J1-SFT (reflection traces)",
-        "j1_rl": "J1-SFT + GRPO", "plain_rl": "plain SFT + GRPO"}
+        "j1_reinforce_pp": "J1-SFT + REINFORCE++", "j1_grpo": "J1-SFT + GRPO",
+        "j1_grpo_budget": "J1-SFT + GRPO, budget 0-3 per group", "plain_rl": "plain SFT + the better RL",
+        "j1_rl": "J1-SFT + GRPO (earlier runs)"}
+RL_ROWS = ("j1_reinforce_pp", "j1_grpo", "j1_grpo_budget", "plain_rl", "j1_rl")
+BETTER_RL_CANDIDATES = ("j1_reinforce_pp", "j1_grpo", "j1_grpo_budget")
+N_BOOT = 10_000
 
 
-def changes(judgments: list[dict]) -> dict:
-    """budget -> (fixed, broken): judgments (first sample, each order) wrong at the lowest budget and right at this
-    one, and the reverse. The net of the two is the accuracy change; the pair shows how much forcing moves."""
+def read_jsonl(path: Path) -> list[dict]:
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def load(dirs: list[Path], required: bool = True) -> dict:
+    """(row, seed folder) -> {"seq": judgments, "par": judgments or None}, for every judge_<row>.jsonl found; none
+    found is an error when `required`."""
+    runs = {}
+    for d in dirs:
+        if not d.is_dir():
+            raise ValueError(f"{d}: not a folder")
+        for row in ROWS:
+            f = d / f"judge_{row}.jsonl"
+            if f.exists():
+                par = d / f"parallel_{row}.jsonl"
+                runs[row, d.name] = {"seq": read_jsonl(f), "par": read_jsonl(par) if par.exists() else None}
+    if not runs and required:
+        raise ValueError(f"no judge_<row>.jsonl in {', '.join(map(str, dirs))}")
+    return runs
+
+
+def fixed_broken(judgments: list[dict]) -> dict:
+    """budget b -> (fixed, broken) between budget b-1 and b, over (item, order), first sample."""
     right = {(item_key(j), j["order"], j["budget"]): j["correct"] for j in judgments if j["sample"] == 0}
     budgets = sorted({k[2] for k in right})
     out = {}
-    for b in budgets[1:]:
-        pairs = [(right[(i, o, budgets[0])], right[(i, o, b)]) for i, o, bb in right if bb == b]
-        out[b] = (sum(not r0 and r for r0, r in pairs), sum(r0 and not r for r0, r in pairs))
+    for lo, hi in zip(budgets, budgets[1:]):
+        pairs = [(right[(i, o, lo)], right[(i, o, hi)]) for i, o, b in right if b == hi and (i, o, lo) in right]
+        out[hi] = (sum(not a and b for a, b in pairs), sum(a and not b for a, b in pairs))
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dirs", nargs="+", help="run folders of scripts/reproduce.sh")
-    ap.add_argument("--plot", help="PNG: accuracy against mean thinking tokens, one line per row")
-    args = ap.parse_args()
-    lines = []
-    for d in map(Path, args.dirs):
-        for key, name in ROWS.items():
-            f = d / f"judge_{key}.jsonl"
-            if f.exists():
-                judgments = [json.loads(l) for l in f.read_text().splitlines()]
-                lines.append((f"{name} [{d.name}]", score(judgments), changes(judgments)))
-    budgets = sorted({b for _, t, _ in lines for b in t})
-    print("| row | " + " | ".join(f"acc @ budget {b}" for b in budgets) + " | think tokens @ " +
-          "/".join(map(str, budgets)) + f" | gain acc({budgets[-1]}) - acc({budgets[0]}) |")
+def ci(t: tuple) -> str:
+    return f"{t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]"
+
+
+def sequential_table(runs: dict, budgets: list[int]) -> None:
+    lo, hi = budgets[0], budgets[-1]
+    print("| row | seed | " + " | ".join(f"acc @ {b} (think tok)" for b in budgets) +
+          f" | gain acc({hi}) - acc({lo}) [95% paired bootstrap] |")
     print("|---" * (len(budgets) + 3) + "|")
-    for name, t, _ in lines:
-        accs = " | ".join(f"{t[b]['accuracy']:.3f} ± {t[b]['ci95']:.3f}" for b in budgets)
-        think = "/".join(f"{t[b]['think_tokens']:.0f}" for b in budgets)
-        gain = t[budgets[-1]]["accuracy"] - t[budgets[0]]["accuracy"]
-        print(f"| {name} | {accs} | {think} | {gain:+.3f} |")
-    print(f"\n(n = {lines[0][1][budgets[0]]['n']} test pairs per cell; interval: normal approximation)")
-    print(f"\nverdicts that forcing changed, against budget {budgets[0]} (fixed: wrong there, right here; broken: "
-          "the reverse)\n")
-    print("| row | " + " | ".join(f"budget {b}: fixed / broken" for b in budgets[1:]) + " |")
-    print("|---" * len(budgets) + "|")
-    for name, _, c in lines:
-        print(f"| {name} | " + " | ".join(f"{c[b][0]} / {c[b][1]}" for b in budgets[1:]) + " |")
-    if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, t, _ in lines:
-            rows = [t[b] for b in budgets]
-            ax.errorbar([r["think_tokens"] for r in rows], [r["accuracy"] for r in rows],
-                        yerr=[r["ci95"] for r in rows], marker="o", capsize=3, label=name)
-        ax.set_xlabel("mean thinking tokens (budget 0, 1, 2, 3 left to right)")
-        ax.set_ylabel("accuracy on the test pairs")
+    for (row, seed), r in runs.items():
+        t = score(r["seq"])
+        s = {b: item_scores(r["seq"], b) for b in (lo, hi)}
+        gain = bootstrap_interval({i: s[hi][i] - s[lo][i] for i in s[lo]}, N_BOOT)
+        cells = " | ".join(f"{t[b]['accuracy']:.3f} ± {t[b]['ci95']:.3f} ({t[b]['think_tokens']:.0f})" for b in budgets)
+        print(f"| {ROWS[row]} | {seed} | {cells} | {ci(gain)} |")
+    print(f"\n(n = {next(iter(score(r['seq']).values()))['n']} test pairs per cell; ± is the normal-approximation "
+          f"95% interval; a missing verdict scores 0)\n")
+    print("verdicts each added 'Wait' fixed / broke (item-orders wrong at budget b-1 and right at b / the reverse)\n")
+    print("| row | seed | " + " | ".join(f"{b - 1}→{b}: fixed / broken" for b in budgets[1:]) + " |")
+    print("|---" * (len(budgets) + 1) + "|")
+    for (row, seed), r in runs.items():
+        fb = fixed_broken(r["seq"])
+        print(f"| {ROWS[row]} | {seed} | " + " | ".join(f"{fb[b][0]} / {fb[b][1]}" for b in budgets[1:]) + " |")
+
+
+def parallel_table(runs: dict, budgets: list[int]) -> None:
+    have = {k: r for k, r in runs.items() if r["par"]}
+    if not have:
+        return
+    print("\nparallel (majority of K sampled traces, budget 0) against sequential (budget b) at matched compute\n")
+    print("| row | seed | b | K | sequential acc (think tok) | parallel acc (think tok) | parallel - sequential |")
+    print("|---" * 7 + "|")
+    for (row, seed), r in have.items():
+        ks, n_par = matched_k(r["seq"], budgets[1:]), 1 + max(j["sample"] for j in r["par"])
+        for b, k in ks.items():
+            if k > n_par:
+                print(f"| {ROWS[row]} | {seed} | {b} | {k} | (parallel pass has only {n_par} samples) | | |")
+                continue
+            seq, par = item_scores(r["seq"], b), item_scores(r["par"], 0, k)
+            diff = bootstrap_interval({i: par[i] - seq[i] for i in seq}, N_BOOT)
+            print(f"| {ROWS[row]} | {seed} | {b} | {k} | {sum(seq.values()) / len(seq):.3f} "
+                  f"({mean_think_tokens(r['seq'], b):.0f}) | {sum(par.values()) / len(par):.3f} "
+                  f"({mean_think_tokens(r['par'], 0, k):.0f}) | {ci(diff)} |")
+
+
+def gain_differences(runs: dict, budgets: list[int]) -> None:
+    lo, hi = budgets[0], budgets[-1]
+    rows = [row for row in ROWS if any(k[0] == row for k in runs)]
+    seeds = sorted({k[1] for k in runs})
+    scores = {k: {b: item_scores(r["seq"], b) for b in (lo, hi)} for k, r in runs.items()}
+    print(f"\ndifference in scaling gain, row 1 - row 2, gain = acc({hi}) - acc({lo}); 95% paired bootstrap "
+          f"intervals over test pairs ({N_BOOT} resamples)\n")
+    print("| row 1 | row 2 | pooled over seeds | " + " | ".join(seeds) + " |")
+    print("|---" * (len(seeds) + 3) + "|")
+    for r1, r2 in itertools.combinations(rows, 2):
+        per = {s: paired_differences([(scores[r1, s], scores[r2, s])], lo, hi) for s in seeds
+               if (r1, s) in scores and (r2, s) in scores}
+        if not per:
+            continue
+        pooled = bootstrap_interval(pool_seeds(list(per.values())), N_BOOT)
+        cells = " | ".join(ci(bootstrap_interval(per[s], N_BOOT)) if s in per else "-" for s in seeds)
+        print(f"| {ROWS[r1]} | {ROWS[r2]} | {ci(pooled)} | {cells} |")
+
+
+def save_fig(fig, path: str, force: bool) -> None:
+    checks.check_output(path, force, "")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    print(f"wrote {path}")
+
+
+def plot_scaling(runs: dict, budgets: list[int], path: str, force: bool) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [row for row in ROWS if any(k[0] == row for k in runs)]
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), sharey=True, squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        for (rw, seed), r in runs.items():
+            if rw != row:
+                continue
+            t = score(r["seq"])
+            line = ax.plot([t[b]["think_tokens"] for b in budgets], [t[b]["accuracy"] for b in budgets], "o-",
+                           label=f"{seed} sequential")[0]
+            if r["par"]:
+                n_par = 1 + max(j["sample"] for j in r["par"])
+                ks = [1] + [k for k in matched_k(r["seq"], budgets[1:]).values() if k <= n_par]
+                par = [item_scores(r["par"], 0, k) for k in ks]
+                ax.plot([mean_think_tokens(r["par"], 0, k) for k in ks], [sum(p.values()) / len(p) for p in par],
+                        "s--", color=line.get_color(), label=f"{seed} parallel (K={','.join(map(str, ks))})")
+        ax.set_title(ROWS[row], fontsize=8)
+        ax.set_xlabel("mean thinking tokens")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print(f"wrote {args.plot}")
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel("accuracy on the test pairs")
+    fig.tight_layout()
+    save_fig(fig, path, force)
+
+
+def plot_rl(dirs: list[Path], path: str, force: bool) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    logs = [(row, d.name, read_jsonl(d / f"{row}.pt.log.jsonl")) for row in RL_ROWS for d in dirs
+            if (d / f"{row}.pt.log.jsonl").exists()]
+    if not logs:
+        raise ValueError(f"--rl-plot: no <row>.pt.log.jsonl of an RL row ({', '.join(RL_ROWS)}) in the folders")
+    fig, axes = plt.subplots(1, len(logs), figsize=(3.6 * len(logs), 3.2), squeeze=False)
+    for ax, (row, seed, log) in zip(axes[0], logs):
+        prompts = next((r["config"]["prompts"] for r in log if "config" in r), None)
+        steps = [r for r in log if "reward" in r]
+        x = [r["step"] for r in steps]
+        rew = [r["reward"] for r in steps]
+        ax.plot(x, rew, color="C0", alpha=0.3, lw=0.8)
+        ax.plot(x, [sum(rew[max(0, i - 9):i + 1]) / len(rew[max(0, i - 9):i + 1]) for i in range(len(rew))],
+                color="C0", label="reward (10-step mean)")
+        flat = [r.get("flat_share", r["flat_groups"] / prompts if prompts else float("nan")) for r in steps]
+        ax.plot(x, flat, color="C3", alpha=0.6, lw=0.8, label="flat groups (share)")
+        for c, key in enumerate(sorted({k for r in log for k in r if k.startswith("val_acc_")})):
+            pts = [(r["step"], r[key]) for r in log if key in r]
+            ax.plot(*zip(*pts), "o:", color=f"C{c + 1}", label=key.replace("val_acc_", "val acc "))
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{ROWS[row]} [{seed}]", fontsize=8)
+        ax.set_xlabel("RL step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    save_fig(fig, path, force)
+
+
+def better_rl(d: Path) -> str:
+    """The J1-SFT RL row with the best last validation line (module docstring)."""
+    best = None
+    for row in BETTER_RL_CANDIDATES:
+        f = d / f"{row}.pt.log.jsonl"
+        if not f.exists():
+            continue
+        vals = [r for r in read_jsonl(f) if any(k.startswith("val_acc_") for k in r)]
+        if not vals:
+            raise ValueError(f"{f}: no validation line (train_grpo.py --val)")
+        last = vals[-1]
+        v = sum(last[k] for k in last if k.startswith("val_acc_")) / sum(k.startswith("val_acc_") for k in last)
+        if best is None or v > best[1]:
+            best = (row, v)
+    if best is None:
+        raise ValueError(f"--better-rl {d}: no log of {', '.join(BETTER_RL_CANDIDATES)}")
+    return best[0]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dirs", nargs="*", help="run folders of scripts/reproduce.sh, one per seed")
+    ap.add_argument("--plot", help="PNG: accuracy against mean thinking tokens, sequential and parallel, per row")
+    ap.add_argument("--rl-plot", help="PNG: reward, flat-group share and validation accuracy per RL step, per RL row")
+    ap.add_argument("--force", action="store_true", help="overwrite --plot / --rl-plot if they exist")
+    ap.add_argument("--matched-k", metavar="JSONL", help="print the K of the parallel pass for this sequential "
+                    "judge_<row>.jsonl (the largest of K_1..K_3), and nothing else")
+    ap.add_argument("--better-rl", metavar="DIR", help="print the RL row chosen on validation in DIR, and nothing "
+                    "else")
+    args = ap.parse_args(argv)
+    if args.matched_k:
+        print(max(matched_k(read_jsonl(Path(args.matched_k))).values()))
+        return
+    if args.better_rl:
+        print(better_rl(Path(args.better_rl)))
+        return
+    if not args.dirs:
+        raise ValueError("give one or more run folders (or --matched-k / --better-rl)")
+    for p in (args.plot, args.rl_plot):
+        if p:
+            checks.check_output(p, args.force, "")
+    dirs = [Path(d) for d in args.dirs]
+    runs = load(dirs, required=not args.rl_plot or bool(args.plot))  # RL curves alone may come before judging
+    budgets = sorted({j["budget"] for r in runs.values() for j in r["seq"]})
+    if runs:
+        sequential_table(runs, budgets)
+        parallel_table(runs, budgets)
+        gain_differences(runs, budgets)
+    if args.plot:
+        plot_scaling(runs, budgets, args.plot, args.force)
+    if args.rl_plot:
+        plot_rl(dirs, args.rl_plot, args.force)
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -13,6 +13,7 @@ import pytest
 
 import data_gen
 from conftest import tiny_teacher
+from test_tasks import wrong_reason
 from j1_min.data import read_pairs
 from j1_min.judging import build_prompt, parse_verdict
 from j1_min.tokenizer import train_bpe
@@ -68,6 +69,7 @@ def test_an_existing_output_is_refused_with_exit_2_and_no_traceback(tmp_path):
     (["traces", "--digits", "0-3"], "--digits"),
     (["pairs", "--n", "0"], "--n"),
     (["pairs", "--ops", "+/"], "--ops"),
+    (["pairs", "--wrong-kinds", "carry,sign"], "--wrong-kinds"),
     (["traces", "--teacher", "m", "--slip-rate", "0.1"], "--slip-rate"),
     (["traces", "--data", "d.jsonl", "--n", "5"], "--n"),
     (["traces", "--budget", "2"], "--budget .*--teacher"),
@@ -102,6 +104,40 @@ def test_without_reflection_rejection_sampling_rejects_slipped_traces(tmp_path, 
     recs = read_pairs(out, need_completion=True)
     assert s["acceptance_rate"] < 0.95 and s["reflection_rate"] == 0
     assert all("Wait" not in r["completion"] and parse_verdict(r["completion"]) == r["label"] for r in recs)
+
+
+@pytest.mark.parametrize("kind", [["--no-reflection"], [], ["--reflections", "0.35,0.4,0.15,0.05,0.05"]],
+                         ids=["plain", "reflection", "reproduce-reflection"])
+def test_no_kept_trace_is_right_for_a_wrong_reason(tmp_path, capsys, kind):
+    """Over 3,000 items at a high slip rate, every kept trace's verdict rests on a true check (the spec is
+    test_tasks.wrong_reason); the rejected ones are counted. Before the fix 9% of kept plain traces were
+    slipped first passes that matched neither response and defaulted to "So A is right."."""
+    out = tmp_path / "t.jsonl"
+    s = run(capsys, "traces", "--n", 3000, "--slip-rate", 0.3, *kind, "--out", out)
+    recs = read_pairs(out, need_completion=True)
+    assert len(recs) > 2900 and sum(wrong_reason(r, r["completion"]) for r in recs) == 0
+    assert (s["right_for_wrong_reason"] > 300) == (kind == ["--no-reflection"])
+
+
+def test_plain_and_reflection_data_draw_the_same_first_passes(tmp_path):
+    """data_gen's two teachers differ only by reflection: draw j of item i has the same first pass (same slip,
+    same decision) with and without --no-reflection."""
+    def draws(*flags):
+        args = data_gen.parse_args(["traces", "--n", "400", "--k", "3", *flags, "--out", str(tmp_path / "x")])
+        data_gen.check_args(args)
+        return list(data_gen.program_completions(args, data_gen.load_items(args)))
+    first = lambda c: c.split("\n</think>\n")[0].split("\nWait, ")[0]
+    plain, refl = draws("--no-reflection"), draws()
+    assert [it for it, _ in plain] == [it for it, _ in refl]
+    for (_, ps), (_, rs) in zip(plain, refl):
+        assert [first(c) for c in ps] == [first(c) for c in rs]
+        assert [c.split("\n</think>\n")[1][2] for c in ps] == [first(c)[-11] for c in rs]  # "So X is right."
+    assert sum("Wait" in c for _, rs in refl for c in rs) > 400  # and the reflection teacher does reflect
+
+
+def test_wrong_kinds_flag_reaches_the_pairs(tmp_path, capsys):
+    run(capsys, "pairs", "--n", 200, "--wrong-kinds", "power", "--out", tmp_path / "p.jsonl")
+    assert {r["wrong_kind"] for r in read_pairs(tmp_path / "p.jsonl")} == {"power"}
 
 
 def test_traces_are_reproducible_from_the_seed(tmp_path, capsys):

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from j1_min.judging import build_prompt, parse_verdict
-from j1_min.tasks import Difficulty, make_pairs, parse_difficulty, reflection_changed, teacher_trace
+from j1_min.tasks import Difficulty, grounded, make_pairs, parse_difficulty, reflection_changed, teacher_trace
 from j1_min.tokenizer import train_bpe
 
 Q = re.compile(r"^What is (\d+) ([-+*]) (\d+)\?$")
@@ -92,7 +92,7 @@ def test_pairs_are_seeded():
 
 def test_difficulty_knobs_set_operand_digits_and_ops():
     diff = parse_difficulty("1-2", "3x2", "+*")
-    assert diff == Difficulty((1, 2), (3, 3), (2, 2), "+*")
+    assert diff == Difficulty((1, 2), (3, 3), (2, 2), "+*", ("carry", "digit", "power", "swap"))
     for it in make_pairs(300, "train", seed=0, diff=diff):
         a, op, b = question(it)
         assert op in "+*"
@@ -105,11 +105,22 @@ def test_difficulty_knobs_set_operand_digits_and_ops():
         assert (2 <= len(str(a)) <= 3 and 2 <= b <= 9) if op == "*" else 2 <= len(str(b)) <= 3
 
 
-@pytest.mark.parametrize("digits, mul, ops", [("0-2", "2x1", "+"), ("3-2", "2x1", "+"), ("x", "2x1", "+"),
-                                              ("2", "2", "+"), ("2", "2x1", "/"), ("2", "2x1", "")])
-def test_bad_difficulty_knobs_are_errors(digits, mul, ops):
-    with pytest.raises(ValueError, match="--digits|--mul-digits|--ops"):
-        parse_difficulty(digits, mul, ops)
+def test_wrong_kinds_knob_sets_how_the_wrong_response_is_wrong():
+    diff = parse_difficulty(wrong_kinds="swap,carry")
+    assert diff.wrong_kinds == ("carry", "swap")  # canonical order
+    kinds = Counter(it["wrong_kind"] for it in make_pairs(400, "train", diff=diff))
+    assert set(kinds) <= {"carry", "swap", "digit"} and min(kinds["carry"], kinds["swap"]) > 100
+    assert kinds["digit"] < 10  # only the fallback, where neither kind fits (a carry-free sum and a 444)
+    assert make_pairs(60, "val", 2, parse_difficulty()) == make_pairs(60, "val", 2)  # the default is the default
+
+
+@pytest.mark.parametrize("digits, mul, ops, kinds", [
+    ("0-2", "2x1", "+", "swap"), ("3-2", "2x1", "+", "swap"), ("x", "2x1", "+", "swap"), ("2", "2", "+", "swap"),
+    ("2", "2x1", "/", "swap"), ("2", "2x1", "", "swap"), ("2", "2x1", "+", "swap,swap"), ("2", "2x1", "+", "sign"),
+    ("2", "2x1", "+", "")])
+def test_bad_difficulty_knobs_are_errors(digits, mul, ops, kinds):
+    with pytest.raises(ValueError, match="--digits|--mul-digits|--ops|--wrong-kinds"):
+        parse_difficulty(digits, mul, ops, kinds)
 
 
 def test_too_few_distinct_questions_is_an_error_not_a_hang():
@@ -197,3 +208,64 @@ def test_traces_are_compact_in_tiny_bpe_tokens(pairs):
     one = [len(tok.encode(t["completion"], allow_special=True)) for _, t in results if t["num_reflections"] == 1]
     assert statistics.mean(one) < 200  # DESIGN: a whole trace with one reflection near or under ~200 tokens
     assert all(tok.encode(d) == [tok.encode(d)[0]] for d in "0123456789")
+
+
+# ------------------------------------------------------------------------------------------------ right for a wrong reason
+
+def wrong_reason(it, completion) -> bool:
+    """The specification, by its own parse and Python's arithmetic: a trace is right for a wrong reason when its
+    verdict is the label but the last thinking segment's result (the first pass's `=N`, or the last reflection's
+    `=N` or `x<y`) is false arithmetic, or the decision does not follow from the segment's last yes/no, or the
+    first pass found no response that matches (both "no"), or the verdict is not the last decision."""
+    if parse_verdict(completion) != it["label"]:
+        return False
+    thinking, answer = completion.split("\n</think>\n")
+    segments = thinking.split("\nWait, check B: ")
+    lines = segments[-1].split("\n")
+    x, op, y = re.fullmatch(r"(\d+)([-+*])(\d+)", lines[0]).groups()
+    truth = TRUE[op](int(x), int(y))
+    if len(segments) == 1:
+        assert (int(x), op, int(y)) == question(it)
+        if not any(ln.endswith("yes.") for ln in lines if ln[:2] in ("A ", "B ")):
+            return True  # both "no": the decision is the rule's default, not a finding
+    less = [ln for ln in lines if re.fullmatch(r"\d+<\d+ no\.", ln)]
+    results = [int(ln[1:]) for ln in lines if re.fullmatch(r"=\d+", ln)]
+    true_result = int(x) < int(y) if less else results[-1] == truth
+    decision = re.fullmatch(r"So ([AB]) is right\.", lines[-1]).group(1)
+    follows = decision == ("B" if lines[-2].endswith("yes.") else "A") and answer == f"[[{decision}]]"
+    return not (true_result and follows)
+
+
+@pytest.mark.parametrize("reflections", [(1.0,), (0.3, 0.5, 0.2)], ids=["plain", "reflection"])
+def test_the_spec_finds_right_for_a_wrong_reason_traces_before_rejection_and_grounded_agrees(pairs, reflections):
+    results = traces(pairs["train"], 0.3, reflections)
+    bad = [t for it, t in results if wrong_reason(it, t["completion"])]
+    right = [(it, t) for it, t in results if parse_verdict(t["completion"]) == it["label"]]
+    if reflections == (1.0,):  # slipped plain traces that matched neither response and defaulted to A
+        assert len(bad) > 100 and all(parse_verdict(t["completion"]) == "A" and t["slipped"] for t in bad)
+    else:  # a slipped first pass that matched neither response is always followed by a true re-check
+        assert not bad
+    assert all(grounded(it["question"], it["response_a"], it["response_b"], t["completion"])
+               == (not wrong_reason(it, t["completion"])) for it, t in right)
+    assert not any(grounded(it["question"], it["response_a"], it["response_b"], t["completion"])
+                   for it, t in results if (it, t) not in right)  # a wrong verdict is never grounded
+
+
+def test_grounded_refuses_a_verdict_that_is_not_the_last_decision_and_free_text(pairs):
+    it, t = traces(pairs["val"][:1], 0.0, (0, 1))[0]
+    q, ra, rb, c = it["question"], it["response_a"], it["response_b"], t["completion"]
+    flipped = c[:-3] + ("B]]" if c.endswith("A]]") else "A]]")
+    assert grounded(q, ra, rb, c) and not grounded(q, ra, rb, flipped)
+    assert not grounded(q, ra, rb, "I just know.\n</think>\n[[A]]") and not grounded("Why?", ra, rb, c)
+
+
+def test_plain_and_reflection_teachers_draw_the_same_first_pass(pairs):
+    """Identical but for reflection: from the same random state, the same slip and the same first decision; the
+    plain trace is the reflection trace cut before its first "Wait" and closed on that decision."""
+    for seed, it in enumerate(pairs["val"]):
+        plain, refl = (teacher_trace(it["question"], it["response_a"], it["response_b"], random.Random(seed), 0.5, w)
+                       for w in ((1.0,), (0.2, 0.5, 0.3)))
+        first = refl["completion"].split("\n</think>\n")[0].split("\nWait, ")[0]
+        decision = re.fullmatch(r"So ([AB]) is right\.", first.split("\n")[-1]).group(1)
+        assert plain["completion"] == first + f"\n</think>\n[[{decision}]]"
+        assert plain["slipped"] == refl["slipped"] and plain["num_reflections"] == 0

@@ -14,7 +14,7 @@ from conftest import tiny_teacher
 from j1_min.checkpoint import load_model
 from j1_min.data import read_pairs, write_jsonl
 from j1_min.judging import build_prompt, completion_text, encode_prompt, forcing_kwargs, parse_verdict
-from j1_min.rl import rollout_tensors
+from j1_min.rl import group_budgets, parse_budget, rollout_tensors
 from j1_min.sampling import Generation, generate, selected_logprobs
 from j1_min.tasks import make_pairs
 from j1_min.tokenizer import Tokenizer, train_bpe
@@ -91,7 +91,8 @@ def test_rl_raises_the_share_of_the_rewarded_verdict(setup, tmp_path, algo):
     assert all(r["waits"] > 0 for r in log)  # budget forcing ran during rollouts
 
 
-@pytest.mark.parametrize("extra", [[], ["--beta", "0.1"], ["--algo", "reinforce_pp", "--beta", "0.1"]])
+@pytest.mark.parametrize("extra", [[], ["--beta", "0.1"], ["--algo", "reinforce_pp", "--beta", "0.1"],
+                                   ["--budget", "0-3"]])
 def test_kill_and_resume_gives_identical_weights(setup, tmp_path, extra):
     """With β > 0 too: the KL reference after --resume is --ckpt's model, as in the uninterrupted run."""
     train_grpo.main(args(setup, tmp_path / "full.pt", *extra))
@@ -101,6 +102,27 @@ def test_kill_and_resume_gives_identical_weights(setup, tmp_path, extra):
     assert max((a[k] - b[k]).abs().max().item() for k in a) == 0.0  # bit-identical on CPU
     rewards = [r["reward"] for r in log_of(tmp_path / "full.pt") if "reward" in r]
     assert rewards == [r["reward"] for r in log_of(tmp_path / "part.pt") if "reward" in r]
+
+
+def test_a_budget_range_draws_each_groups_budget_uniformly_from_the_seed_and_step():
+    assert parse_budget("2") == (2, 2) and parse_budget("0-3") == (0, 3)
+    for bad in ("3-1", "-1", "a", "0-3-4", ""):
+        with pytest.raises(ValueError, match="--budget"):
+            parse_budget(bad)
+    draws = [b for step in range(500) for b in group_budgets((0, 3), 8, step, seed=1)]
+    counts = [draws.count(b) for b in range(4)]
+    assert min(counts) > 0.2 * len(draws) and max(counts) < 0.3 * len(draws)  # uniform over 0..3
+    assert group_budgets((0, 3), 8, 7, 1) == group_budgets((0, 3), 8, 7, 1) != group_budgets((0, 3), 8, 7, 2)
+    assert set(group_budgets((2, 2), 8, 7, 1)) == {2}
+
+
+def test_budget_range_and_flat_share_are_logged_per_step(setup, tmp_path):
+    out = tmp_path / "range.pt"
+    train_grpo.main(args(setup, out, "--budget", "0-3", "--max-think-tokens", "12"))
+    steps = [r for r in log_of(out) if "reward" in r]
+    assert [r["budget_mean"] for r in steps] == [sum(group_budgets((0, 3), 4, s, 3)) / 4 for s in range(4)]
+    assert all(r["flat_share"] == r["flat_groups"] / 4 and r["waits"] <= r["budget_mean"] for r in steps)
+    assert len({r["budget_mean"] for r in steps}) > 1 and log_of(out)[0]["config"]["budget"] == "0-3"
 
 
 # ---------------------------------------------------------------- each option, end to end through main()
@@ -233,7 +255,7 @@ def test_nan_log_probs_stop_the_run_with_a_message_and_nothing_is_saved(setup, t
 
 @pytest.mark.parametrize("case,message", [
     ("no_tokenizer", "has no tokenizer"), ("no_labels", "label"), ("group1", "at least 2"),
-    ("no_think_end", "</think>"), ("baseline_gamma", "--gamma 1"),
+    ("no_think_end", "</think>"), ("baseline_gamma", "--gamma 1"), ("budget_range", "--budget"),
 ])
 def test_bad_input_stops_with_a_clear_message(setup, tmp_path, case, message, capsys):
     import shutil
@@ -247,6 +269,8 @@ def test_bad_input_stops_with_a_clear_message(setup, tmp_path, case, message, ca
         data.write_text(json.dumps({"question": "q", "response_a": "a", "response_b": "b"}) + "\n")
     elif case == "group1":
         extra = ["--group", "1"]
+    elif case == "budget_range":
+        extra = ["--budget", "3-1"]
     elif case == "baseline_gamma":
         extra = ["--algo", "reinforce_pp_baseline", "--gamma", "0.9"]
     elif case == "no_think_end":  # a word-level vocabulary with no way to write </think>
