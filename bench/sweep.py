@@ -8,8 +8,11 @@ answer, so the sampler decodes the four budgets of a pair as one row that forks 
 thinking (j1_min/sampling.py:_families, j1_min/forcing.py:Row). This benchmark runs the same sweep
 (evaluate.judge, as judge.py calls it) both ways, interleaved, `--repeats` times each:
   - "forked": as shipped;
-  - "one row per budget": every row decodes on its own (the families are switched off), as before forking.
-It prints the fastest run of each and their ratio, whether the judgments are identical (they must be), the decoded
+  - "one row per budget": every row decodes on its own (the families are switched off), as before forking;
+  - "budget B alone": the largest budget only, with the forked way's pairs per call (judge.py --budget B against
+    judge.py --budgets ...), what the whole sweep should cost about as much as.
+With `--equal rows` the forked way judges len(budgets) times more pairs per call, so both start each call with the
+same rows in flight (the same KV cache memory). It prints the fastest run of each and their ratio, whether the judgments are identical (they must be), the decoded
 row-steps per pair both ways (one token of one row through the model), and the ideal ratio: the sum of the four
 budgets' trace lengths over the longest's, which forking reaches if the answers after each fork cost nothing.
 """
@@ -44,6 +47,9 @@ def main() -> None:
     ap.add_argument("--budgets", default="0,1,2,3", help="the sweep's budgets")
     ap.add_argument("--max-new-tokens", type=int, default=600, help="tokens per trace at most")
     ap.add_argument("--batch-size", type=int, default=32, help="pairs per sampler call (judge.py's default)")
+    ap.add_argument("--equal", choices=("pairs", "rows"), default="pairs",
+                    help="what both ways hold equal: pairs per sampler call, or rows in flight (KV cache memory): "
+                         "the forked way then takes len(budgets) times more pairs per call")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs of each way")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = ap.parse_args()
@@ -64,25 +70,28 @@ def main() -> None:
 
     model.hidden_states = counting
 
-    def run(families):
+    def run(families, sweep=budgets):
         S._families = families
         steps.clear()
+        wide = families is FAMILIES and args.equal == "rows"  # the forked sweep and the largest budget alone
         t0 = time.perf_counter()
-        out = judge(model, tok, items, budgets=budgets, max_new_tokens=args.max_new_tokens,
-                    batch_size=args.batch_size)
+        out = judge(model, tok, items, budgets=sweep, max_new_tokens=args.max_new_tokens,
+                    batch_size=args.batch_size * (len(budgets) if wide else 1))
         return time.perf_counter() - t0, out, sum(steps)
 
-    ways = {"forked": FAMILIES, "one row per budget": alone}
+    top = (max(budgets),)
+    ways = {"forked": (FAMILIES, budgets), "one row per budget": (alone, budgets), f"budget {top[0]} alone": (FAMILIES, top)}
     times = {name: [] for name in ways}
     outs, decoded = {}, {}
     for _ in range(args.repeats):
-        for name, families in ways.items():
-            t, outs[name], decoded[name] = run(families)
+        for name, (families, sweep) in ways.items():
+            t, outs[name], decoded[name] = run(families, sweep)
             times[name].append(t)
     S._families = FAMILIES
     same = outs["forked"] == outs["one row per budget"]
     length = {b: sum(j["tokens"] for j in outs["forked"] if j["budget"] == b) / len(items) for b in budgets}
-    print(f"embedded judge, {len(items)} pairs, budgets {args.budgets}: judgments identical: {same}")
+    print(f"embedded judge, {len(items)} pairs, budgets {args.budgets}, equal {args.equal} per call "
+          f"(batch {args.batch_size}): judgments identical: {same}")
     print("  mean trace tokens per budget: " + ", ".join(f"{b}: {n:.0f}" for b, n in length.items()))
     for name, ts in times.items():
         print(f"  {name:>18}: fastest {min(ts):.2f} s (runs " + ", ".join(f"{t:.2f}" for t in ts)
@@ -90,6 +99,10 @@ def main() -> None:
     print(f"  one row per budget / forked: {min(times['one row per budget']) / min(times['forked']):.2f}x time, "
           f"{decoded['one row per budget'] / decoded['forked']:.2f}x row-steps; ideal (sum of the budgets' "
           f"lengths / the longest): {sum(length.values()) / max(length.values()):.2f}x")
+    last = f"budget {top[0]} alone"
+    same_top = [j for j in outs["forked"] if j["budget"] == top[0]] == outs[last]
+    print(f"  forked sweep / {last}: {min(times['forked']) / min(times[last]):.2f}x time "
+          f"(budget-{top[0]} judgments identical: {same_top})")
 
 
 if __name__ == "__main__":
