@@ -92,7 +92,7 @@ def selected_logprobs(model, inp: torch.Tensor, tgt: torch.Tensor, *, temperatur
     for every position, (B, T) float32, at the sampler's temperature (default 1: plain log-softmax, as SFT needs).
     inp, tgt: (B, T). One forward gives the hidden states (through a DDP wrapper too: model(inp, return_hidden=True));
     lm_head and the log-softmax then run `chunk` positions at a time, each chunk under activation checkpointing when
-    gradients are on, so the (B, T, V) logits never exist at once (pitfall 5)."""
+    gradients are on, so the (B, T, V) logits never exist at once (for a 152k vocabulary they would not fit)."""
     h = model(inp, return_hidden=True)  # (B, T, hidden)
     head = getattr(model, "module", model).lm_head  # the bare model under DDP
 

@@ -56,3 +56,14 @@ def test_readme_layout_table_states_each_files_size_in_lines():
     for file, lines in rows:  # within 10%, so an edit need not touch README every time, a rewrite does
         actual = len((ROOT / file).read_text().splitlines())
         assert abs(actual - int(lines)) <= 0.1 * actual, f"README says {file} has {lines} lines; it has {actual}"
+
+
+def test_nothing_cites_a_document_outside_the_repository():
+    """Code, tests, scripts and docs stand on their own: no "see DESIGN" or "pitfall N" pointing at notes that are
+    not part of the project (write the reason where it is needed instead)."""
+    outside = re.compile(r"\bDESIGN\b|\bpitfall\s*\d|shared/")
+    files = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".sh", ".toml", ".json")
+             and not any(part.startswith(".") or part in ("runs", "build") for part in p.relative_to(ROOT).parts)]
+    bad = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in files if p != Path(__file__)
+           for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if outside.search(line)]
+    assert len(files) > 40 and not bad, "\n".join(bad)

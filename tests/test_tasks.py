@@ -206,7 +206,7 @@ def test_traces_are_compact_in_tiny_bpe_tokens(pairs):
     tok = train_bpe([build_prompt(it["question"], it["response_a"], it["response_b"]) + t["completion"]
                      for it, t in results], 512)
     one = [len(tok.encode(t["completion"], allow_special=True)) for _, t in results if t["num_reflections"] == 1]
-    assert statistics.mean(one) < 200  # DESIGN: a whole trace with one reflection near or under ~200 tokens
+    assert statistics.mean(one) < 200  # a whole trace with one reflection stays near or under ~200 tokens (a tiny model's context)
     assert all(tok.encode(d) == [tok.encode(d)[0]] for d in "0123456789")
 
 

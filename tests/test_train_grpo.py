@@ -87,7 +87,7 @@ def test_rl_raises_the_share_of_the_rewarded_verdict(setup, tmp_path, algo):
     log = [r for r in log_of(tmp_path / "rl.pt") if "reward" in r]
     assert 0.35 < before < 0.65  # the coin flip (128 samples)
     assert after > 0.85, (before, after)
-    assert all(r["logp_diff_max"] < 1e-4 for r in log)  # sampler and trainer agree (pitfall 3)
+    assert all(r["logp_diff_max"] < 1e-4 for r in log)  # sampler and trainer log-probs agree (same temperature, same dtype)
     assert all(r["waits"] > 0 for r in log)  # budget forcing ran during rollouts
 
 
