@@ -52,6 +52,8 @@ EXPECTED = {
                "\n\n[Response B]\nThe answer is 5.\n[End of Response B]<|im_end|>\n<|im_start|>assistant\n<think>\n"),
     "mt_bench_pair": (f"<|im_start|>system\n{MT_SYSTEM}<|im_end|>\n<|im_start|>user\n{MT_USER}<|im_end|>\n"
                       f"<|im_start|>assistant\n"),
+    "mt_bench_pair_think": (f"<|im_start|>system\n{MT_SYSTEM}<|im_end|>\n<|im_start|>user\n{MT_USER}<|im_end|>\n"
+                            f"<|im_start|>assistant\n<think>\n"),
 }
 
 
@@ -162,6 +164,11 @@ def test_a_template_whose_marker_the_tokenizer_cannot_write_is_refused_with_its_
                                                                                think_end="</reason>")))
 
 
+def test_budget_forcing_works_under_the_thinking_variant_on_a_tokenizer_without_a_think_token(qwen_tok):
+    kw = forcing_kwargs(qwen_tok, 2, 100, template=templates.load("mt_bench_pair_think"))
+    assert kw["think_end"] == "</think>" and qwen_tok.token_id("</think>") is None
+
+
 def test_budget_forcing_is_refused_under_a_template_without_thinking(qwen_tok):
     with pytest.raises(ValueError, match="template mt_bench_pair has no end-of-thinking marker"):
         forcing_kwargs(qwen_tok, budget=1, template=MT)
@@ -178,6 +185,8 @@ def test_budget_forcing_is_refused_under_a_template_without_thinking(qwen_tok):
     ("mt_bench_pair", "Assistant B is right. [[B]]<|im_end|>", "B"),
     ("mt_bench_pair", "Both are equally good.\n[[C]]", "tie"),
     ("mt_bench_pair", "[[A]]<|im_end|><|im_start|>user\n[[B]]", "A"),  # after the end of turn is not the judge's
+    ("mt_bench_pair_think", "B says 5, which is wrong. [[B]] is out.\n</think>\nA is right. [[A]]", "A"),
+    ("mt_bench_pair_think", "Equal.</think>[[C]]<|im_end|>", "tie"),
 ])
 def test_the_parser_accepts_each_templates_own_verdicts(name, completion, verdict):
     assert parse_verdict(completion, templates.load(name)) == verdict
@@ -193,6 +202,7 @@ def test_the_parser_accepts_each_templates_own_verdicts(name, completion, verdic
     ("mt_bench_pair", "[[[A]]]"),
     ("mt_bench_pair", "[[ A ]]"),
     ("mt_bench_pair", "no verdict"),
+    ("mt_bench_pair_think", "A is right. [[A]]"),  # a verdict while thinking never counts
 ])
 def test_the_parser_refuses_injected_doubled_or_foreign_verdicts(name, completion):
     assert parse_verdict(completion, templates.load(name)) is None
