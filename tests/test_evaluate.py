@@ -78,6 +78,20 @@ def test_budgets_in_one_call_equal_separate_calls(judge_model):
         assert max(r["num_waits"] for r in mine) == min(b, 1)  # it tries to stop at once, then rambles after Wait
 
 
+def test_a_samples_by_budgets_grid_forks_and_each_cell_equals_its_own_call(judge_model):
+    """Parallel x sequential scaling: K samples at several budgets in one call, sample k of every budget on stream
+    k (so each sample's budgets fork from one row), equal the same samples judged one budget at a time."""
+    model, tok, items = judge_model
+    kw = dict(max_new_tokens=24, max_think_tokens=12, batch_size=4, samples=3, temperature=1.0, seed=7, swap=True)
+    together = judge(model, tok, items, budgets=(0, 1, 2), **kw)
+    for b in (0, 1, 2):
+        alone = judge(model, tok, items, budgets=(b,), **kw)
+        mine = [r for r in together if r["budget"] == b]
+        assert [(r["item"], r["order"], r["sample"], r["completion"]) for r in mine] == \
+               [(r["item"], r["order"], r["sample"], r["completion"]) for r in alone]
+    assert len({r["completion"] for r in together if r["budget"] == 2}) > 1  # the samples differ
+
+
 def test_samples_without_temperature_is_refused(judge_model):
     model, tok, items = judge_model
     with pytest.raises(ValueError, match="temperature"):
