@@ -73,7 +73,9 @@ def parse_args(argv=None):
                     "--seed does not change it, so two sampling seeds judge the same pairs (default 0)")
     ap.add_argument("--max-new-tokens", type=checks.positive_int, help=f"tokens per trace at most (default "
                     f"{MAX_NEW_TOKENS}, or what the model's context leaves after the longest prompt, if less)")
-    ap.add_argument("--batch-size", type=checks.positive_int, default=BATCH, help="pairs per sampler call")
+    ap.add_argument("--batch-size", type=checks.positive_int, default=BATCH, help="pairs per sampler call. A --budgets sweep "
+                    "decodes one row per pair, order and sample, which forks where a smaller budget ends its thinking, "
+                    "so it needs about the memory of its largest budget alone")
     ap.add_argument("--out", help="write one JSON line per judgment (item, id, order, budget, verdict, correct, "
                     "trace, thinking tokens, forced waits). Judgments go to <out>.partial as each batch finishes; "
                     "<out> is written at the end. A killed or interrupted run keeps <out>.partial: the same "
