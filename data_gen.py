@@ -7,7 +7,7 @@
 
 Rejection sampling (J1 sec. 3.1), the same for both teachers: draw --k traces per item, keep those whose verdict
 parses and matches the label (j1_min.judging.parse_verdict), drop duplicates, keep at most --max-keep per item.
-The programmatic teacher's traces must also be right for the right reason (j1_min.tasks.grounded: the last
+The programmatic teacher's traces must also be right for the right reason (j1_min.teacher.grounded: the last
 decision rests on a true check), so a plain trace that matched neither response and fell back on "So A is right."
 is rejected whatever the label; the summary counts them (right_for_wrong_reason). With and without --no-reflection
 the teacher draws the same first passes (same slips, same decisions); the plain one stops before its first "Wait".
@@ -29,7 +29,8 @@ from j1_min import checks, templates
 from j1_min.data import read_pairs, write_jsonl
 from j1_min.judging import count_reflections, parse_verdict, select_traces
 from j1_min.runs import cli
-from j1_min.tasks import WRONG_KINDS, grounded, make_pairs, parse_difficulty, reflection_changed, teacher_trace
+from j1_min.tasks import WRONG_KINDS, make_pairs, parse_difficulty
+from j1_min.teacher import grounded, reflection_changed, teacher_trace
 
 # ---------------------------------------------------------------------------------------------- defaults
 N, SPLIT, SEED = 1000, "train", 0
@@ -211,7 +212,7 @@ def main(argv=None):
         drawn += len(completions)
         if args.no_reflection:  # the ablation's traces never reflect
             completions = [c for c in completions if count_reflections(c, args.judge_template) == 0]
-        if not args.teacher:  # right for the right reason only (tasks.grounded)
+        if not args.teacher:  # right for the right reason only (teacher.grounded)
             sound = [grounded(it["question"], it["response_a"], it["response_b"], c) for c in completions]
             wrong_reason += sum(not g and parse_verdict(c, args.judge_template) == it["label"]
                                 for c, g in zip(completions, sound))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from . import templates
-from .templates import TIE, Template
+from .templates import Template
 
 J1_MIN = templates.load(templates.DEFAULT)  # the default template (j1_min/templates/j1_min.json, shown in README)
 THINK_START, THINK_END = "<think>", J1_MIN.think_end

@@ -1,29 +1,10 @@
-"""A verifiable preference task for tiny models, and its programmatic teacher.
+"""A verifiable preference task for tiny models: the miniature of RewardMath (one of J1's benchmarks).
 
-The task is arithmetic answer checking, the miniature of RewardMath (one of J1's benchmarks): "What is a op b?"
-(op in + - *, subtraction with a >= b) and two responses that each end with "The answer is N."; one is right, the
-other wrong in a plausible way (a dropped carry or borrow, a digit off by one, off by a power of ten, swapped digits).
-
-The teacher writes judge traces in a compact, regular format a ~5M model can learn (one digit per token; every
-decision made right after the digits it depends on; a 4.6M probe sat at chance when the decision came one token after a long scratchpad):
-
-    347+85                      the question, restated
-    7+5+0=12                    one line per column, right to left: digits + carry in = column sum
-    4+8+1=14                    <- a slip (13 is right): the teacher errs at --slip-rate, in one column
-    3+0+1=4
-    =442                        the result: the last column's sum, then the other columns' last digits
-    A 432: 4/4 3/4 no.          each response's N against the result, digit by digit, stopping at the first mismatch
-    B 442: 4/4 4/4 2/2 yes.
-    So B is right.              every thinking segment ends here; `</think>` or a reflection follows
-    Wait, check B: 442-85       a reflection checks the current choice by an independent route
-    2-5-0=7 b1                  (a sum by subtracting, a difference by adding, a product by the other
-    4-8-1=5 b1                   decomposition: b times each digit of a) and flips the choice if the check fails
-    4-0-1=3 b0
-    =357
-    Need 347: 3/3 4/5 no.
-    So A is right.
-    </think>
-    [[A]]
+"What is a op b?" (op in + - *, subtraction with a >= b) and two responses that each end with "The answer is N.";
+one is right, the other wrong in a plausible way (a dropped carry or borrow, a digit off by one, off by a power of
+ten, swapped digits). Questions are split by a hash, so train, val and test never share one. The column arithmetic
+here is what both a plausible wrong answer (a dropped carry) and the teacher's traces are made of; the programmatic
+teacher that writes judge traces is j1_min/teacher.py.
 """
 from __future__ import annotations
 
@@ -126,7 +107,7 @@ def wrong_answer(rng: random.Random, a: int, op: str, b: int,
     for _ in range(100):
         kind, s = rng.choice(kinds), str(true)
         if kind == "carry":
-            found = _random_slip(rng, a, op, b, kind="carry")
+            found = random_slip(rng, a, op, b, kind="carry")
             w = found[1] if found else None
         elif kind == "digit":
             i = rng.randrange(len(s))
@@ -260,25 +241,25 @@ class _Cols:
         return self.add(parts)
 
 
-def _solve(a: int, op: str, b: int, slip: _Slip | None = None) -> tuple[list[str], int, int]:
+def solve_columns(a: int, op: str, b: int, slip: _Slip | None = None) -> tuple[list[str], int, int]:
     """The first pass: (column lines, result, number of columns). With a slip the result may be wrong."""
     c = _Cols(slip)
     value = c.add([a, b]) if op == "+" else c.sub(a, b) if op == "-" else c.mul(a, b)
     return c.lines, value, c.n
 
 
-def _random_slip(rng: random.Random, a: int, op: str, b: int, kind: str | None = None) -> tuple[_Slip, int] | None:
+def random_slip(rng: random.Random, a: int, op: str, b: int, kind: str | None = None) -> tuple[_Slip, int] | None:
     """A slip that really changes the first pass's result (and keeps it >= 0), with that result; None if none found."""
-    true, cols = apply(a, op, b), _solve(a, op, b)[2]
+    true, cols = apply(a, op, b), solve_columns(a, op, b)[2]
     for _ in range(20):
         slip = _Slip(rng.randrange(cols), kind or rng.choice(("carry", "digit")), rng.choice((-1, 1)))
-        value = _solve(a, op, b, slip)[1]
+        value = solve_columns(a, op, b, slip)[1]
         if value >= 0 and value != true:
             return slip, value
     return None
 
 
-def _compare(name: str, n: int, value: int) -> tuple[str, bool]:
+def compare_digits(name: str, n: int, value: int) -> tuple[str, bool]:
     """`name n: n1/v1 n2/v2 ... yes.`: digits from the left, `_` past the end, stopping at the first mismatch."""
     s, t, pairs = str(n), str(value), []
     for i in range(max(len(s), len(t))):
@@ -289,7 +270,7 @@ def _compare(name: str, n: int, value: int) -> tuple[str, bool]:
     return f"{name} {n}: {' '.join(pairs)} yes.", True
 
 
-def _check(a: int, op: str, b: int, n: int, route: int = 0) -> tuple[list[str], bool]:
+def check_by_route(a: int, op: str, b: int, n: int, route: int = 0) -> tuple[list[str], bool]:
     """Check "a op b = n" by an independent route. Route 0: n-b must give a (sums), n+b must give a (differences),
     b times each digit of a must give n (products, the other decomposition). Route 1: n-a must give b, a-n must
     give b, and the product recomputed by columns. Returns (lines, whether n is right)."""
@@ -304,11 +285,11 @@ def _check(a: int, op: str, b: int, n: int, route: int = 0) -> tuple[list[str], 
             head, r = f"{x}-{y}", c.sub(x, y)
         else:
             head, r = f"{x}+{y}", c.add([x, y])
-    line, ok = _compare("Need", target, r)
+    line, ok = compare_digits("Need", target, r)
     return [head, *c.lines, f"={r}", line], ok
 
 
-# ------------------------------------------------------------------------------------------------ the teacher
+# ------------------------------------------------------------------------------------------------ parsing
 
 def parse_question(question: str) -> tuple[int, str, int]:
     """(a, op, b) of "What is a op b?"; ValueError for any other question."""
@@ -322,84 +303,3 @@ def parse_answer(response: str) -> int | None:
     """N of the last "The answer is N." in a response, or None."""
     found = ANSWER_RE.findall(response)
     return int(found[-1]) if found else None
-
-
-def teacher_trace(question: str, response_a: str, response_b: str, rng: random.Random, slip_rate: float = 0.2,
-                  reflections: tuple[float, ...] = (0.3, 0.5, 0.2)) -> dict:
-    """One judge trace (the completion after `<think>\n`) written by the programmatic teacher, which never sees the
-    label. First pass: the question by columns, with one slip at probability slip_rate; each response's N against
-    the result, A's line then B's; then the choice. Then r reflections, r drawn with weights `reflections` over
-    0, 1, 2, ... (at least 1 when neither or both match, unless reflections allow only 0): reflection k checks
-    response B's N by the independent route k % 2. Every decision follows one rule, "B's line (or B's check) ends
-    in yes -> B, else A": the verdict token depends on the one word before it, not on a letter further back
-    (with "the letter checked, flipped on no", a tiny model must learn an XOR and stalls at a position bias).
-    Reflections never slip, so a slip is caught by the first one. Returns completion, verdict, num_reflections,
-    slipped, changed (the final choice differs from the first pass's)."""
-    a, op, b = parse_question(question)
-    ns = {"A": parse_answer(response_a), "B": parse_answer(response_b)}
-    if None in ns.values():
-        raise ValueError("a response has no 'The answer is N.' for the teacher to check")
-    found = _random_slip(rng, a, op, b) if rng.random() < slip_rate else None
-    cols, value, _ = _solve(a, op, b, found[0] if found else None)
-    lines = [f"{a}{op}{b}", *cols, f"={value}"]
-    ok = {}
-    for s in "AB":
-        line, ok[s] = _compare(s, ns[s], value)
-        lines.append(line)
-    neither = ok["A"] == ok["B"]  # no match (or two, if both responses give the same N)
-    choice = "B" if ok["B"] else "A"  # one rule for every decision: B's line says yes -> B, else A
-    lines.append(f"So {choice} is right.")
-    r = rng.choices(range(len(reflections)), weights=reflections)[0]
-    r = max(r, 1) if neither and len(reflections) > 1 else r
-    first = choice
-    for k in range(r):
-        check, passed = _check(a, op, b, ns["B"], route=k % 2)
-        choice = "B" if passed else "A"
-        lines += [f"Wait, check B: {check[0]}", *check[1:], f"So {choice} is right."]
-    return {"completion": "\n".join(lines) + f"\n</think>\n[[{choice}]]", "verdict": choice, "num_reflections": r,
-            "slipped": found is not None, "changed": choice != first}
-
-
-def grounded(question: str, response_a: str, response_b: str, completion: str) -> bool:
-    """Whether a trace's verdict rests on a true check: its last thinking segment (the first pass, or the last
-    "Wait, check B" reflection) is the slip-free computation the teacher would write, and the verdict is the
-    decision that segment's evidence gives. A trace that is right without this is right for a wrong reason, and
-    rejection sampling on the verdict alone would keep it. The cases, for the programmatic teacher:
-
-    * the first pass slipped and matched neither response, and no reflection follows: "So A is right." is the
-      rule's default, not a finding (plain traces; right whenever the label happens to be A, so kept traces of
-      this kind teach "both no -> A");
-    * the first pass slipped onto the wrong response and no reflection follows: always a wrong verdict;
-    * a segment whose decision contradicts its own evidence, or a verdict that differs from the last decision
-      (never written by the teacher; a model teacher can write them).
-
-    A reflection that reaches the right decision after a slipped first pass is grounded: its check is true.
-    Anything not in the teacher's format (a free-form model trace) is not grounded."""
-    try:
-        a, op, b = parse_question(question)
-    except ValueError:
-        return False
-    ns = {"A": parse_answer(response_a), "B": parse_answer(response_b)}
-    thinking, _, answer = completion.partition("\n</think>\n")
-    segments = thinking.split("\nWait, ")
-    last = segments[-1].split("\n")
-    if None in ns.values() or answer != f"[[{last[-1][3:4]}]]":
-        return False
-    if len(segments) == 1:  # the first pass decides
-        cols, value, _ = _solve(a, op, b)
-        lines, ok = [f"{a}{op}{b}", *cols, f"={value}"], {}
-        for s in "AB":
-            line, ok[s] = _compare(s, ns[s], value)
-            lines.append(line)
-        return ok["A"] != ok["B"] and last == [*lines, f"So {'B' if ok['B'] else 'A'} is right."]
-    for route in (0, 1):
-        check, passed = _check(a, op, b, ns["B"], route)
-        if last == [f"check B: {check[0]}", *check[1:], f"So {'B' if passed else 'A'} is right."]:
-            return True
-    return False
-
-
-def reflection_changed(completion: str) -> bool:
-    """Whether a trace's reflections changed its verdict: the first "So X is right." differs from the last."""
-    choices = re.findall(r"So ([AB]) is right\.", completion.split("</think>", 1)[0])
-    return len(choices) > 1 and choices[0] != choices[-1]

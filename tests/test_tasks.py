@@ -1,4 +1,4 @@
-"""Specifications for j1_min/tasks.py: the arithmetic preference task and the programmatic teacher.
+"""Specifications for j1_min/tasks.py and j1_min/teacher.py: the arithmetic preference task and the programmatic teacher.
 
 The checks parse questions and answers with their own regular expressions and compute with Python's operators,
 independently of the generator."""
@@ -12,7 +12,8 @@ from collections import Counter
 import pytest
 
 from j1_min.judging import build_prompt, parse_verdict
-from j1_min.tasks import Difficulty, grounded, make_pairs, parse_difficulty, reflection_changed, teacher_trace
+from j1_min.tasks import Difficulty, make_pairs, parse_difficulty
+from j1_min.teacher import grounded, reflection_changed, teacher_trace
 from j1_min.tokenizer import train_bpe
 
 Q = re.compile(r"^What is (\d+) ([-+*]) (\d+)\?$")

@@ -329,7 +329,7 @@ def test_grpo_undoes_a_planted_position_bias_on_the_real_task(tmp_path):
     import random
 
     import train_sft
-    from j1_min.tasks import teacher_trace
+    from j1_min.teacher import teacher_trace
     rng = random.Random(0)
     traces = []
     for r in make_pairs(400, "train", seed=5):
