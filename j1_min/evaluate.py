@@ -9,7 +9,8 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from .judging import J1_MIN, TIE, completion_text, encode_prompt, forcing_kwargs, parse_verdict, swap_label
+from .templates import TIE
+from .judging import J1_MIN, completion_text, encode_prompt, forcing_kwargs, parse_verdict, swap_label
 from .sampling import generate
 
 

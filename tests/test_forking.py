@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
 from conftest import TRACES, TableTokenizer
 from test_sampling import V

@@ -18,7 +18,7 @@ from j1_min.data import write_jsonl
 from j1_min.evaluate import majority, score
 from j1_min.judging import build_prompt, encode_prompt, forcing_kwargs, parse_verdict, reward, select_traces
 from j1_min.tasks import make_pairs
-from j1_min.tokenizer import SPECIAL_TOKENS, Tokenizer, train_bpe
+from j1_min.tokenizer import Tokenizer, train_bpe
 
 J1, MT = templates.load("j1_min"), templates.load("mt_bench_pair")
 PAIR = ("What is 2 + 2?", "The answer is 4.", "The answer is 5.")
@@ -244,7 +244,7 @@ def test_judge_py_judges_a_rewardbench_file_under_mt_bench_pair_and_scores_ties(
     write_jsonl(tmp_path / "rb.jsonl", rb)
     tok = judge_tokenizer(pairs)
     model = planted_judge(tok, verdicts="C", strength=8.0)  # `[[` -> C -> `]]` -> end of turn
-    nl, bra = tok.encode("\n")[0], tok.encode("[[")[0]
+    bra = tok.encode("[[")[0]
     with torch.no_grad():  # the prompt's last token (`\n`) now opens the verdict at once: no thinking
         model.lm_head.weight[:, 2] = 0.0
         model.lm_head.weight[bra, 2] = 8.0
