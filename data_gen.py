@@ -6,7 +6,7 @@
     python data_gen.py traces --teacher ./my-model --data prefs.jsonl --k 8 --budget 1 --out data/traces.jsonl
 
 Rejection sampling (J1 sec. 3.1), the same for both teachers: draw --k traces per item, keep those whose verdict
-parses and matches the label (j1_min.judging.parse_verdict), drop duplicates, keep at most --max-keep per item.
+parses and matches the label (j1_min.judge_format.parse_verdict), drop duplicates, keep at most --max-keep per item.
 The programmatic teacher's traces must also be right for the right reason (j1_min.teacher.grounded: the last
 decision rests on a true check), so a plain trace that matched neither response and fell back on "So A is right."
 is rejected whatever the label; the summary counts them (right_for_wrong_reason). With and without --no-reflection
@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from j1_min import checks, templates
 from j1_min.data import read_pairs, write_jsonl
-from j1_min.judging import count_reflections, parse_verdict, select_traces
+from j1_min.judge_format import count_reflections, parse_verdict, select_traces
 from j1_min.runs import cli
 from j1_min.tasks import WRONG_KINDS, make_pairs, parse_difficulty
 from j1_min.teacher import grounded, reflection_changed, teacher_trace
@@ -174,7 +174,7 @@ def program_completions(args, items):
 def model_completions(args, items, lengths: list[int]):
     """(item, k completions) sampled from --teacher with the j1_min sampler; token counts go to `lengths`."""
     from j1_min.checkpoint import load_model
-    from j1_min.judging import completion_text, encode_prompt, forcing_kwargs
+    from j1_min.judge_format import completion_text, encode_prompt, forcing_kwargs
     from j1_min.sampling import generate
     from j1_min.tokenizer import Tokenizer
     model, tok_text, extra = load_model(args.teacher, dtype=args.dtype, device=args.device)

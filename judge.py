@@ -26,8 +26,8 @@ from j1_min import checks, templates
 from j1_min.checkpoint import atomic_write, load_model
 from j1_min.data import PartialJsonl, Records, fit, read_pairs
 from j1_min import show_tokens
-from j1_min.evaluate import judge, score
-from j1_min.judging import completion_text, encode_prompt, forcing_kwargs, parse_verdict
+from j1_min.evaluate import judge_pairs, score
+from j1_min.judge_format import completion_text, encode_prompt, forcing_kwargs, parse_verdict
 from j1_min.runs import cli
 from j1_min.sampling import generate
 from j1_min.tokenizer import Tokenizer
@@ -167,7 +167,7 @@ def fit_context(model, tok, items: Records, args, template) -> Records:
 
 
 def judge_all(model, tok, items: Records, args, template) -> list[dict]:
-    """judge() over the items, --batch-size at a time. With --out each batch's judgments reach <out>.partial as soon
+    """judge_pairs() over the items, --batch-size at a time. With --out each batch's judgments reach <out>.partial as soon
     as they exist (data.PartialJsonl), so a killed run loses one batch at most, and --resume goes on from the last
     whole batch there: batches are cut at the same items, so the result is what one uninterrupted run gives."""
     kw = dict(budgets=args.budget_list, samples=args.samples, swap=args.swap, temperature=args.temperature,
@@ -193,7 +193,7 @@ def judge_all(model, tok, items: Records, args, template) -> list[dict]:
     bar = tqdm(total=len(items), initial=len({j["item"] for j in done}), desc="judging", dynamic_ncols=True,
                disable=len(items) == 1)
     for s in range(len({j["item"] for j in done}), len(items), args.batch_size):
-        rows = judge(model, tok, items[s:s + args.batch_size], batch_size=args.batch_size, template=template, **kw)
+        rows = judge_pairs(model, tok, items[s:s + args.batch_size], batch_size=args.batch_size, template=template, **kw)
         for j in rows:
             j["item"] += s
             if "ab_seed" in items[j["item"]]:  # the shown order is part of the data: record what decided it

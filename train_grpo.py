@@ -5,7 +5,7 @@
     torchrun --nproc_per_node=2 train_grpo.py --ckpt sft.pt --data data/train.jsonl --out rl.pt   # DDP
 
 Each step (j1_min/rl.py:step): take B prompts, sample G completions of each with the KV-cached sampler (the prompt
-is prefilled once and its cache copied to the G rows), score each with `judging.reward` (1 for the right verdict,
+is prefilled once and its cache copied to the G rows), score each with `judge_format.reward` (1 for the right verdict,
 else 0), compute advantages (--algo grpo: group-relative, DeepSeekMath sec. 4.1.2; reinforce_pp: per-token
 returns with the k1 KL in the reward, whitened over the global batch, Hu et al. 2025), recompute the
 log-probabilities with gradients under the sampler's temperature, and take --ppo-epochs optimizer steps of the
@@ -32,7 +32,7 @@ from j1_min import checks, runs, templates
 from j1_min.checkpoint import load_model
 from j1_min.data import fit, read_pairs, sft_step_order
 from j1_min.evaluate import eval_accuracy
-from j1_min.judging import encode_prompt, forcing_kwargs
+from j1_min.judge_format import encode_prompt, forcing_kwargs
 from j1_min.rl import ALGOS, RLConfig, group_budgets, parse_budget, step as rl_step
 from j1_min.tokenizer import Tokenizer
 

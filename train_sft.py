@@ -24,7 +24,7 @@ from j1_min import checks, runs, templates
 from j1_min.checkpoint import load_model
 from j1_min.data import fit, read_pairs, sft_batches, sft_example, sft_step_order
 from j1_min.evaluate import eval_accuracy
-from j1_min.judging import build_prompt
+from j1_min.judge_format import build_prompt
 from j1_min.model import ModelConfig, Transformer
 from j1_min.sampling import selected_logprobs
 from j1_min.tokenizer import Tokenizer, train_bpe

@@ -29,7 +29,7 @@ import j1_min.sampling as S  # noqa: E402
 from j1_min import forcing  # noqa: E402
 from j1_min.checkpoint import load_model  # noqa: E402
 from j1_min.data import read_pairs  # noqa: E402
-from j1_min.judging import encode_prompt, forcing_kwargs  # noqa: E402
+from j1_min.judge_format import encode_prompt, forcing_kwargs  # noqa: E402
 from j1_min.sampling import generate  # noqa: E402
 from j1_min.tokenizer import Tokenizer  # noqa: E402
 

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from j1_min import runs  # noqa: E402
 from j1_min.checkpoint import load_model  # noqa: E402
-from j1_min.judging import build_prompt, encode_prompt, forcing_kwargs  # noqa: E402
+from j1_min.judge_format import build_prompt, encode_prompt, forcing_kwargs  # noqa: E402
 from j1_min.model import ModelConfig, Transformer  # noqa: E402
 from j1_min.rl import ALGOS, RLConfig, step  # noqa: E402
 from j1_min.tasks import make_pairs  # noqa: E402

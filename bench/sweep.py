@@ -6,7 +6,7 @@
 common random numbers) the budget-b trace is the budget-3 trace up to its (b+1)-th end of thinking, then a short
 answer, so the sampler decodes the four budgets of a pair as one row that forks at each smaller budget's end of
 thinking (j1_min/sampling.py:_families, j1_min/forcing.py:Row). This benchmark runs the same sweep
-(evaluate.judge, as judge.py calls it) both ways, interleaved, `--repeats` times each:
+(evaluate.judge_pairs, as judge.py calls it) both ways, interleaved, `--repeats` times each:
   - "forked": as shipped;
   - "one row per budget": every row decodes on its own (the families are switched off), as before forking;
   - "budget B alone": the largest budget only, with the forked way's pairs per call (judge.py --budget B against
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import j1_min.sampling as S  # noqa: E402
 from j1_min.checkpoint import load_model  # noqa: E402
 from j1_min.data import read_pairs  # noqa: E402
-from j1_min.evaluate import judge  # noqa: E402
+from j1_min.evaluate import judge_pairs  # noqa: E402
 from j1_min.tokenizer import Tokenizer  # noqa: E402
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "j1_min" / "embedded"
@@ -75,7 +75,7 @@ def main() -> None:
         steps.clear()
         wide = families is FAMILIES and args.equal == "rows"  # the forked sweep and the largest budget alone
         t0 = time.perf_counter()
-        out = judge(model, tok, items, budgets=sweep, max_new_tokens=args.max_new_tokens,
+        out = judge_pairs(model, tok, items, budgets=sweep, max_new_tokens=args.max_new_tokens,
                     batch_size=args.batch_size * (len(budgets) if wide else 1))
         return time.perf_counter() - t0, out, sum(steps)
 

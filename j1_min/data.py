@@ -27,7 +27,7 @@ import torch
 
 from .checkpoint import atomic_write
 from .checks import check_output
-from .judging import END_OF_TURN, J1_MIN, encode_prompt
+from .judge_format import END_OF_TURN, J1_MIN, encode_prompt
 
 
 class Records(list):

@@ -10,11 +10,11 @@ from collections import Counter
 from tqdm import tqdm
 
 from .templates import TIE
-from .judging import J1_MIN, completion_text, encode_prompt, forcing_kwargs, parse_verdict, swap_label
+from .judge_format import J1_MIN, completion_text, encode_prompt, forcing_kwargs, parse_verdict, swap_label
 from .sampling import generate
 
 
-def judge(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap: bool = False,
+def judge_pairs(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1, swap: bool = False,
           temperature: float = 0.0, seed: int = 0, max_new_tokens: int = 1024, max_think_tokens: int | None = None,
           wait_text: str = "Wait", batch_size: int = 32, progress: bool = False, template=J1_MIN) -> list[dict]:
     """One judgment per (item, order, budget, sample), as dicts: item (its position in `items`), id, order ("AB" as
@@ -128,7 +128,7 @@ def eval_accuracy(model, tok, records: list[dict], max_new_tokens: int, batch_si
                   max_think_tokens: int | None = None, template=J1_MIN) -> dict[int, dict]:
     """Greedy verdict accuracy on `records` per budget (one forked sweep), split by the label's position (a position
     bias can look like learning), and the share of completions with no verdict: {budget: {...}}."""
-    table = score(judge(model, tok, records, budgets=tuple(budgets), max_new_tokens=max_new_tokens,
+    table = score(judge_pairs(model, tok, records, budgets=tuple(budgets), max_new_tokens=max_new_tokens,
                         max_think_tokens=max_think_tokens, batch_size=batch_size, template=template))
     return {b: {k: r[k] for k in ("accuracy", "no_verdict", "n", "accuracy_label_A", "accuracy_label_B",
                                   "think_tokens")} for b, r in table.items()}

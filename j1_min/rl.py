@@ -1,7 +1,7 @@
 """One RL step in four named parts, shared by train_grpo.py and bench/grpo.py so that both run the same code:
 
     rollout     sample G completions of each prompt with the KV-cached sampler (budget forcing optional)
-    scoring     the verifiable reward of each completion (judging.reward)
+    scoring     the verifiable reward of each completion (judge_format.reward)
     advantages  GRPO's group-relative ones, or REINFORCE++'s per-token returns whitened over the global batch
     update      --ppo-epochs optimizer steps of the clipped surrogate (grpo.grpo_loss), micro-batched
 
@@ -20,7 +20,7 @@ import torch
 
 from . import runs
 from .grpo import group_advantages, grpo_loss, k1_kl, loss_normalizer, reinforce_pp_advantages
-from .judging import J1_MIN, completion_text, parse_verdict, reward
+from .judge_format import J1_MIN, completion_text, parse_verdict, reward
 from .sampling import Generation, generate, selected_logprobs
 
 ALGOS = ("grpo", "reinforce_pp", "reinforce_pp_baseline")
@@ -92,7 +92,7 @@ def rollout(policy, prompts: list[list[int]], cfg: RLConfig, forcing: dict, seed
 
 def score(tok, gens: list[Generation], labels: list[str], format_penalty: float,
           template=J1_MIN) -> tuple[torch.Tensor, list]:
-    """(rewards (N,), verdicts): judging.reward of each completion against its label, under the template."""
+    """(rewards (N,), verdicts): judge_format.reward of each completion against its label, under the template."""
     texts = [completion_text(tok, g) for g in gens]
     rewards = torch.tensor([reward(t, y, format_penalty, template) for t, y in zip(texts, labels)])
     return rewards, [parse_verdict(t, template) for t in texts]

@@ -10,7 +10,7 @@ import re
 
 import torch
 
-from .judging import THINK_END
+from .judge_format import THINK_END
 
 # ANSI styles for a terminal; plain text uses the bracket markers below instead.
 _RESET, _DIM, _FORCED, _REMOVED = "\033[0m", "\033[2m", "\033[30;43m", "\033[9;31m"

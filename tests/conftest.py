@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from j1_min.judging import THINK_END
+from j1_min.judge_format import THINK_END
 from j1_min.model import ModelConfig, Transformer
 from j1_min.tokenizer import SPECIAL_TOKENS, train_bpe
 
@@ -61,7 +61,7 @@ def saved_hf(tmp_path):
 def judge_tokenizer(pairs: list[dict], vocab: int = 400):
     """A tiny BPE trained on the judge prompts of `pairs` plus the judge's markers ("Wait", `</think>`, both
     verdicts), so the planted judges below have single tokens to plant."""
-    from j1_min.judging import build_prompt
+    from j1_min.judge_format import build_prompt
     return train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "Wait\n</think>\n[[A]] [[B]]"
                       for r in pairs] * 3, vocab)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from j1_min.data import read_pairs, sft_batches, sft_example, sft_step_order, write_jsonl
-from j1_min.judging import build_prompt, encode_prompt
+from j1_min.judge_format import build_prompt, encode_prompt
 from j1_min.tokenizer import train_bpe
 
 RB = {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5", "id": 7, "subset": "math"}

@@ -15,7 +15,7 @@ import data_gen
 from conftest import tiny_teacher
 from test_tasks import wrong_reason
 from j1_min.data import read_pairs
-from j1_min.judging import build_prompt, parse_verdict
+from j1_min.judge_format import build_prompt, parse_verdict
 from j1_min.tokenizer import train_bpe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import torch
 
 import judge
 from j1_min.data import read_pairs
-from j1_min.judging import completion_text, encode_prompt, parse_verdict
+from j1_min.judge_format import completion_text, encode_prompt, parse_verdict
 from j1_min.model import Transformer
 from j1_min.sampling import generate
 from j1_min.tokenizer import Tokenizer

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import judge_tokenizer, planted_judge
-from j1_min.evaluate import eval_accuracy, judge, majority, score
+from j1_min.evaluate import eval_accuracy, judge_pairs, majority, score
 from j1_min.model import Transformer
 
 
@@ -60,7 +60,7 @@ def test_eval_accuracy_reports_accuracy_by_label_position(judge_model):
 
 def test_swap_exposes_a_position_bias(judge_model):
     model, tok, items = judge_model
-    rows = judge(model, tok, items, swap=True, max_new_tokens=16, max_think_tokens=0)
+    rows = judge_pairs(model, tok, items, swap=True, max_new_tokens=16, max_think_tokens=0)
     assert len(rows) == 12 and {r["order"] for r in rows} == {"AB", "BA"}
     assert all(r["verdict"] == "A" for r in rows)
     assert score(rows)[0]["accuracy"] == 0.0  # every pair is wrong in one of its orders
@@ -69,9 +69,9 @@ def test_swap_exposes_a_position_bias(judge_model):
 def test_budgets_in_one_call_equal_separate_calls(judge_model):
     model, tok, items = judge_model
     kw = dict(max_new_tokens=24, max_think_tokens=12, batch_size=4)
-    together = judge(model, tok, items, budgets=(0, 1, 2), **kw)
+    together = judge_pairs(model, tok, items, budgets=(0, 1, 2), **kw)
     for b in (0, 1, 2):
-        alone = judge(model, tok, items, budgets=(b,), **kw)
+        alone = judge_pairs(model, tok, items, budgets=(b,), **kw)
         mine = [r for r in together if r["budget"] == b]
         assert [r["completion"] for r in mine] == [r["completion"] for r in alone]
         assert [r["num_waits"] for r in mine] == [r["num_waits"] for r in alone]
@@ -83,9 +83,9 @@ def test_a_samples_by_budgets_grid_forks_and_each_cell_equals_its_own_call(judge
     k (so each sample's budgets fork from one row), equal the same samples judged one budget at a time."""
     model, tok, items = judge_model
     kw = dict(max_new_tokens=24, max_think_tokens=12, batch_size=4, samples=3, temperature=1.0, seed=7, swap=True)
-    together = judge(model, tok, items, budgets=(0, 1, 2), **kw)
+    together = judge_pairs(model, tok, items, budgets=(0, 1, 2), **kw)
     for b in (0, 1, 2):
-        alone = judge(model, tok, items, budgets=(b,), **kw)
+        alone = judge_pairs(model, tok, items, budgets=(b,), **kw)
         mine = [r for r in together if r["budget"] == b]
         assert [(r["item"], r["order"], r["sample"], r["completion"]) for r in mine] == \
                [(r["item"], r["order"], r["sample"], r["completion"]) for r in alone]
@@ -95,13 +95,13 @@ def test_a_samples_by_budgets_grid_forks_and_each_cell_equals_its_own_call(judge
 def test_samples_without_temperature_is_refused(judge_model):
     model, tok, items = judge_model
     with pytest.raises(ValueError, match="temperature"):
-        judge(model, tok, items, samples=3)
+        judge_pairs(model, tok, items, samples=3)
 
 
 def test_every_budget_of_a_sample_draws_the_same_random_numbers(judge_model):
     """Common random numbers: budget 1 sampled alongside budget 0 equals budget 1 sampled alone."""
     model, tok, items = judge_model
     kw = dict(temperature=1.0, seed=3, max_new_tokens=24, max_think_tokens=12, samples=2)
-    both = [r for r in judge(model, tok, items, budgets=(0, 1), **kw) if r["budget"] == 1]
-    alone = judge(model, tok, items, budgets=(1,), **kw)
+    both = [r for r in judge_pairs(model, tok, items, budgets=(0, 1), **kw) if r["budget"] == 1]
+    alone = judge_pairs(model, tok, items, budgets=(1,), **kw)
     assert [r["completion"] for r in both] == [r["completion"] for r in alone]

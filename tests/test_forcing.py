@@ -10,7 +10,7 @@ from conftest import TRACES, TableTokenizer
 from test_sampling import V, recompute_logits
 from test_sampling import flat, model, pair, saved  # noqa: F401  (fixtures)
 from j1_min.forcing import marker
-from j1_min.judging import ANSWER_PREFIX, THINK_END, forcing_kwargs, parse_verdict
+from j1_min.judge_format import ANSWER_PREFIX, THINK_END, forcing_kwargs, parse_verdict
 from j1_min.sampling import generate
 
 T_, F_ = True, False

@@ -10,7 +10,7 @@ import pytest
 from conftest import TRACES, TableTokenizer
 from test_sampling import V
 from test_sampling import model, pair, saved  # noqa: F401  (fixtures)
-from j1_min.judging import forcing_kwargs
+from j1_min.judge_format import forcing_kwargs
 from j1_min.sampling import generate
 
 BUDGETS = [0, 1, 2, 3]

@@ -107,14 +107,14 @@ def test_an_interrupted_run_keeps_its_judgments_and_resume_finishes_it_as_one_ru
     argv = ["--ckpt", setup / "coin", "--data", setup / "test.jsonl", "--temperature", "1", "--seed", "5",
             "--max-think-tokens", "0", "--max-new-tokens", "8", "--batch-size", "3", "--budgets", "0,1"]
     run(setup, capsys, *argv, "--out", tmp_path / "whole.jsonl")
-    calls, real = [0], judge.judge
+    calls, real = [0], judge.judge_pairs
 
     def killed_at_third_batch(*a, **kw):
         calls[0] += 1
         if calls[0] == 3:
             raise KeyboardInterrupt
         return real(*a, **kw)
-    monkeypatch.setattr(judge, "judge", killed_at_third_batch)
+    monkeypatch.setattr(judge, "judge_pairs", killed_at_third_batch)
     out = tmp_path / "j.jsonl"
     with pytest.raises(SystemExit) as e:
         judge.run_cli([*map(str, argv), "--out", str(out)])
@@ -128,7 +128,7 @@ def test_an_interrupted_run_keeps_its_judgments_and_resume_finishes_it_as_one_ru
         run(setup, capsys, *argv, "--out", out, "--resume", "--seed", "6")
     with partial.open("a") as f:  # a kill in the middle of a write leaves a torn line
         f.write('{"item": 6, "ord')
-    monkeypatch.setattr(judge, "judge", real)
+    monkeypatch.setattr(judge, "judge_pairs", real)
     assert "resuming" in run(setup, capsys, *argv, "--out", out, "--resume")
     assert lines(out) == lines(tmp_path / "whole.jsonl") and not partial.exists()
 

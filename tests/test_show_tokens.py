@@ -9,7 +9,7 @@ import pytest
 import judge
 from conftest import judge_tokenizer, planted_judge, tiny_teacher
 from j1_min.data import write_jsonl
-from j1_min.judging import encode_prompt, forcing_kwargs
+from j1_min.judge_format import encode_prompt, forcing_kwargs
 from j1_min.sampling import Generation, generate
 from j1_min.show_tokens import render, verdict_logprobs
 from j1_min.tasks import make_pairs

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from j1_min.judging import build_prompt, parse_verdict
+from j1_min.judge_format import build_prompt, parse_verdict
 from j1_min.tasks import Difficulty, make_pairs, parse_difficulty
 from j1_min.teacher import grounded, reflection_changed, teacher_trace
 from j1_min.tokenizer import train_bpe

@@ -16,7 +16,7 @@ from conftest import judge_tokenizer, planted_judge
 from j1_min import templates
 from j1_min.data import write_jsonl
 from j1_min.evaluate import majority, score
-from j1_min.judging import build_prompt, encode_prompt, forcing_kwargs, parse_verdict, reward, select_traces
+from j1_min.judge_format import build_prompt, encode_prompt, forcing_kwargs, parse_verdict, reward, select_traces
 from j1_min.tasks import make_pairs
 from j1_min.tokenizer import Tokenizer, train_bpe
 

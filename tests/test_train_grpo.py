@@ -13,7 +13,7 @@ import train_grpo
 from conftest import tiny_teacher
 from j1_min.checkpoint import load_model
 from j1_min.data import read_pairs, write_jsonl
-from j1_min.judging import build_prompt, completion_text, encode_prompt, forcing_kwargs, parse_verdict
+from j1_min.judge_format import build_prompt, completion_text, encode_prompt, forcing_kwargs, parse_verdict
 from j1_min.rl import group_budgets, parse_budget, rollout_tensors
 from j1_min.sampling import Generation, generate, selected_logprobs
 from j1_min.tasks import make_pairs

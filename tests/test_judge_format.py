@@ -1,9 +1,9 @@
-"""Specifications for j1_min/judging.py: the judge prompt, the strict verdict parser, the reward, rejection sampling."""
+"""Specifications for j1_min/judge_format.py: the judge prompt, the strict verdict parser, the reward, rejection sampling."""
 from __future__ import annotations
 
 import pytest
 
-from j1_min.judging import (ANSWER_PREFIX, SYSTEM_PROMPT, build_prompt, count_reflections, encode_prompt,
+from j1_min.judge_format import (ANSWER_PREFIX, SYSTEM_PROMPT, build_prompt, count_reflections, encode_prompt,
                             forcing_kwargs, parse_verdict, position_consistent_reward, reward,
                             select_traces, swap_label)
 from j1_min.tokenizer import SPECIAL_TOKENS, train_bpe
