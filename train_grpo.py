@@ -246,8 +246,10 @@ def main(argv=None):
         save(step)
         if d.main:
             print(f"interrupted: saved step {step} to {out}; continue with --resume {out}")
-    elif step == args.steps and val and d.main:
-        print(json.dumps(evaluate(step)))
+    elif step == args.steps and val and (d.main or args.shard):  # sharded: every rank gathers the policy together
+        metrics = evaluate(step)
+        if d.main:
+            print(json.dumps(metrics))
     runs.teardown(d)
 
 

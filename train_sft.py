@@ -223,9 +223,10 @@ def main(argv=None):
         save(step)
         if d.main:
             print(f"interrupted: saved step {step} to {out}; continue with --resume {out}")
-    elif step == args.steps:
+    elif step == args.steps and (d.main or args.shard):  # a sharded model evaluates on every rank together
+        metrics = evaluate(step)
         if d.main:
-            print(json.dumps(evaluate(step)))
+            print(json.dumps(metrics))
     runs.teardown(d)
 
 
