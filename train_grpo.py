@@ -3,6 +3,7 @@
     python train_grpo.py --ckpt sft.pt --data data/train.jsonl --val data/val.jsonl --out rl.pt
     python train_grpo.py --algo reinforce_pp --beta 0.01 --ckpt sft.pt --data data/train.jsonl --out rl.pt
     torchrun --nproc_per_node=2 train_grpo.py --ckpt sft.pt --data data/train.jsonl --out rl.pt   # DDP
+    torchrun --nproc_per_node=2 train_grpo.py --shard --ckpt sft_run --data data/train.jsonl --out rl_run  # FSDP2
 
 Each step (j1_min/rl.py:step): take B prompts, sample G completions of each with the KV-cached sampler (the prompt
 is prefilled once and its cache copied to the G rows), score each with `judge_format.reward` (1 for the right verdict,
@@ -24,11 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import torch
 from tqdm import tqdm
 
-from j1_min import checks, runs, templates
+from j1_min import checks, runs, shard, templates
 from j1_min.checkpoint import load_model
 from j1_min.data import fit, read_pairs, sft_step_order
 from j1_min.evaluate import eval_accuracy
@@ -55,7 +57,7 @@ SAVE_EVERY = 25
 # --resume with these changed goes on with a warning (logged); any other changed setting is refused (the data's
 # content is compared through its checksum, not its path)
 RESUME_MAY_CHANGE = {"steps", "val", "eval_every", "eval_items", "eval_budget", "save_every", "device", "micro",
-                     "world", "data"}
+                     "world", "data", "activation_checkpointing"}
 # flag checks (j1_min/checks.py), applied after parsing
 FLAG_RULES = {**dict.fromkeys(["steps", "prompts", "max_new_tokens", "ppo_epochs", "micro", "eval_items",
                                "save_every", "stop_after"], checks.positive_int),
@@ -121,6 +123,11 @@ def parse_args(argv=None):
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     ap.add_argument("--seed", type=int, default=0, help="seed of data order and sampling")
     ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines (counted) instead of stopping")
+    ap.add_argument("--shard", action="store_true", help="under torchrun: shard the policy, its gradients and AdamW "
+                    "state, and the β > 0 reference, over the processes (FSDP2) instead of DDP; rollouts gather the "
+                    "full policy on each rank (one float32 copy); --out is a run folder (j1_min/shard.py)")
+    ap.add_argument("--activation-checkpointing", action="store_true", help="recompute each transformer block in "
+                    "the backward instead of keeping its activations (less memory, ~1/3 more compute)")
     ap.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: simulate a kill after this step
     args = ap.parse_args(argv)
     checks.check_flags(ap, args, FLAG_RULES)
@@ -150,8 +157,9 @@ def load_policy(args, d):
 
 def main(argv=None):
     args = parse_args(argv)
+    shard.check_args(args, "RANK" in os.environ)
     d = runs.setup_dist(args.device)
-    out = runs.check_out(args.out, args.force, args.resume)
+    out = runs.check_out(args.out, args.force, args.resume, folder=args.shard)
     if args.prompts % d.world:
         raise ValueError(f"--prompts {args.prompts} must be divisible by the number of processes ({d.world})")
     data = read_pairs(args.data, seed=args.seed, skip_bad=args.skip_bad)
@@ -163,6 +171,8 @@ def main(argv=None):
     policy.train()
     # the KL anchor is --ckpt's model, also when --resume continues from later weights
     ref = load_model(args.ckpt, device=d.device)[0].eval().requires_grad_(False) if args.beta > 0 else None
+    if ref is not None and args.shard:
+        shard.wrap(ref, args.dtype)
     prompts_all = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"], template) for r in data]
     room = policy.config.max_position_embeddings - args.max_new_tokens  # checked at load, not when drawn
     data = fit(data, list(map(len, prompts_all)), room, args.skip_bad, f"the model's context is "
@@ -176,6 +186,7 @@ def main(argv=None):
                   skipped_lines=len(data.skipped),
                   val_skipped_lines=len(val.skipped) if val else 0, data_sha256=runs.sha256(args.data))
     templates.record(config, template, tok)  # the checkpoint judges with it by default
+    shard.wrap(policy, args.dtype, args.activation_checkpointing, shard=args.shard)  # before the optimizer
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step, ddp, log = runs.start(out, d, policy, opt, state, config, RESUME_MAY_CHANGE)
     saver = runs.Saver(out, d.main, prompts_all[0], state)  # never saves a non-finite policy
@@ -192,7 +203,7 @@ def main(argv=None):
         policy.eval()
         metrics = {"step": at_step}
         with torch.no_grad():
-            accs = eval_accuracy(policy, tok, val[:args.eval_items], args.max_new_tokens,
+            accs = eval_accuracy(shard.full_model(policy), tok, val[:args.eval_items], args.max_new_tokens,
                                  budgets=sorted({0, args.eval_budget}), template=template)  # one sweep: it forks
             for b, acc in accs.items():
                 metrics[f"val_acc_budget{b}"] = acc["accuracy"]
@@ -214,7 +225,8 @@ def main(argv=None):
             budgets = group_budgets(args.budget_range, args.prompts, step, args.seed)
             rows_budget = [b for b in budgets[d.rank::d.world] for _ in range(args.group)]
             metrics = rl_step(ddp, ref, opt, tok, prompts, labels, cfg, d, forcing={**forcing, "budget": rows_budget},
-                              seed=args.seed * 1_000_003 + step * 1009 + d.rank, template=template)
+                              seed=args.seed * 1_000_003 + step * 1009, template=template,
+                              sampler=shard.full_model(policy))
             metrics["budget_mean"] = sum(budgets) / len(budgets)
             metrics["flat_share"] = metrics["flat_groups"] / args.prompts
             step += 1
@@ -234,8 +246,10 @@ def main(argv=None):
         save(step)
         if d.main:
             print(f"interrupted: saved step {step} to {out}; continue with --resume {out}")
-    elif step == args.steps and val and d.main:
-        print(json.dumps(evaluate(step)))
+    elif step == args.steps and val and (d.main or args.shard):  # sharded: every rank gathers the policy together
+        metrics = evaluate(step)
+        if d.main:
+            print(json.dumps(metrics))
     runs.teardown(d)
 
 

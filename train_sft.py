@@ -2,6 +2,7 @@
 
     python train_sft.py --data traces.jsonl --init tiny --out sft.pt
     torchrun --nproc_per_node=2 train_sft.py --data traces.jsonl --init tiny --out sft.pt   # DDP, same math
+    torchrun --nproc_per_node=2 train_sft.py --shard --data traces.jsonl --init tiny --out sft_run   # FSDP2
 
 Loss: next-token cross-entropy on the assistant's tokens only (the prompt is masked out), summed over tokens and
 divided by the number of target tokens in the whole optimizer step, so gradient accumulation and any number of
@@ -11,16 +12,16 @@ micro-batches, each right-padded to its longest sequence (padding carries no los
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from j1_min import checks, runs, templates
+from j1_min import checks, runs, shard, templates
 from j1_min.checkpoint import load_model
 from j1_min.data import fit, read_pairs, sft_batches, sft_example, sft_step_order
 from j1_min.evaluate import eval_accuracy
@@ -51,7 +52,7 @@ TINY = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_att
 # --resume with these changed goes on with a warning (logged); any other changed setting is refused, since the
 # continued run would be another run (the data's content is compared through its checksum, not its path)
 RESUME_MAY_CHANGE = {"steps", "val", "eval_every", "eval_items", "save_every", "max_new_tokens", "device", "micro",
-                     "world", "dtype", "data"}
+                     "world", "dtype", "data", "activation_checkpointing"}
 
 
 def parse_args(argv=None):
@@ -90,6 +91,11 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=checks.seed_int, default=0, help="seed for initialization and data order")
     ap.add_argument("--skip-bad", action="store_true", help="skip malformed data lines and traces longer than the "
                     "model's context (counted, printed and logged) instead of stopping")
+    ap.add_argument("--shard", action="store_true", help="under torchrun: shard weights, gradients and AdamW state "
+                    "over the processes (FSDP2) instead of replicating them (DDP); --out is then a run folder whose "
+                    "latest/model is a Hugging Face folder (j1_min/shard.py)")
+    ap.add_argument("--activation-checkpointing", action="store_true", help="recompute each transformer block in "
+                    "the backward instead of keeping its activations (less memory, ~1/3 more compute)")
     ap.add_argument("--stop-after", type=checks.positive_int, help=argparse.SUPPRESS)  # tests: a kill after this step
     args = ap.parse_args(argv)
     if args.template:
@@ -121,8 +127,9 @@ def build_init(args, records):
 
 def main(argv=None):
     args = parse_args(argv)
+    shard.check_args(args, "RANK" in os.environ)
     d = runs.setup_dist(args.device)
-    out = runs.check_out(args.out, args.force, args.resume)
+    out = runs.check_out(args.out, args.force, args.resume, folder=args.shard)
     if args.batch % d.world:
         raise ValueError(f"--batch {args.batch} must be divisible by the number of processes ({d.world})")
     torch.manual_seed(args.seed)
@@ -149,7 +156,7 @@ def main(argv=None):
                   vocab=tok.vocab_size, skipped_lines=len(train.skipped),
                   val_skipped_lines=len(val.skipped) if val else 0, data_sha256=runs.sha256(args.data))
     templates.record(config, template, tok)  # the checkpoint judges with it by default
-
+    shard.wrap(model, args.dtype, args.activation_checkpointing, shard=args.shard)  # before the optimizer sees it
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -169,7 +176,7 @@ def main(argv=None):
                 with autocast:
                     metrics["val_loss"] = sft_loss(model, val_examples, tok, d)
             if val:  # generation runs in the weights' dtype
-                metrics.update(eval_accuracy(model, tok, val[:args.eval_items], args.max_new_tokens,
+                metrics.update(eval_accuracy(shard.full_model(model), tok, val[:args.eval_items], args.max_new_tokens,
                                              template=template)[0])
         model.train()
         log.write(metrics)
@@ -190,14 +197,14 @@ def main(argv=None):
             for j, (inp, tgt, mask) in enumerate(micro):
                 inp, tgt, mask = inp.to(d.device), tgt.to(d.device), mask.to(d.device)
                 sync = j == len(micro) - 1
-                with (ddp.no_sync() if d.world > 1 and not sync else contextlib.nullcontext()), autocast:
+                with runs.no_sync(ddp, sync), autocast:
                     nll = sft_nll(ddp, inp, tgt, mask)
-                    (nll * d.world / n_targets).backward()  # DDP averages over processes; * world makes it a sum
+                    (nll * d.world / n_targets).backward()  # DDP/FSDP average over processes; * world: a sum
                 loss_sum += nll.detach()
             loss = runs.all_sum(loss_sum, d).item() / n_targets
             if not math.isfinite(loss):
                 raise saver.stop(f"loss is {loss} at step {step + 1}")
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip if args.clip > 0 else float("inf"))
+            gnorm = shard.clip_grad_norm(model.parameters(), args.clip if args.clip > 0 else float("inf"))
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
@@ -216,9 +223,10 @@ def main(argv=None):
         save(step)
         if d.main:
             print(f"interrupted: saved step {step} to {out}; continue with --resume {out}")
-    elif step == args.steps:
+    elif step == args.steps and (d.main or args.shard):  # a sharded model evaluates on every rank together
+        metrics = evaluate(step)
         if d.main:
-            print(json.dumps(evaluate(step)))
+            print(json.dumps(metrics))
     runs.teardown(d)
 
 

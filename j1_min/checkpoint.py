@@ -191,11 +191,15 @@ def read_pt(path) -> dict:
 # ------------------------------------------------------------------------------------------------ load / save
 
 def load_model(path, dtype=None, device=None):
-    """Load (model, tokenizer_json_text_or_None, extra) from a HF directory or a `.pt` file.
+    """Load (model, tokenizer_json_text_or_None, extra) from a HF directory, a `.pt` file, or a sharded run folder
+    (train_*.py --shard: its latest checkpoint's exported model, shard.model_folder).
 
-    `extra` is the `.pt` dict without its model weights (config, train_state, ...) or {"config": config.json}.
+    `extra` is the `.pt` dict without its model weights (config, train_state, ...) or {"config": config.json}
+    (with a sharded run's "run_config" too).
     """
-    path = Path(path)
+    from .shard import is_run, model_folder, read_run
+    run_config = read_run(path)["run_config"] if is_run(path) else None
+    path = model_folder(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -215,7 +219,7 @@ def load_model(path, dtype=None, device=None):
                 raise CheckpointError(f"{f}: not a readable safetensors file ({e})") from None
         tok = path / "tokenizer.json"
         tok_where, tok_text = tok, (tok.read_bytes().decode("utf-8", "replace") if tok.is_file() else None)
-        extra = {"config": config_dict}
+        extra = {"config": config_dict} if run_config is None else {"config": config_dict, "run_config": run_config}
     else:
         ck = read_pt(path)
         config_dict = ck["config"]
@@ -264,18 +268,44 @@ def _state_to_save(model: Transformer) -> dict:
     return state
 
 
-def save_hf(model: Transformer, directory, tokenizer=None) -> None:
-    """Write config.json, model.safetensors and (if given) tokenizer.json into `directory`, each atomically."""
+SHARD_BYTES = 5 * 10**9  # save_hf: larger models are split into files of about this size (transformers' default)
+
+
+def save_hf(model: Transformer, directory, tokenizer=None, extra_config: dict | None = None,
+            chat_template: str | None = None, max_shard_bytes: int = SHARD_BYTES) -> None:
+    """Write config.json, the weights and (if given) tokenizer.json and chat_template.jinja into `directory`, each
+    file atomically. Weights over max_shard_bytes go to model-0000k-of-0000n.safetensors files named by
+    model.safetensors.index.json, as transformers writes them; else one model.safetensors. extra_config: keys
+    added to config.json (the template a run trained with, under "j1_min")."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.cpu() for k, v in _state_to_save(model).items()}
     dtype = next(iter(state.values())).dtype
-    config = config_to_hf(model.config, dtype)
-    atomic_write(directory / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
+    config = {**config_to_hf(model.config, dtype), **(extra_config or {})}
+    files, size = [{}], 0
+    for k, v in state.items():
+        nbytes = v.numel() * v.element_size()
+        if files[-1] and size + nbytes > max_shard_bytes:
+            files.append({})
+            size = 0
+        files[-1][k] = v
+        size += nbytes
+    if len(files) == 1:
+        atomic_write(directory / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
+    else:
+        names = [f"model-{i + 1:05d}-of-{len(files):05d}.safetensors" for i in range(len(files))]
+        for name, part in zip(names, files):
+            atomic_write(directory / name, lambda p, part=part: save_file(part, p, metadata={"format": "pt"}))
+        index = {"metadata": {"total_size": sum(v.numel() * v.element_size() for v in state.values())},
+                 "weight_map": {k: name for name, part in zip(names, files) for k in part}}
+        atomic_write(directory / "model.safetensors.index.json",
+                     lambda p: Path(p).write_text(json.dumps(index, indent=2) + "\n"))
     atomic_write(directory / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
     if tokenizer is not None:
         text = tokenizer if isinstance(tokenizer, str) else tokenizer.to_json()
         atomic_write(directory / "tokenizer.json", lambda p: Path(p).write_text(text))
+    if chat_template:
+        atomic_write(directory / "chat_template.jinja", lambda p: Path(p).write_text(chat_template))
 
 
 def save_pt(path, model: Transformer, tokenizer=None, **extra) -> None:

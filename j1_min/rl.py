@@ -10,7 +10,6 @@ float32 master weights, under bfloat16 autocast with --dtype bfloat16, as train_
 """
 from __future__ import annotations
 
-import contextlib
 import random
 import re
 import time
@@ -18,7 +17,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from . import runs
+from . import runs, shard
 from .grpo import group_advantages, grpo_loss, k1_kl, loss_normalizer, reinforce_pp_advantages
 from .judge_format import J1_MIN, completion_text, parse_verdict, reward
 from .sampling import Generation, generate, selected_logprobs
@@ -172,8 +171,7 @@ def policy_update(model, opt, inp, tgt, index, mask, adv, cfg: RLConfig, d: runs
         for j, s in enumerate(rows):
             sl = slice(s, s + cfg.micro)
             sync = j == len(rows) - 1
-            quiet = model.no_sync() if d.world > 1 and not sync else contextlib.nullcontext()
-            with quiet, autocast(cfg, d.device):
+            with runs.no_sync(model, sync), autocast(cfg, d.device):
                 logp = selected_logprobs(model, inp[sl], tgt[sl], temperature=cfg.temperature).gather(1, index[sl])
                 if old_logp is None and epoch == 0:
                     fresh_old.append(logp.detach())
@@ -183,12 +181,12 @@ def policy_update(model, opt, inp, tgt, index, mask, adv, cfg: RLConfig, d: runs
                 loss, st = grpo_loss(logp, old, None if ref_logp is None else ref_logp[sl], adv[sl], mask[sl],
                                      clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
                                      beta=cfg.beta if cfg.algo == "grpo" else 0.0, loss_type=cfg.loss_type)
-                # the micro-batch's share of the step's loss; * world because DDP averages gradients
+                # the micro-batch's share of the step's loss; * world because DDP and FSDP average gradients
                 (loss * loss_normalizer(mask[sl], cfg.loss_type) / total * d.world).backward()
             for k, v in st.items():
                 stats[k] = stats.get(k, 0.0) + v / (len(rows) * cfg.ppo_epochs)
         limit = cfg.clip_grad if cfg.clip_grad > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(bare.parameters(), limit)  # (); before clipping
+        norm = shard.clip_grad_norm(bare.parameters(), limit)  # (); before clipping
         if not torch.isfinite(norm):
             raise ValueError(f"the gradient norm is {norm.item()}: the weights would become NaN (try a lower "
                              "--lr); no update was made from this batch")
@@ -207,14 +205,16 @@ def _clock(device: torch.device) -> float:
 
 
 def step(model, ref, opt, tok, prompts: list[list[int]], labels: list[str], cfg: RLConfig, d: runs.Dist, *,
-         forcing: dict, seed: int, template=J1_MIN) -> dict:
+         forcing: dict, seed: int, template=J1_MIN, sampler=None) -> dict:
     """One RL step on this process's rows: rollout, scoring, advantages, policy update. `model` is the policy,
-    DDP-wrapped under torchrun; `ref` the frozen reference (None when β = 0); `template` parses the verdicts.
+    DDP-wrapped under torchrun (or sharded, --shard); `ref` the frozen reference (None when β = 0); `template`
+    parses the verdicts; `sampler` the policy's weights to sample with (default the policy; under --shard a full
+    copy, shard.full_model, so that generation needs no collective per token).
     Returns the step's metrics (rollout figures averaged over all processes) and the seconds of each part (this
     process's)."""
     policy = getattr(model, "module", model)
     t = [_clock(d.device)]
-    gens = rollout(policy, prompts, cfg, forcing, seed)                                    # 1. rollout
+    gens = rollout(sampler or policy, prompts, cfg, forcing, seed)                                    # 1. rollout
     t.append(_clock(d.device))
     rewards, verdicts = score(tok, gens, labels, cfg.format_penalty, template)             # 2. scoring
     t.append(_clock(d.device))

@@ -1,5 +1,7 @@
 """The plumbing that train_sft.py and train_grpo.py share: the learning-rate schedule, torchrun/DDP setup, rank-0
 JSON-lines logs, run checkpoints with their full training state (atomic, resumable), and user-error handling.
+Under --shard (FSDP2, j1_min/shard.py) the same functions take the sharded model: no DDP wrapper, and a run
+checkpoint is a folder written by every rank.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from . import shard
 from .checkpoint import read_pt, save_pt
 from .checks import check_output
 
@@ -68,6 +71,13 @@ def all_sum(x: torch.Tensor, d: Dist) -> torch.Tensor:
     return x
 
 
+def no_sync(model, last: bool):
+    """DDP's no_sync() for every micro-batch but the step's last, so gradients are all-reduced once per step; a
+    nullcontext for one process and for a sharded model (FSDP2 reduce-scatters each micro-batch's gradients and
+    accumulates the shards, which costs no full-size gradient)."""
+    return model.no_sync() if isinstance(model, DDP) and not last else contextlib.nullcontext()
+
+
 def teardown(d: Dist) -> None:
     """Leave the process group, if there is one. The barrier first: a rank that tears down while rank 0 is still
     writing the checkpoint can take gloo's threads down mid-flight (seen as `terminate called without an active
@@ -79,15 +89,19 @@ def teardown(d: Dist) -> None:
 
 # ------------------------------------------------------------------------------------------------ files
 
-def check_out(path, force: bool, resume) -> Path:
+def check_out(path, force: bool, resume, folder: bool = False) -> Path:
     """The output path and its log `<out>.log.jsonl`, checked before any work (checks.check_output). An existing
     one is overwritten only with --force, or continued when --out is the --resume file itself (its log is then
-    appended to, after a `resumed_at` line); --resume with another --out never replaces a file by itself."""
+    appended to, after a `resumed_at` line); --resume with another --out never replaces a file by itself.
+    folder: --out is a sharded run's folder (shard.check_out)."""
     path = Path(path)
     same = resume is not None and Path(resume).resolve() == path.resolve()
-    if path.exists() and not path.is_dir() and not (force or same):
-        raise ValueError(f"--out {path} exists; pass --force to overwrite it, or --resume {path} to continue it")
-    check_output(path, force or same)
+    if folder:
+        shard.check_out(path, force, resume)
+    else:
+        if path.exists() and not path.is_dir() and not (force or same):
+            raise ValueError(f"--out {path} exists; pass --force to overwrite it, or --resume {path} to continue it")
+        check_output(path, force or same)
     check_output(path.with_suffix(".log.jsonl"), force or same, "--out's log")
     return path
 
@@ -147,7 +161,8 @@ class Saver:
 
     Finite means: every weight is finite and the model maps `probe` (a few token ids of the training data) to
     finite logits. The second half matters: a huge learning rate leaves weights near 1e30, finite, whose next
-    forward overflows. Every process checks (DDP keeps their weights equal), so all stop together; rank 0 writes."""
+    forward overflows. Every process checks (DDP keeps their weights equal), so all stop together; rank 0 writes.
+    A sharded model: each rank checks its pieces, the verdict is summed over ranks, and every rank writes its own."""
 
     def __init__(self, out: Path, main: bool, probe: list[int], state: dict | None = None):
         self.out, self.main = out, main
@@ -157,9 +172,16 @@ class Saver:
     def finite(self, model) -> bool:
         """Whether the model's weights and its logits on the probe are all finite."""
         with torch.no_grad():
-            if not all(torch.isfinite(p).all() for p in model.parameters()):
-                return False
-            return bool(torch.isfinite(model(self.probe.to(model.lm_head.weight.device))).all())
+            if not shard.is_sharded(model):
+                if not all(torch.isfinite(p).all() for p in model.parameters()):
+                    return False
+                return bool(torch.isfinite(model(self.probe.to(model.lm_head.weight.device))).all())
+            # sharded: every rank runs the forward (a collective), whatever its own pieces hold
+            bad = sum(int(not torch.isfinite(shard.local(p)).all()) for p in model.parameters())
+            bad += int(not torch.isfinite(model(self.probe.to(shard.local(model.lm_head.weight).device))).all())
+            bad = torch.tensor(float(bad))
+            dist.all_reduce(bad)
+            return bad.item() == 0
 
     def stop(self, what: str) -> ValueError:
         """The error to raise when training goes non-finite: `what`, and the last finite checkpoint (or none)."""
@@ -173,29 +195,37 @@ class Saver:
             raise self.stop(f"the model after step {step} is not finite (weights or logits)")
 
     def save(self, model, tokenizer, run_config: dict, optimizer, step: int, data_pos: dict, **extra) -> None:
-        """save_run to `out` on rank 0, after check(): a non-finite model is never written."""
+        """save_run to `out` on rank 0, after check(): a non-finite model is never written. A sharded model: every
+        rank writes its shard into the run folder `out` (shard.save)."""
         self.check(model, step)
-        if self.main:
+        if shard.is_sharded(model):
+            shard.save(self.out, model, optimizer, tokenizer, run_config,
+                       {"step": step, "data_pos": data_pos, "rng": rng_state(), **extra}, self.main)
+        elif self.main:
             save_run(self.out, model, tokenizer, run_config, optimizer, step, data_pos, **extra)
         self.last = (self.out, step)
 
 
 def start(out: Path, d: Dist, model, opt, state: dict | None, config: dict, may_change=()):
     """Begin or resume a run: restore the optimizer and RNG state from `state` (None for a fresh run), wrap the
-    model in DDP when there are several processes, and open the log with the resolved configuration.
+    model in DDP when there are several processes and it is not sharded (a sharded run's model and optimizer shards
+    come back from its Distributed Checkpoint), and open the log with the resolved configuration.
     On resume, `config` is compared with the saved one first (resume_changes; `may_change` names the settings
     that may differ). The log is appended to when --out is the resumed file, else written afresh.
     Returns (step to continue from, the model to call for training, the log)."""
     step, notes = 0, []
     if state:
         notes = resume_changes(state, config, may_change)
-        opt.load_state_dict(state["optimizer"])
+        if "dcp" in state:
+            shard.load(state["dcp"], model, opt)
+        else:
+            opt.load_state_dict(state["optimizer"])
         step = state["step"]
         set_rng_state(state["rng"])
         if d.main:
             for n in notes:
                 print(f"warning: resuming with a changed setting: {n}")
-    wrapped = DDP(model) if d.world > 1 else model
+    wrapped = DDP(model) if d.world > 1 and not shard.is_sharded(model) else model
     append = bool(state) and Path(state["path"]).resolve() == out.resolve()
     log = Log(out, d.main, fresh=not append)
     log.write({"config": config, "resumed_at": step, "resumed_from": str(state["path"]), "changed": notes}
@@ -229,8 +259,9 @@ def resume_changes(state: dict, config: dict, may_change) -> list[str]:
 def load_train_state(path, run: str | None = None) -> dict:
     """The training state of a run checkpoint, written by the script named `run` ("train_sft", "train_grpo") if given:
     run_config, step, optimizer, RNG states, and `path`. A model without training state, or another script's
-    run, is refused with what the file is."""
-    ck = read_pt(path)
+    run, is refused with what the file is. A sharded run folder gives its latest step's, with `dcp`, the folder of
+    its Distributed Checkpoint, in place of `optimizer`."""
+    ck = shard.read_run(path) if shard.is_run(path) else read_pt(path)
     if "train_state" not in ck:
         raise ValueError(f"--resume {path}: this checkpoint holds no training state (it is a model, not a run)")
     rc = ck.get("run_config", {})
@@ -238,7 +269,7 @@ def load_train_state(path, run: str | None = None) -> dict:
     if run and kind and kind != run:
         raise ValueError(f"--resume {path}: this is a {kind}.py run (step {ck['train_state']['step']}); "
                          f"{run}.py resumes only its own runs (pass it as the starting model of a new run instead)")
-    return {"run_config": rc, **ck["train_state"], "path": str(path)}
+    return {"run_config": rc, **ck["train_state"], "path": str(path), **({"dcp": ck["dcp"]} if "dcp" in ck else {})}
 
 
 @contextlib.contextmanager

@@ -141,7 +141,7 @@ def model_chat_template(path, extra: dict) -> str | None:
         return (path / "chat_template.jinja").read_text(encoding="utf-8")
     cfg = path / "tokenizer_config.json"
     if not cfg.is_file():
-        return None
+        return (extra.get("run_config") or {}).get("chat_template")  # a sharded run folder's, as a .pt's
     try:
         ct = json.loads(cfg.read_text(encoding="utf-8")).get("chat_template")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
