@@ -17,7 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from j1_min.model import Transformer
+from j1_min.checkpoint import load_model  # noqa: E402
 
 CONFIGS = {
     "small": dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_attention_heads=8,
@@ -104,7 +104,7 @@ def main():
         hf = transformers.Qwen2ForCausalLM(cfg).train()
         with tempfile.TemporaryDirectory() as d:
             hf.save_pretrained(d)
-            ours = Transformer.from_pretrained(d).train()
+            ours = load_model(d)[0].train()
         x = torch.randint(0, kw["vocab_size"], (args.batch, args.seq))
 
         def ours_step():

@@ -141,7 +141,7 @@ def atomic_write(path, write_fn) -> None:
         raise
 
 
-def _build(cfg: ModelConfig, state: dict, where: str, dtype, device) -> Transformer:
+def build_model(cfg: ModelConfig, state: dict, where: str, dtype, device) -> Transformer:
     """Build the model on the meta device and adopt the loaded tensors (assign=True): no random init, no copy."""
     with torch.device("meta"):
         model = Transformer(cfg)
@@ -188,16 +188,48 @@ def read_pt(path) -> dict:
     return ck
 
 
+# ------------------------------------------------------------------------------------------------ sharded run folders
+# train_*.py --shard writes a folder: step folders (dcp/ shards, run.pt, model/ exported), and `latest` naming the
+# current one (j1_min/shard.py:save writes it; reading it lives here, with the rest of loading).
+
+RUN_FORMAT = "j1_min/sharded-run/1"
+LATEST = "latest"
+
+
+def is_run(path) -> bool:
+    """Whether `path` is a sharded run folder with at least one checkpoint (a `latest` pointer)."""
+    return (Path(path) / LATEST).is_file()
+
+
+def latest(path) -> Path:
+    """The current step folder of a sharded run folder."""
+    return Path(path) / (Path(path) / LATEST).read_text().strip()
+
+
+def model_folder(path) -> Path:
+    """A sharded run folder's latest exported model (a Hugging Face folder); any other path is returned as is."""
+    return latest(path) / "model" if is_run(path) else Path(path)
+
+
+def read_run(path) -> dict:
+    """The run.pt of a sharded run folder's latest step, and `dcp`, the folder of its Distributed Checkpoint."""
+    step = latest(path)
+    ck = torch.load(step / "run.pt", map_location="cpu", weights_only=True)
+    if ck.get("format") != RUN_FORMAT:
+        raise ValueError(f"{step / 'run.pt'}: not a j1_min sharded run (expected format {RUN_FORMAT!r})")
+    return {**ck, "dcp": str(step / "dcp")}
+
+
+
 # ------------------------------------------------------------------------------------------------ load / save
 
 def load_model(path, dtype=None, device=None):
     """Load (model, tokenizer_json_text_or_None, extra) from a HF directory, a `.pt` file, or a sharded run folder
-    (train_*.py --shard: its latest checkpoint's exported model, shard.model_folder).
+    (train_*.py --shard: its latest checkpoint's exported model, model_folder).
 
     `extra` is the `.pt` dict without its model weights (config, train_state, ...) or {"config": config.json}
     (with a sharded run's "run_config" too).
     """
-    from .shard import is_run, model_folder, read_run
     run_config = read_run(path)["run_config"] if is_run(path) else None
     path = model_folder(path)
     if not path.exists():
@@ -228,7 +260,7 @@ def load_model(path, dtype=None, device=None):
         extra = ck
     if tok_text is not None:
         _check_tokenizer(tok_text, tok_where, cfg.vocab_size)
-    model = _build(cfg, state, str(path), resolve_dtype(dtype, device, config_dict), device)
+    model = build_model(cfg, state, str(path), resolve_dtype(dtype, device, config_dict), device)
     return model, tok_text, extra
 
 

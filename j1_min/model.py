@@ -29,7 +29,7 @@ class ModelConfig:
     qkv_bias: bool = False  # Qwen2: bias on q, k, v (not o)
     o_bias: bool = False  # Llama / Qwen3 with attention_bias=True: bias on q, k, v and o
     qk_norm: bool = False  # Qwen3: RMSNorm over head_dim on each query and key head
-    model_type: str = "qwen2"  # "qwen2" | "llama" | "qwen3": what save_pretrained writes
+    model_type: str = "qwen2"  # "qwen2" | "llama" | "qwen3": what checkpoint.save_hf writes
 
 
 class RMSNorm(nn.Module):
@@ -231,17 +231,6 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-
-    @classmethod
-    def from_pretrained(cls, path, dtype=None, device=None) -> "Transformer":
-        """Load a Hugging Face model directory or a j1_min `.pt` file (see checkpoint.load_model)."""
-        from .checkpoint import load_model
-        return load_model(path, dtype=dtype, device=device)[0]
-
-    def save_pretrained(self, directory, tokenizer=None) -> None:
-        """Write config.json + model.safetensors (+ tokenizer.json) that transformers loads (checkpoint.save_hf)."""
-        from .checkpoint import save_hf
-        save_hf(self, directory, tokenizer)
 
     def init_weights(self, std: float = 0.02, seed: int | None = None) -> None:
         """Normal(0, std) linear and embedding weights, zero biases, unit norms (as transformers' _init_weights)."""

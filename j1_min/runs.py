@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import shard
-from .checkpoint import read_pt, save_pt
+from .checkpoint import is_run, read_pt, read_run, save_pt
 from .checks import check_output
 
 
@@ -261,7 +261,7 @@ def load_train_state(path, run: str | None = None) -> dict:
     run_config, step, optimizer, RNG states, and `path`. A model without training state, or another script's
     run, is refused with what the file is. A sharded run folder gives its latest step's, with `dcp`, the folder of
     its Distributed Checkpoint, in place of `optimizer`."""
-    ck = shard.read_run(path) if shard.is_run(path) else read_pt(path)
+    ck = read_run(path) if is_run(path) else read_pt(path)
     if "train_state" not in ck:
         raise ValueError(f"--resume {path}: this checkpoint holds no training state (it is a model, not a run)")
     rc = ck.get("run_config", {})

@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-RUN_FORMAT = "j1_min/sharded-run/1"
-LATEST = "latest"
+from .checkpoint import LATEST, RUN_FORMAT, atomic_write, build_model, is_run, save_hf
+
 
 
 # ------------------------------------------------------------------------------------------------ wrapping
@@ -94,10 +94,9 @@ def full_model(model):
         return model
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    from .checkpoint import _build
     state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))  # name -> full tensor
     device = next(iter(state.values())).device
-    return _build(model.config, dict(state), "the gathered model", None, device)
+    return build_model(model.config, dict(state), "the gathered model", None, device)
 
 
 def clip_grad_norm(params, limit: float) -> torch.Tensor:
@@ -148,37 +147,12 @@ def check_out(path, force: bool, resume) -> Path:
 
 # ------------------------------------------------------------------------------------------------ run folders
 
-def is_run(path) -> bool:
-    """Whether `path` is a sharded run folder with at least one checkpoint (a `latest` pointer)."""
-    return (Path(path) / LATEST).is_file()
-
-
-def latest(path) -> Path:
-    """The current step folder of a sharded run folder."""
-    return Path(path) / (Path(path) / LATEST).read_text().strip()
-
-
-def model_folder(path) -> Path:
-    """A sharded run folder's latest exported model (a Hugging Face folder); any other path is returned as is."""
-    return latest(path) / "model" if is_run(path) else Path(path)
-
-
-def read_run(path) -> dict:
-    """The run.pt of a sharded run folder's latest step, and `dcp`, the folder of its Distributed Checkpoint."""
-    step = latest(path)
-    ck = torch.load(step / "run.pt", map_location="cpu", weights_only=True)
-    if ck.get("format") != RUN_FORMAT:
-        raise ValueError(f"{step / 'run.pt'}: not a j1_min sharded run (expected format {RUN_FORMAT!r})")
-    return {**ck, "dcp": str(step / "dcp")}
-
-
 def save(out, model, optimizer, tokenizer, run_config: dict, train_state: dict, main: bool) -> None:
     """Write one checkpoint of a sharded run into the folder `out` (all ranks call it; see the module's docstring
     for the layout and why a kill never leaves a half-written checkpoint as the current one)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
 
-    from .checkpoint import _build, atomic_write, save_hf
     out = Path(out)
     name = [None]
     if main:
@@ -193,7 +167,7 @@ def save(out, model, optimizer, tokenizer, run_config: dict, train_state: dict, 
     dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp / "dcp"))
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))  # rank 0
     if main:
-        plain = _build(model.config, dict(full), "the gathered model", None, "cpu")
+        plain = build_model(model.config, dict(full), "the gathered model", None, "cpu")
         save_hf(plain, tmp / "model", tokenizer, extra_config={"j1_min": {"template": run_config.get("template")}},
                 chat_template=run_config.get("chat_template"))
         torch.save({"format": RUN_FORMAT, "run_config": run_config, "train_state": train_state}, tmp / "run.pt")

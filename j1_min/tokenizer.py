@@ -54,7 +54,7 @@ class Tokenizer:
         return cls.from_json(path.read_bytes().decode("utf-8", "replace"), path)
 
     def to_json(self) -> str:
-        """The tokenizer.json text (what save_pretrained writes and transformers' PreTrainedTokenizerFast reads)."""
+        """The tokenizer.json text (what checkpoint.save_hf writes and transformers' PreTrainedTokenizerFast reads)."""
         return self.tok.to_str()
 
     @property

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from j1_min.checkpoint import atomic_write, load_model
+from j1_min.checkpoint import atomic_write, load_model, save_hf
 
 ROOT = Path(__file__).resolve().parents[1]
 DEST = ROOT / "j1_min" / "embedded"
@@ -40,7 +40,7 @@ def main():
     model, tok_text, extra = load_model(args.ckpt)
     dest = Path(args.dest)
     folder = dest / "j1-tiny"
-    model.save_pretrained(folder, tok_text)
+    save_hf(model, folder, tok_text)
     config = json.loads((folder / "config.json").read_text())
     config["j1_min"] = provenance  # transformers keeps unknown keys; j1_min ignores this one
     atomic_write(folder / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))

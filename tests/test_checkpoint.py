@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from j1_min.checkpoint import CheckpointError, atomic_write, load_model, save_pt
-from j1_min.model import Transformer
 from j1_min.tokenizer import Tokenizer, train_bpe
 
 
@@ -22,7 +21,7 @@ def model_dir(saved_hf):
 
 def test_pt_round_trip_keeps_model_tokenizer_and_config(model_dir, tmp_path):
     tok = train_bpe(["What is 12 + 34? The answer is 46."] * 20, vocab_size=300)
-    m = Transformer.from_pretrained(model_dir)
+    m = load_model(model_dir)[0]
     save_pt(tmp_path / "m.pt", m, tok, train_state={"step": 7})
     raw = torch.load(tmp_path / "m.pt", weights_only=True)  # loads without unpickling any object
     assert raw["train_state"]["step"] == 7
@@ -127,10 +126,10 @@ def test_an_atomic_write_has_the_permissions_a_plain_write_would_have(tmp_path):
 
 
 def test_load_in_bfloat16_by_name(model_dir):
-    m = Transformer.from_pretrained(model_dir, dtype="bfloat16")
+    m = load_model(model_dir, dtype="bfloat16")[0]
     assert m.lm_head.weight.dtype == torch.bfloat16
     with pytest.raises(CheckpointError, match="dtype"):
-        Transformer.from_pretrained(model_dir, dtype="int8")
+        load_model(model_dir, dtype="int8")[0]
 
 
 def _break(case: str, d: Path, tmp_path: Path) -> tuple[Path, str]:

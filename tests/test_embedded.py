@@ -11,9 +11,9 @@ import torch
 import judge
 from j1_min.data import read_pairs
 from j1_min.judge_format import completion_text, encode_prompt, parse_verdict
-from j1_min.model import Transformer
 from j1_min.sampling import generate
 from j1_min.tokenizer import Tokenizer
+from j1_min.checkpoint import load_model
 
 CKPT, DATA = judge.CKPT, judge.DATA
 # Until scripts/reproduce.sh trains a judge worth shipping (issue 7), j1_min/embedded/ is absent and these are skipped.
@@ -36,7 +36,7 @@ def test_transformers_and_our_loader_give_the_same_greedy_verdicts():
     import transformers
     hf = transformers.AutoModelForCausalLM.from_pretrained(CKPT).eval()
     hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(CKPT / "tokenizer.json"))
-    ours, tok = Transformer.from_pretrained(CKPT), Tokenizer.from_path(CKPT)
+    ours, tok = load_model(CKPT)[0], Tokenizer.from_path(CKPT)
     items = read_pairs(DATA)[:6]
     prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in items]
     gens = generate(ours, prompts, 300, stop_ids=[tok.eos_id])

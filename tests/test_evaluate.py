@@ -5,7 +5,7 @@ import pytest
 
 from conftest import judge_tokenizer, planted_judge
 from j1_min.evaluate import eval_accuracy, judge_pairs, majority, score
-from j1_min.model import Transformer
+from j1_min.checkpoint import load_model
 
 
 def j(id_, order, verdict, label, budget=0, sample=0):
@@ -48,7 +48,7 @@ def judge_model(tmp_path_factory):
     tok = judge_tokenizer(items)
     d = tmp_path_factory.mktemp("judge")
     planted_judge(tok, "A", strength=8.0).save_pretrained(d)  # always answers [[A]]: a pure position bias
-    return Transformer.from_pretrained(d), tok, items
+    return load_model(d)[0], tok, items
 
 
 def test_eval_accuracy_reports_accuracy_by_label_position(judge_model):

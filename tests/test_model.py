@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from j1_min.checkpoint import CheckpointError, config_from_hf
+from j1_min.checkpoint import CheckpointError, config_from_hf, load_model, save_hf
 from j1_min.model import Transformer
 
 ARCHS = ["qwen2", "qwen2_tied", "llama", "qwen3"]
@@ -19,7 +19,7 @@ def batch(vocab=320, B=2, T=37, seed=1):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_logits_match_transformers_loading_its_checkpoint(arch, saved_hf):
     hf, d = saved_hf(arch)
-    ours = Transformer.from_pretrained(d)
+    ours = load_model(d)[0]
     x = batch()
     with torch.no_grad():
         ref, got = hf(x).logits, ours(x)
@@ -32,8 +32,8 @@ def test_logits_match_transformers_loading_its_checkpoint(arch, saved_hf):
 def test_transformers_loads_our_save_pretrained_with_same_logits(arch, saved_hf, tmp_path):
     import transformers
     _, d = saved_hf(arch)
-    ours = Transformer.from_pretrained(d)
-    ours.save_pretrained(tmp_path / "ours")
+    ours = load_model(d)[0]
+    save_hf(ours, tmp_path / "ours")
     back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
     x = batch(seed=2)
     with torch.no_grad():
@@ -42,7 +42,7 @@ def test_transformers_loads_our_save_pretrained_with_same_logits(arch, saved_hf,
 
 
 def test_bias_and_qk_norm_follow_the_architecture(saved_hf):
-    names = {a: set(Transformer.from_pretrained(saved_hf(a)[1]).state_dict()) for a in ("qwen2", "llama", "qwen3")}
+    names = {a: set(load_model(saved_hf(a)[1])[0].state_dict()) for a in ("qwen2", "llama", "qwen3")}
     assert "model.layers.0.self_attn.q_proj.bias" in names["qwen2"]
     assert "model.layers.0.self_attn.o_proj.bias" not in names["qwen2"]
     assert "model.layers.0.self_attn.q_proj.bias" not in names["llama"]
@@ -55,7 +55,7 @@ def model():
     import tempfile
     d = tempfile.mkdtemp()
     hf_model("qwen3").save_pretrained(d)  # the hardest case: q/k norm and head_dim != hidden / heads
-    return Transformer.from_pretrained(d)
+    return load_model(d)[0]
 
 
 @torch.no_grad()

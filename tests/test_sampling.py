@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import TableTokenizer
-from j1_min.model import Transformer
 from j1_min.sampling import Generation, generate, process_logits, sample, token_logprobs
+from j1_min.checkpoint import load_model
 
 torch.set_num_threads(2)
 
@@ -42,7 +42,7 @@ def saved(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pair(saved):
     """(transformers model, our model loaded from its save_pretrained folder)."""
-    return saved[0], Transformer.from_pretrained(saved[1])
+    return saved[0], load_model(saved[1])[0]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def flat(tmp_path_factory):
     hf = _hf_tiny(seed=1)
     d = tmp_path_factory.mktemp("flat")
     hf.save_pretrained(d)
-    m = Transformer.from_pretrained(d)
+    m = load_model(d)[0]
     with torch.no_grad():
         m.model.norm.weight.zero_()
     return m
@@ -219,7 +219,7 @@ def test_generate_first_token_frequencies_match_model_distribution(tmp_path):
     next-token distribution."""
     hf = _hf_tiny(vocab=12, std=0.3, seed=3)
     hf.save_pretrained(tmp_path)
-    m = Transformer.from_pretrained(tmp_path)
+    m = load_model(tmp_path)[0]
     prompt, n, kw = [1, 2, 3], 6000, dict(temperature=1.5, top_k=8, top_p=0.95)
     gens = generate(m, [prompt] * n, 1, seed=0, **kw)
     with torch.no_grad():
@@ -268,7 +268,7 @@ def test_bad_arguments_raise_clear_value_errors(model, args, kw, msg):
 
 
 def test_runs_in_bfloat16(saved):
-    m = Transformer.from_pretrained(saved[1], dtype=torch.bfloat16)
+    m = load_model(saved[1], dtype=torch.bfloat16)[0]
     tok = TableTokenizer(V)
     gens = generate(m, PROMPTS[:2], 8, temperature=1.0, seed=0, tokenizer=tok, think_end=tok.c(0), max_think_tokens=4)
     assert all(len(g.tokens) == 8 and all(math.isfinite(x) for x in g.logprobs) for g in gens)

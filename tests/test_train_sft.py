@@ -64,7 +64,7 @@ def max_diff(a: Transformer, b: Transformer) -> float:
 def test_prompt_positions_carry_no_gradient(files):
     from j1_min.tokenizer import Tokenizer
     tok = Tokenizer.from_path(files / "init")
-    model = Transformer.from_pretrained(files / "init")
+    model = load_model(files / "init")[0]
     ex = [sft_example(tok, trace(i)) for i in range(3)]
     inp, tgt, mask = sft_batches(ex, 3, 0)[0]
     grads = {}
