@@ -94,12 +94,13 @@ def main():
     hf_model = AutoModelForCausalLM.from_pretrained(args.ckpt, dtype=torch.float32)
     dataset = Dataset.from_list([{"prompt": t, "label": p["label"]} for t, p in zip(texts, pairs)])
 
-    trl_tokens = []  # completion tokens of each TRL step (one reward call per generation batch)
+    trl_tokens, trl_longest = [], []  # completion tokens of each TRL step (one reward call per generation batch)
 
     def j1_reward(prompts, completions, completion_ids, label, **_):
         """our judging.reward on the completion text, decoded as ours decodes it (special tokens kept, the stop
         token dropped)"""
         trl_tokens.append(sum(len(c) for c in completion_ids))
+        trl_longest.append(max(len(c) for c in completion_ids))  # transformers' generate runs every row this far
         texts = [tok.decode(c[:-1] if c and c[-1] == tok.eos_id else c) for c in completion_ids]
         return [reward(t, y) for t, y in zip(texts, label)]
 
@@ -140,7 +141,8 @@ def main():
             t = time.perf_counter()
             m = step(policy, None, opt, tok, prompts, labels, cfg, runs.Dist(), forcing=forcing, seed=r)
             ours.append((time.perf_counter() - t, m["completion_len"] * rows))
-            print(f"round {r}{' (warm-up)' if r == 0 else ''}: TRL {self.trl[-1]:.2f} s {trl_tokens[-1]} tokens, "
+            print(f"round {r}{' (warm-up)' if r == 0 else ''}: TRL {self.trl[-1]:.2f} s {trl_tokens[-1]} tokens "
+                  f"(longest {trl_longest[-1]}), "
                   f"ours {ours[-1][0]:.2f} s {ours[-1][1]:.0f} tokens", flush=True)
             self.t = time.perf_counter()
 
