@@ -83,3 +83,18 @@ def test_judge_plot_is_checked_before_any_work(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     (tmp_path / "p.png").write_text("keep")
     assert "--plot" in fail(capsys, tmp_path, "judge", ["--plot", str(tmp_path / "p.png")])
+
+
+def test_the_trl_bench_without_trl_says_how_to_make_its_side_environment():
+    """bench/trl_grpo.py runs only where TRL is installed, which j1_min never depends on: elsewhere it exits
+    with the commands that make that side environment, before any work."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if importlib.util.find_spec("trl") is not None:
+        pytest.skip("TRL is installed here: this is the side environment")
+    script = Path(__file__).resolve().parents[1] / "bench" / "trl_grpo.py"
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "side environment" in r.stderr and "pip install torch==2.13.0 trl" in r.stderr
