@@ -99,6 +99,8 @@ class KVCache:
         rest of the capacity is kept for later). Only rows that move are copied, so dropping a finished row (the
         last row fills its slot) or forking one (a copy into a free slot) costs one row, not the whole cache; the
         cache grows (a whole copy) only when the rows outnumber its capacity."""
+        if src == list(range(len(self.lengths))):  # the usual step: every row goes on where it is
+            return
         if len(src) > self.k.shape[1]:  # more rows than room: a new cache, a quarter larger than needed
             n = len(self.lengths)
             self.select(torch.arange(n, device=self.k.device), capacity=len(src) + len(src) // 4)

@@ -185,8 +185,8 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, *, temperatur
     thinking: a budget sweep costs about its largest budget, and each row's result is the one it would have alone.
     max_new_tokens bounds len(.tokens), forced tokens included; a forced sequence is cut at that limit.
 
-    All prompts form one batch: the KV cache holds len(prompts) x (longest prompt + max_new_tokens) positions, so
-    split very large prompt sets into several calls (the per-row seeds make the split invisible in the samples).
+    All prompts form one batch: the KV cache holds a row (longest prompt + max_new_tokens positions) for each row
+    that decodes, forked ones included, so split very large prompt sets into several calls (the per-row seeds make the split invisible in the samples).
 
     Raises ValueError for an empty prompt list or prompt, a prompt whose length plus max_new_tokens exceeds
     model.config.max_position_embeddings, token ids outside the vocabulary, and inconsistent options.
@@ -240,13 +240,13 @@ def _families(prompts, rows, streams, temperature) -> list[int]:
     """The row that decodes for each row (its leader): rows with the same prompt and the same random stream (any
     stream when greedy) write the same tokens until forcing sets them apart, so one of them, the one with the
     largest budget, decodes for all and forks at each smaller budget's end of thinking (forcing.Row)."""
+    keys = [(tuple(p), k if temperature > 0 else 0) for p, k in zip(prompts, streams)]
     leader: dict[tuple, int] = {}
-    for i, (p, k) in enumerate(zip(prompts, streams)):
-        key = (tuple(p), k if temperature > 0 else 0)
+    for i, key in enumerate(keys):
         j = leader.setdefault(key, i)
         if rows[i].budget > rows[j].budget:
             leader[key] = i
-    lead_of = [leader[(tuple(p), k if temperature > 0 else 0)] for p, k in zip(prompts, streams)]
+    lead_of = [leader[key] for key in keys]
     for i, j in enumerate(lead_of):
         if rows[i].budget < rows[j].budget:
             rows[j].forks.add(rows[i].budget)

@@ -59,8 +59,8 @@ def test_readme_layout_table_states_each_files_size_in_lines():
 
 
 def test_nothing_cites_a_document_outside_the_repository():
-    """Code, tests, scripts and docs stand on their own: no "see DESIGN" or "pitfall N" pointing at notes that are
-    not part of the project (write the reason where it is needed instead)."""
+    """Code, tests, scripts and docs stand on their own: nothing points at the team's design notes or their numbered
+    pitfalls, which are not part of the project (the reason is written where it is needed instead)."""
     outside = re.compile(r"\bDESIGN\b|\bpitfall\s*\d|\.\./shared\b")
     files = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".sh", ".toml", ".json")
              and not any(part.startswith(".") or part in ("runs", "build") for part in p.relative_to(ROOT).parts)]
