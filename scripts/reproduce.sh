@@ -8,7 +8,7 @@
 #
 #   bash scripts/reproduce.sh                           # seed 0; outputs under runs/seed0/
 #   SEED=1 bash scripts/reproduce.sh                    # another seed: data, initialisation, sampling; same test pairs
-#   DIGITS=3-4 SLIP_RATE=0.3 OUT=runs/d34 STOP_AFTER=sft bash scripts/reproduce.sh   # a difficulty candidate:
+#   DIGITS=3-4 SLIP_RATE=0.3 OUT=runs/d34 STOP_AFTER=j1_sft bash scripts/reproduce.sh   # a difficulty candidate:
 #   python judge.py --ckpt runs/d34/j1_sft.pt --data runs/d34/val.jsonl     # its J1-SFT on the validation pairs
 #   EXPORT=1 bash scripts/reproduce.sh                  # also (re)write j1_min/embedded/ from EXPORT_ROW
 #   python scripts/results.py runs/seed0 runs/seed1 runs/seed2 --plot scaling.png --rl-plot rl.png
@@ -35,7 +35,7 @@ RL_BUDGETS=${RL_BUDGETS:-0-3}      # the budget-forced RL row: each group's budg
 PAR_TEMPERATURE=${PAR_TEMPERATURE:-1.0}  # parallel scaling's sampling temperature (RL's rollout temperature)
 TEST_N=${TEST_N:-1000}
 EXPORT_ROW=${EXPORT_ROW:-j1_grpo}
-STOP_AFTER=${STOP_AFTER:-}         # "sft": stop after the two SFTs (the difficulty search, on val.jsonl)
+STOP_AFTER=${STOP_AFTER:-}         # "j1_sft": stop after J1-SFT (the difficulty search, on val.jsonl); "sft": both SFTs
 mkdir -p "$OUT"
 TASK=(--digits "$DIGITS" --mul-digits "$MUL_DIGITS" --ops "$OPS" --wrong-kinds "$WRONG_KINDS")
 
@@ -78,10 +78,11 @@ once "$OUT/traces_plain.jsonl" python data_gen.py traces --n "$TRACES_N" --split
 
 SFT=(--init tiny --steps "$SFT_STEPS" --batch 32 --micro 32 --lr 1e-3 --warmup 20 --dtype bfloat16 --seed "$SEED"
      --val "$OUT/val.jsonl" --eval-items 100 --eval-every 100 --save-every 50 --max-new-tokens 400)
-step "SFT on plain traces (the ordinary judge)"
-train "$OUT/plain_sft.pt" train_sft.py --data "$OUT/traces_plain.jsonl" "${SFT[@]}"
 step "SFT on reflection traces (J1-SFT)"
 train "$OUT/j1_sft.pt" train_sft.py --data "$OUT/traces_j1.jsonl" "${SFT[@]}"
+if [ "$STOP_AFTER" = j1_sft ]; then cat "$OUT/times.log"; exit 0; fi
+step "SFT on plain traces (the ordinary judge)"
+train "$OUT/plain_sft.pt" train_sft.py --data "$OUT/traces_plain.jsonl" "${SFT[@]}"
 if [ "$STOP_AFTER" = sft ]; then cat "$OUT/times.log"; exit 0; fi
 
 RL=(--data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --steps "$RL_STEPS" --prompts 8 --group 8 --lr "$RL_LR"
