@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from j1_min.model import Transformer  # noqa: E402
+from j1_min.checkpoint import load_model  # noqa: E402
 from j1_min.sampling import generate  # noqa: E402
 
 CONFIGS = {
@@ -55,7 +55,7 @@ def build(cfg: dict, seed: int, device: str, dtype: torch.dtype):
     hf = T.Qwen2ForCausalLM(T.Qwen2Config(**cfg, max_position_embeddings=2048)).eval()
     d = tempfile.mkdtemp()
     hf.save_pretrained(d)
-    return hf.to(device=device, dtype=dtype), Transformer.from_pretrained(d, dtype=dtype, device=device)
+    return hf.to(device=device, dtype=dtype), load_model(d, dtype=dtype, device=device)[0]
 
 
 def bench_config(name: str, cfg: dict, args, dtype: torch.dtype):
