@@ -36,7 +36,7 @@ EMBEDDED = Path(__file__).resolve().parent / "j1_min" / "embedded"
 CKPT = EMBEDDED / "j1-tiny"          # the tiny judge this project's pipeline trained (scripts/reproduce.sh)
 DATA = EMBEDDED / "test.jsonl"       # the synthetic task's shipped test split
 MAX_NEW_TOKENS = 1024                # RewardBench's generative evaluation caps at 2048
-BATCH = 64                           # items per sampler call
+BATCH = 64                           # rows the sampler decodes at once
 EXAMPLES = 2                         # example traces printed
 
 
@@ -73,9 +73,10 @@ def parse_args(argv=None):
                     "--seed does not change it, so two sampling seeds judge the same pairs (default 0)")
     ap.add_argument("--max-new-tokens", type=checks.positive_int, help=f"tokens per trace at most (default "
                     f"{MAX_NEW_TOKENS}, or what the model's context leaves after the longest prompt, if less)")
-    ap.add_argument("--batch-size", type=checks.positive_int, default=BATCH, help="pairs per sampler call. A --budgets sweep "
-                    "decodes one row per pair, order and sample, which forks where a smaller budget ends its thinking, "
-                    "so it needs about the memory of its largest budget alone")
+    ap.add_argument("--batch-size", type=checks.positive_int, default=BATCH, help="rows the sampler decodes at "
+                    "once (its KV cache): one per pair, order (--swap) and sample, so a call judges batch-size / "
+                    "(orders x samples) pairs, at least 1. A --budgets sweep adds no rows: its budgets decode as one "
+                    "row that forks where a smaller budget ends its thinking (the forks answer briefly)")
     ap.add_argument("--out", help="write one JSON line per judgment (item, id, order, budget, verdict, correct, "
                     "trace, thinking tokens, forced waits). Judgments go to <out>.partial as each batch finishes; "
                     "<out> is written at the end. A killed or interrupted run keeps <out>.partial: the same "
@@ -167,16 +168,18 @@ def fit_context(model, tok, items: Records, args, template) -> Records:
 
 
 def judge_all(model, tok, items: Records, args, template) -> list[dict]:
-    """judge_pairs() over the items, --batch-size at a time. With --out each batch's judgments reach <out>.partial as soon
-    as they exist (data.PartialJsonl), so a killed run loses one batch at most, and --resume goes on from the last
-    whole batch there: batches are cut at the same items, so the result is what one uninterrupted run gives."""
+    """judge_pairs() over the items, a batch of pairs at a time: --batch-size rows, one per pair, order and sample
+    (budgets fork from one row). With --out each batch's judgments reach <out>.partial as soon as they exist
+    (data.PartialJsonl), so a killed run loses one batch at most, and --resume goes on from the last whole batch
+    there: batches are cut at the same items, so the result is what one uninterrupted run gives."""
+    pairs = max(1, args.batch_size // ((2 if args.swap else 1) * args.samples))  # pairs per sampler call
     kw = dict(budgets=args.budget_list, samples=args.samples, swap=args.swap, temperature=args.temperature,
               seed=args.seed, max_new_tokens=args.max_new_tokens, max_think_tokens=args.max_think_tokens,
               wait_text=args.wait_text)
     partial, done = None, []
     if args.out:
         settings = {**kw, "ckpt": args.ckpt, "data": args.data, "question": [args.question, args.a, args.b],
-                    "limit": args.limit, "order_seed": args.order_seed, "batch_size": args.batch_size,
+                    "limit": args.limit, "order_seed": args.order_seed, "batch_rows": args.batch_size,
                     "dtype": args.dtype, "skip_bad": args.skip_bad, "template": template.to_dict()}
         partial = PartialJsonl(args.out, settings)
         done = partial.resume() if args.resume else []
@@ -185,15 +188,15 @@ def judge_all(model, tok, items: Records, args, template) -> list[dict]:
         first = 0
         while whole.get(first) == per_item:
             first += 1
-        first -= first % args.batch_size  # a batch torn by the kill is judged again, whole
+        first -= first % pairs  # a batch torn by the kill is judged again, whole
         done = [j for j in done if j["item"] < first]
         partial.start(done)
         if args.resume:
             print(f"resuming {partial.path}: {first} of {len(items)} pairs already judged")
     bar = tqdm(total=len(items), initial=len({j["item"] for j in done}), desc="judging", dynamic_ncols=True,
                disable=len(items) == 1)
-    for s in range(len({j["item"] for j in done}), len(items), args.batch_size):
-        rows = judge_pairs(model, tok, items[s:s + args.batch_size], batch_size=args.batch_size, template=template, **kw)
+    for s in range(len({j["item"] for j in done}), len(items), pairs):
+        rows = judge_pairs(model, tok, items[s:s + pairs], batch_size=pairs, template=template, **kw)
         for j in rows:
             j["item"] += s
             if "ab_seed" in items[j["item"]]:  # the shown order is part of the data: record what decided it
@@ -201,7 +204,7 @@ def judge_all(model, tok, items: Records, args, template) -> list[dict]:
         if partial:
             partial.append(rows)
         done += rows
-        bar.update(len(items[s:s + args.batch_size]))
+        bar.update(len(items[s:s + pairs]))
     bar.close()
     return done
 

@@ -11,10 +11,13 @@ thinking (j1_min/sampling.py:_families, j1_min/forcing.py:Row). This benchmark r
   - "one row per budget": every row decodes on its own (the families are switched off), as before forking;
   - "budget B alone": the largest budget only, with the forked way's pairs per call (judge.py --budget B against
     judge.py --budgets ...), what the whole sweep should cost about as much as.
-With `--equal rows` the forked way judges len(budgets) times more pairs per call, so both start each call with the
-same rows in flight (the same KV cache memory). It prints the fastest run of each and their ratio, whether the judgments are identical (they must be), the decoded
-row-steps per pair both ways (one token of one row through the model), and the ideal ratio: the sum of the four
-budgets' trace lengths over the longest's, which forking reaches if the answers after each fork cost nothing.
+Both ways are given judge.py's `--batch-size`, the rows the sampler decodes at once (its KV cache): the forked
+way decodes one row per pair, so it judges batch-size pairs per call; one row per budget judges batch-size /
+len(budgets). With `--equal pairs` both judge batch-size pairs per call instead, so the forked way holds a quarter
+of the rows (and memory). It prints the fastest run of each and their ratio, whether the judgments are identical
+(they must be), the decoded row-steps per pair both ways (one token of one row through the model), and the ideal
+ratio: the sum of the four budgets' trace lengths over the longest's, which forking reaches if the answers after
+each fork cost nothing.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from j1_min.evaluate import judge_pairs  # noqa: E402
 from j1_min.tokenizer import Tokenizer  # noqa: E402
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "j1_min" / "embedded"
+BATCH = 64  # judge.py's default --batch-size
 FAMILIES = S._families
 
 
@@ -46,10 +50,11 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=200, help="shipped test pairs judged per run")
     ap.add_argument("--budgets", default="0,1,2,3", help="the sweep's budgets")
     ap.add_argument("--max-new-tokens", type=int, default=600, help="tokens per trace at most")
-    ap.add_argument("--batch-size", type=int, default=32, help="pairs per sampler call (judge.py's default)")
-    ap.add_argument("--equal", choices=("pairs", "rows"), default="pairs",
-                    help="what both ways hold equal: pairs per sampler call, or rows in flight (KV cache memory): "
-                         "the forked way then takes len(budgets) times more pairs per call")
+    ap.add_argument("--batch-size", type=int, default=BATCH, help="rows decoded at once, judge.py's --batch-size "
+                    f"(default {BATCH}, judge.py's)")
+    ap.add_argument("--equal", choices=("rows", "pairs"), default="rows",
+                    help="what both ways hold equal: rows decoded at once (the KV cache's memory, judge.py's "
+                         "--batch-size), or pairs per sampler call (the forked way then holds fewer rows)")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs of each way")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = ap.parse_args()
@@ -73,10 +78,10 @@ def main() -> None:
     def run(families, sweep=budgets):
         S._families = families
         steps.clear()
-        wide = families is FAMILIES and args.equal == "rows"  # the forked sweep and the largest budget alone
+        narrow = families is alone and args.equal == "rows"  # a row per budget: fewer pairs for the same rows
         t0 = time.perf_counter()
         out = judge_pairs(model, tok, items, budgets=sweep, max_new_tokens=args.max_new_tokens,
-                    batch_size=args.batch_size * (len(budgets) if wide else 1))
+                          batch_size=max(1, args.batch_size // len(budgets)) if narrow else args.batch_size)
         return time.perf_counter() - t0, out, sum(steps)
 
     top = (max(budgets),)
@@ -91,7 +96,7 @@ def main() -> None:
     same = outs["forked"] == outs["one row per budget"]
     length = {b: sum(j["tokens"] for j in outs["forked"] if j["budget"] == b) / len(items) for b in budgets}
     print(f"embedded judge, {len(items)} pairs, budgets {args.budgets}, equal {args.equal} per call "
-          f"(batch {args.batch_size}): judgments identical: {same}")
+          f"(--batch-size {args.batch_size}): judgments identical: {same}")
     print("  mean trace tokens per budget: " + ", ".join(f"{b}: {n:.0f}" for b, n in length.items()))
     for name, ts in times.items():
         print(f"  {name:>18}: fastest {min(ts):.2f} s (runs " + ", ".join(f"{t:.2f}" for t in ts)

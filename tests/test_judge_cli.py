@@ -133,6 +133,22 @@ def test_an_interrupted_run_keeps_its_judgments_and_resume_finishes_it_as_one_ru
     assert lines(out) == lines(tmp_path / "whole.jsonl") and not partial.exists()
 
 
+@pytest.mark.parametrize("extra, per_call", [((), [4, 4, 2]), (("--swap",), [2] * 5),
+                                              (("--samples", "3", "--temperature", "1"), [1] * 10),
+                                              (("--budgets", "0,1,2,3"), [4, 4, 2])])
+def test_batch_size_counts_rows_decoded_at_once_and_budgets_add_none(setup, capsys, monkeypatch, extra, per_call):
+    """--batch-size 4: four rows of one pair, order and sample each; a sweep's budgets fork from one row."""
+    calls, real = [], judge.judge_pairs
+
+    def counted(model, tok, items, **kw):
+        calls.append((len(items), kw["batch_size"]))
+        return real(model, tok, items, **kw)
+    monkeypatch.setattr(judge, "judge_pairs", counted)
+    run(setup, capsys, "--ckpt", setup / "coin", "--data", setup / "test.jsonl", "--max-think-tokens", "0",
+        "--max-new-tokens", "4", "--batch-size", "4", *extra)
+    assert [n for n, _ in calls] == per_call and {b for _, b in calls} == {max(per_call)}
+
+
 def test_the_order_a_rewardbench_pair_is_shown_in_depends_on_order_seed_not_on_seed(setup, capsys, tmp_path):
     rb = tmp_path / "rb.jsonl"
     rb.write_text("".join(json.dumps({"id": i, "prompt": p["question"], "chosen": "The answer is 1.",
