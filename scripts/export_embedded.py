@@ -12,6 +12,7 @@ import argparse
 import json
 import shutil
 import subprocess
+import textwrap
 from pathlib import Path
 
 from j1_min.checkpoint import atomic_write, load_model, save_hf
@@ -50,19 +51,22 @@ def main():
              if "group" in run else "J1-SFT: train_sft.py " + f"(steps {run.get('steps')}, lr {run.get('lr')})")
     readme = f"""# j1-tiny: the embedded default judge
 
-A {model.num_params() / 1e6:.1f}M-parameter Qwen2-architecture judge trained by this project's own pipeline
-(`scripts/reproduce.sh`: programmatic reflection traces -> train_sft.py -> train_grpo.py) on the synthetic
-arithmetic-checking task (`j1_min/tasks.py`). `python judge.py` loads it by default and evaluates it on
-`../test.jsonl`, the task's test split (questions never seen in training).
+A {model.num_params() / 1e6:.1f}M-parameter Qwen2-architecture judge trained by this project's
+own pipeline (`scripts/reproduce.sh`: programmatic reflection traces -> train_sft.py ->
+train_grpo.py) on the synthetic arithmetic-checking task (`j1_min/tasks.py`). `python judge.py`
+loads it by default and evaluates it on `../test.jsonl`, the task's test split (questions never
+seen in training).
 
 - commit: `{provenance['commit']}`
 - command: `{args.command}`
-- checkpoint exported: `{provenance['checkpoint']}`, the output of {stage}, seed {run.get('seed')}
+{textwrap.fill(f"- checkpoint exported: `{provenance['checkpoint']}`, the output of {stage}, seed "
+               f"{run.get('seed')}", 100, subsequent_indent="  ")}
 
-{args.note}
+{textwrap.fill(args.note, 100)}
 
-It loads with `j1_min.model.Transformer.from_pretrained` and with `transformers.AutoModelForCausalLM` +
-`PreTrainedTokenizerFast(tokenizer_file=...)`; tests/test_embedded.py checks both give the same greedy verdicts.
+It loads with `j1_min.checkpoint.load_model` and with `transformers.AutoModelForCausalLM` +
+`PreTrainedTokenizerFast(tokenizer_file=...)`; tests/test_embedded.py checks both give the same
+greedy verdicts.
 """
     atomic_write(folder / "README.md", lambda p: Path(p).write_text(readme))
     print(f"wrote {folder} and {dest / 'test.jsonl'} ({provenance})")
