@@ -20,6 +20,10 @@ per rollout), budget_mean (the step's mean forcing budget per group), flat_group
 divided by --prompts), loss_tokens, clip_frac, k3, ratio_mean, grad_norm, logp_diff_max, the seconds of each part;
 every --eval-every steps a line with val_acc_budget0 and val_acc_budget<--eval-budget>. `python scripts/results.py
 --rl-plot` draws the reward curve, the flat share and the validation points.
+
+Top to bottom: parse_args; setup (data, policy, reference, the run's config); rollout_forcing; train_step (one RL
+step: its prompts and budgets, then rl.step); evaluate; main (the loop: log, save, evaluate, Ctrl-C, resume through
+j1_min/runs.py).
 """
 from __future__ import annotations
 

@@ -7,7 +7,11 @@
 Loss: next-token cross-entropy on the assistant's tokens only (the prompt is masked out), summed over tokens and
 divided by the number of target tokens in the whole optimizer step, so gradient accumulation and any number of
 processes give the same update as one big batch. Batching: each step's sequences are sorted by length and cut into
-micro-batches, each right-padded to its longest sequence (padding carries no loss).
+micro-batches, each right-padded to its longest sequence (padding carries no loss). The objective, its examples and
+batches are j1_min/sft.py.
+
+Top to bottom: parse_args; build_init and setup (data, model, the run's config); optimizer; train_step (one
+optimizer step); evaluate; main (the loop: log, save, evaluate, Ctrl-C, resume through j1_min/runs.py).
 """
 from __future__ import annotations
 
