@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from j1_min.data import read_pairs, step_order, write_jsonl
+from j1_min.judge_format import build_prompt
+from j1_min.tokenizer import train_bpe
 
 RB = {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5", "id": 7, "subset": "math"}
 JB = {"pair_id": "p1", "question": "Q?", "response_A": "ra", "response_B": "rb", "label": "B>A", "source": "mmlu"}
@@ -136,6 +138,11 @@ def test_each_record_knows_its_file_and_line(tmp_path):
     recs = read_pairs(p, skip_bad=True)
     assert recs.where == [f"{p}, line 2", f"{p}, line 5"] and recs.subset([1]).where == [f"{p}, line 5"]
     assert recs.skipped_message().startswith(f"skipped 1 bad line (first: {p}, line 3: not valid JSON")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_bpe([build_prompt("Q?", "ra", "rb") + "x\n</think>\n[[A]]"] * 5, 300)
 
 
 def test_a_lone_surrogate_never_reaches_the_tokenizer(tok):
