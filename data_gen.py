@@ -173,15 +173,11 @@ def program_completions(args, items):
 
 def model_completions(args, items, lengths: list[int]):
     """(item, k completions) sampled from --teacher with the j1_min sampler; token counts go to `lengths`."""
-    from j1_min.checkpoint import load_model
+    from j1_min.checkpoint import load_judge
     from j1_min.judge_format import completion_text, encode_prompt, forcing_kwargs
     from j1_min.sampling import generate
-    from j1_min.tokenizer import Tokenizer
-    model, tok_text, extra = load_model(args.teacher, dtype=args.dtype, device=args.device)
-    if tok_text is None:
-        raise ValueError(f"--teacher {args.teacher}: no tokenizer.json (or tokenizer) in the checkpoint")
-    tok = Tokenizer.from_json(tok_text, args.teacher)
-    args.judge_template = template = templates.for_model(args.template, args.teacher, extra, tok)
+    model, tok, template = load_judge(args.teacher, args.template, dtype=args.dtype, device=args.device)
+    args.judge_template = template
     kw = forcing_kwargs(tok, args.budget, args.max_think_tokens, template=template)
     for s in range(0, len(items), args.batch_size):
         chunk = items[s:s + args.batch_size]

@@ -23,14 +23,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from j1_min import checks, templates
-from j1_min.checkpoint import atomic_write, load_model
+from j1_min.checkpoint import load_judge
 from j1_min.data import PartialJsonl, Records, fit, read_pairs
 from j1_min import show_tokens
 from j1_min.evaluate import judge_pairs, score
+from j1_min.files import atomic_write
 from j1_min.judge_format import completion_text, encode_prompt, forcing_kwargs, parse_verdict
 from j1_min.runs import cli
 from j1_min.sampling import generate
-from j1_min.tokenizer import Tokenizer
 
 EMBEDDED = Path(__file__).resolve().parent / "j1_min" / "embedded"
 CKPT = EMBEDDED / "j1-tiny"          # the tiny judge this project's pipeline trained (scripts/reproduce.sh)
@@ -262,11 +262,7 @@ def main(argv=None):
     items = load_items(args)
     if args.show_tokens is not None and args.show_tokens >= len(items):
         raise ValueError(f"--show-tokens {args.show_tokens}: there are {len(items)} pairs (0 .. {len(items) - 1})")
-    model, tok_text, extra = load_model(args.ckpt, dtype=args.dtype, device=args.device)
-    if tok_text is None:
-        raise ValueError(f"--ckpt {args.ckpt}: no tokenizer.json in the checkpoint")
-    tok = Tokenizer.from_json(tok_text, args.ckpt)
-    template = templates.for_model(args.template, args.ckpt, extra, tok)
+    model, tok, template = load_judge(args.ckpt, args.template, dtype=args.dtype, device=args.device)
     forcing_kwargs(tok, max(args.budget_list), args.max_think_tokens, args.wait_text, template)  # refused early
     items = fit_context(model, tok, items, args, template)
     if args.show_tokens is not None:

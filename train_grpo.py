@@ -20,6 +20,10 @@ per rollout), budget_mean (the step's mean forcing budget per group), flat_group
 divided by --prompts), loss_tokens, clip_frac, k3, ratio_mean, grad_norm, logp_diff_max, the seconds of each part;
 every --eval-every steps a line with val_acc_budget0 and val_acc_budget<--eval-budget>. `python scripts/results.py
 --rl-plot` draws the reward curve, the flat share and the validation points.
+
+Top to bottom: parse_args; setup (data, policy, reference, the run's config); rollout_forcing; train_step (one RL
+step: its prompts and budgets, then rl.step); evaluate; main (the loop: log, save, evaluate, Ctrl-C, resume through
+j1_min/runs.py).
 """
 from __future__ import annotations
 
@@ -31,12 +35,11 @@ import torch
 from tqdm import tqdm
 
 from j1_min import checks, runs, shard, templates
-from j1_min.checkpoint import load_model
-from j1_min.data import fit, read_pairs, sft_step_order
+from j1_min.checkpoint import load_judge, load_model
+from j1_min.data import fit, read_pairs, step_order
 from j1_min.evaluate import eval_accuracy
 from j1_min.judge_format import encode_prompt, forcing_kwargs
 from j1_min.rl import ALGOS, RLConfig, group_budgets, parse_budget, step as rl_step
-from j1_min.tokenizer import Tokenizer
 
 # ---------------------------------------------------------------------------------------------- defaults
 ALGO = "grpo"          # or reinforce_pp / reinforce_pp_baseline (J1-7B's RL used REINFORCE++)
@@ -145,14 +148,81 @@ def parse_args(argv=None):
     return args
 
 
-def load_policy(args, d):
-    """(policy, tokenizer, template) from --resume or --ckpt; a checkpoint without a tokenizer is refused."""
-    path = args.resume or args.ckpt
-    model, tok_text, extra = load_model(path, device=d.device)  # float32 master weights, whatever --dtype
-    if tok_text is None:
-        raise ValueError(f"{path}: the checkpoint has no tokenizer (tokenizer.json); GRPO needs one to score verdicts")
-    tok = Tokenizer.from_json(tok_text, path)
-    return model, tok, templates.for_model(args.template, path, extra, tok)
+def setup(args, d):
+    """Everything a run starts from: (state, policy, ref, tokenizer, template, data, prompts, val, config).
+    The RL pairs (a prompt too long for the context with --max-new-tokens: an error, or skipped with --skip-bad) and
+    the held-out pairs, the saved state of --resume (None for a new run), the policy (--resume's, else --ckpt's;
+    float32 master weights, whatever --dtype), the frozen KL reference (--ckpt's model, also when --resume continues
+    from later weights; None when β = 0), each pair's encoded prompt, and the run's config as the checkpoint
+    records it."""
+    data = read_pairs(args.data, seed=args.seed, skip_bad=args.skip_bad)
+    if not data:
+        raise ValueError(f"{args.data}: no records")
+    val = read_pairs(args.val, seed=args.seed, skip_bad=args.skip_bad) if args.val else []
+    state = runs.load_train_state(args.resume, "train_grpo") if args.resume else None
+    policy, tok, template = load_judge(args.resume or args.ckpt, args.template, device=d.device)
+    policy.train()
+    ref = load_model(args.ckpt, device=d.device)[0].eval().requires_grad_(False) if args.beta > 0 else None
+    if ref is not None and args.shard:
+        shard.wrap(ref, args.dtype)
+    prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"], template) for r in data]
+    room = policy.config.max_position_embeddings - args.max_new_tokens  # checked at load, not when drawn
+    data = fit(data, list(map(len, prompts)), room, args.skip_bad, f"the model's context is "
+               f"{policy.config.max_position_embeddings} tokens and --max-new-tokens {args.max_new_tokens}")
+    prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"], template) for r in data]
+    for name, recs in (("--data", data), ("--val", val)):
+        if recs and recs.skipped and d.main:
+            print(f"{name}: {recs.skipped_message()}")
+    config = {k: v for k, v in vars(args).items() if k not in ("stop_after", "budget_range")}
+    config.update(run="train_grpo", world=d.world, params=policy.num_params(), rl_items=len(data),
+                  skipped_lines=len(data.skipped),
+                  val_skipped_lines=len(val.skipped) if val else 0, data_sha256=runs.sha256(args.data))
+    templates.record(config, template, tok)  # the checkpoint judges with it by default
+    return state, policy, ref, tok, template, data, prompts, val, config
+
+
+def rollout_forcing(args, tok, template) -> dict:
+    """generate's budget-forcing options for the rollouts, up to the largest budget of --budget (the per-row
+    budgets are set each step); a template the tokenizer cannot force is refused, naming the checkpoint."""
+    try:
+        return forcing_kwargs(tok, args.budget_range[1], args.max_think_tokens, template=template)
+    except ValueError as e:
+        raise ValueError(f"{args.resume or args.ckpt}: {e}") from None
+
+
+def train_step(model, ref, opt, tok, template, data, prompts_all, step: int, cfg, forcing, args, d) -> dict:
+    """One RL step, the `step`-th: its prompts (step_order; G consecutive rows per prompt, this process's share),
+    the learning rate (warm-up, then constant), each group's forcing budget (group_budgets), then
+    j1_min/rl.py:step: rollout, scoring, advantages, policy update. `model` is the DDP-wrapped (or sharded) policy.
+    Returns the step's metrics, with budget_mean and flat_share."""
+    items = step_order(len(data), args.prompts, step, args.seed)[d.rank::d.world]
+    prompts = [prompts_all[i] for i in items for _ in range(args.group)]  # G consecutive rows per prompt
+    labels = [data[i]["label"] for i in items for _ in range(args.group)]
+    for g in opt.param_groups:
+        g["lr"] = runs.lr_at(step, args.lr, args.warmup, 10**12, 1.0)  # warm-up, then constant
+    budgets = group_budgets(args.budget_range, args.prompts, step, args.seed)
+    rows_budget = [b for b in budgets[d.rank::d.world] for _ in range(args.group)]
+    metrics = rl_step(model, ref, opt, tok, prompts, labels, cfg, d, forcing={**forcing, "budget": rows_budget},
+                      seed=args.seed * 1_000_003 + step * 1009, template=template,
+                      sampler=shard.full_model(getattr(model, "module", model)))
+    metrics["budget_mean"] = sum(budgets) / len(budgets)
+    metrics["flat_share"] = metrics["flat_groups"] / args.prompts
+    return metrics
+
+
+def evaluate(policy, tok, template, val, args) -> dict:
+    """Greedy verdict accuracy (and the share without a verdict) over the first --eval-items held-out pairs, at
+    budget 0 and at --eval-budget, in one forked sweep (a sharded policy is gathered first)."""
+    policy.eval()
+    metrics = {}
+    with torch.no_grad():
+        accs = eval_accuracy(shard.full_model(policy), tok, val[:args.eval_items], args.max_new_tokens,
+                             budgets=sorted({0, args.eval_budget}), template=template)  # one sweep: it forks
+        for b, acc in accs.items():
+            metrics[f"val_acc_budget{b}"] = acc["accuracy"]
+            metrics[f"val_no_verdict_budget{b}"] = acc["no_verdict"]
+    policy.train()
+    return metrics
 
 
 def main(argv=None):
@@ -162,73 +232,25 @@ def main(argv=None):
     out = runs.check_out(args.out, args.force, args.resume, folder=args.shard)
     if args.prompts % d.world:
         raise ValueError(f"--prompts {args.prompts} must be divisible by the number of processes ({d.world})")
-    data = read_pairs(args.data, seed=args.seed, skip_bad=args.skip_bad)
-    if not data:
-        raise ValueError(f"{args.data}: no records")
-    val = read_pairs(args.val, seed=args.seed, skip_bad=args.skip_bad) if args.val else []
-    state = runs.load_train_state(args.resume, "train_grpo") if args.resume else None
-    policy, tok, template = load_policy(args, d)
-    policy.train()
-    # the KL anchor is --ckpt's model, also when --resume continues from later weights
-    ref = load_model(args.ckpt, device=d.device)[0].eval().requires_grad_(False) if args.beta > 0 else None
-    if ref is not None and args.shard:
-        shard.wrap(ref, args.dtype)
-    prompts_all = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"], template) for r in data]
-    room = policy.config.max_position_embeddings - args.max_new_tokens  # checked at load, not when drawn
-    data = fit(data, list(map(len, prompts_all)), room, args.skip_bad, f"the model's context is "
-               f"{policy.config.max_position_embeddings} tokens and --max-new-tokens {args.max_new_tokens}")
-    prompts_all = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"], template) for r in data]
-    for name, recs in (("--data", data), ("--val", val)):
-        if recs and recs.skipped and d.main:
-            print(f"{name}: {recs.skipped_message()}")
-    config = {k: v for k, v in vars(args).items() if k not in ("stop_after", "budget_range")}
-    config.update(run="train_grpo", world=d.world, params=policy.num_params(), rl_items=len(data),
-                  skipped_lines=len(data.skipped),
-                  val_skipped_lines=len(val.skipped) if val else 0, data_sha256=runs.sha256(args.data))
-    templates.record(config, template, tok)  # the checkpoint judges with it by default
+    state, policy, ref, tok, template, data, prompts, val, config = setup(args, d)
     shard.wrap(policy, args.dtype, args.activation_checkpointing, shard=args.shard)  # before the optimizer
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step, ddp, log = runs.start(out, d, policy, opt, state, config, RESUME_MAY_CHANGE)
-    saver = runs.Saver(out, d.main, prompts_all[0], state)  # never saves a non-finite policy
+    saver = runs.Saver(out, d.main, prompts[0], state)  # never saves a non-finite policy
     cfg = RLConfig.from_args(args)
-    try:
-        forcing = forcing_kwargs(tok, args.budget_range[1], args.max_think_tokens, template=template)
-    except ValueError as e:
-        raise ValueError(f"{args.resume or args.ckpt}: {e}") from None
+    forcing = rollout_forcing(args, tok, template)
 
-    def save(at_step):
-        saver.save(policy, tok, config, opt, at_step, {"step": at_step})
-
-    def evaluate(at_step):
-        policy.eval()
-        metrics = {"step": at_step}
-        with torch.no_grad():
-            accs = eval_accuracy(shard.full_model(policy), tok, val[:args.eval_items], args.max_new_tokens,
-                                 budgets=sorted({0, args.eval_budget}), template=template)  # one sweep: it forks
-            for b, acc in accs.items():
-                metrics[f"val_acc_budget{b}"] = acc["accuracy"]
-                metrics[f"val_no_verdict_budget{b}"] = acc["no_verdict"]
-        policy.train()
+    def evaluate_and_log(at_step):
+        metrics = {"step": at_step, **evaluate(policy, tok, template, val, args)}
         log.write(metrics)
         return metrics
 
     if val and step == 0 and not state:
-        evaluate(0)
+        evaluate_and_log(0)
     bar = tqdm(total=args.steps, initial=step, disable=not d.main, desc=args.algo, dynamic_ncols=True)
-    with runs.ctrl_c() as interrupted:
+    with runs.ctrl_c() as interrupted:  # Ctrl-C: finish this step, save, exit
         while step < args.steps and not interrupted[0]:
-            items = sft_step_order(len(data), args.prompts, step, args.seed)[d.rank::d.world]
-            prompts = [prompts_all[i] for i in items for _ in range(args.group)]  # G consecutive rows per prompt
-            labels = [data[i]["label"] for i in items for _ in range(args.group)]
-            for g in opt.param_groups:
-                g["lr"] = runs.lr_at(step, args.lr, args.warmup, 10**12, 1.0)  # warm-up, then constant
-            budgets = group_budgets(args.budget_range, args.prompts, step, args.seed)
-            rows_budget = [b for b in budgets[d.rank::d.world] for _ in range(args.group)]
-            metrics = rl_step(ddp, ref, opt, tok, prompts, labels, cfg, d, forcing={**forcing, "budget": rows_budget},
-                              seed=args.seed * 1_000_003 + step * 1009, template=template,
-                              sampler=shard.full_model(policy))
-            metrics["budget_mean"] = sum(budgets) / len(budgets)
-            metrics["flat_share"] = metrics["flat_groups"] / args.prompts
+            metrics = train_step(ddp, ref, opt, tok, template, data, prompts, step, cfg, forcing, args, d)
             step += 1
             saver.check(policy, step)  # a non-finite policy would break the next rollout; stop before it
             log.write({"step": step, **metrics})
@@ -236,18 +258,18 @@ def main(argv=None):
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", len=f"{metrics['completion_len']:.0f}",
                             flat=metrics["flat_groups"], dlogp=f"{metrics['logp_diff_max']:.1e}")
             if step % args.save_every == 0 or step == args.steps or step == args.stop_after:
-                save(step)
+                saver.save(policy, tok, config, opt, step, {"step": step})
             if val and args.eval_every and step % args.eval_every == 0 and step < args.steps:
-                bar.write(json.dumps(evaluate(step)))
+                bar.write(json.dumps(evaluate_and_log(step)))
             if step == args.stop_after:
                 break
     bar.close()
     if interrupted[0]:
-        save(step)
+        saver.save(policy, tok, config, opt, step, {"step": step})
         if d.main:
             print(f"interrupted: saved step {step} to {out}; continue with --resume {out}")
     elif step == args.steps and val and (d.main or args.shard):  # sharded: every rank gathers the policy together
-        metrics = evaluate(step)
+        metrics = evaluate_and_log(step)
         if d.main:
             print(json.dumps(metrics))
     runs.teardown(d)

@@ -7,7 +7,11 @@
 Loss: next-token cross-entropy on the assistant's tokens only (the prompt is masked out), summed over tokens and
 divided by the number of target tokens in the whole optimizer step, so gradient accumulation and any number of
 processes give the same update as one big batch. Batching: each step's sequences are sorted by length and cut into
-micro-batches, each right-padded to its longest sequence (padding carries no loss).
+micro-batches, each right-padded to its longest sequence (padding carries no loss). The objective, its examples and
+batches are j1_min/sft.py.
+
+Top to bottom: parse_args; build_init and setup (data, model, the run's config); optimizer; train_step (one
+optimizer step); evaluate; main (the loop: log, save, evaluate, Ctrl-C, resume through j1_min/runs.py).
 """
 from __future__ import annotations
 
@@ -22,13 +26,13 @@ import torch
 from tqdm import tqdm
 
 from j1_min import checks, runs, shard, templates
-from j1_min.checkpoint import load_model
-from j1_min.data import fit, read_pairs, sft_batches, sft_example, sft_step_order
+from j1_min.checkpoint import load_judge
+from j1_min.data import fit, read_pairs, step_order
 from j1_min.evaluate import eval_accuracy
 from j1_min.judge_format import build_prompt
-from j1_min.model import ModelConfig, Transformer
-from j1_min.sampling import selected_logprobs
-from j1_min.tokenizer import Tokenizer, train_bpe
+from j1_min.model import TINY, ModelConfig, Transformer
+from j1_min.sft import sft_batches, sft_example, sft_loss, sft_nll
+from j1_min.tokenizer import train_bpe
 
 # ---------------------------------------------------------------------------------------------- defaults
 STEPS = 300            # optimizer steps
@@ -44,11 +48,7 @@ EVAL_EVERY = 100       # steps between evaluations (0: only at the end)
 EVAL_ITEMS = 200       # held-out items judged by generation for verdict accuracy
 SAVE_EVERY = 100       # steps between checkpoints
 MAX_NEW_TOKENS = 512   # generation length at evaluation
-TINY_VOCAB = 512       # BPE vocabulary trained on the data for --init tiny
-# `--init tiny`: ~4.6M parameters, the embedded judge's architecture (Qwen2 layout, tied embeddings)
-TINY = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_attention_heads=8,
-            num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, rope_theta=10000.0,
-            tie_word_embeddings=True, qkv_bias=True, model_type="qwen2")
+TINY_VOCAB = 512       # BPE vocabulary trained on the data for --init tiny (architecture: j1_min/model.py:TINY)
 # --resume with these changed goes on with a warning (logged); any other changed setting is refused, since the
 # continued run would be another run (the data's content is compared through its checksum, not its path)
 RESUME_MAY_CHANGE = {"steps", "val", "eval_every", "eval_items", "save_every", "max_new_tokens", "device", "micro",
@@ -118,30 +118,18 @@ def build_init(args, records):
         return model, tok, templates.for_model(args.template, None, {}, tok)
     if not Path(args.init).exists():
         raise ValueError(f"--init {args.init}: no such checkpoint (or use 'tiny')")
-    model, tok_text, extra = load_model(args.init)  # refuses a tokenizer larger than the model's embedding
-    if tok_text is None:
-        raise ValueError(f"--init {args.init}: the checkpoint has no tokenizer.json")
-    tok = Tokenizer.from_json(tok_text, args.init)
-    return model, tok, templates.for_model(args.template, args.init, extra, tok)
+    return load_judge(args.init, args.template)  # refuses a tokenizer larger than the model's embedding
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    shard.check_args(args, "RANK" in os.environ)
-    d = runs.setup_dist(args.device)
-    out = runs.check_out(args.out, args.force, args.resume, folder=args.shard)
-    if args.batch % d.world:
-        raise ValueError(f"--batch {args.batch} must be divisible by the number of processes ({d.world})")
-    torch.manual_seed(args.seed)
+def setup(args, d):
+    """Everything a run starts from: (state, model, tokenizer, template, examples, val, val_examples, config).
+    The data (traces too long for the model's context: an error, or skipped with --skip-bad), the saved state of
+    --resume (None for a new run), the model (--resume's, else build_init), the tokenized examples, the held-out
+    pairs and those of their examples that carry a completion, and the run's config as the checkpoint records it."""
     train = read_pairs(args.data, skip_bad=args.skip_bad, need_completion=True)
     val = read_pairs(args.val, skip_bad=args.skip_bad) if args.val else []
     state = runs.load_train_state(args.resume, "train_sft") if args.resume else None
-    if state:
-        model, tok_text, extra = load_model(args.resume)
-        tok = Tokenizer.from_json(tok_text, args.resume)
-        template = templates.for_model(args.template, args.resume, extra, tok)
-    else:
-        model, tok, template = build_init(args, train)
+    model, tok, template = load_judge(args.resume, args.template) if state else build_init(args, train)
     model = model.to(d.device).train()
     examples = [sft_example(tok, r, template) for r in train]
     ctx = model.config.max_position_embeddings
@@ -156,94 +144,108 @@ def main(argv=None):
                   vocab=tok.vocab_size, skipped_lines=len(train.skipped),
                   val_skipped_lines=len(val.skipped) if val else 0, data_sha256=runs.sha256(args.data))
     templates.record(config, template, tok)  # the checkpoint judges with it by default
-    shard.wrap(model, args.dtype, args.activation_checkpointing, shard=args.shard)  # before the optimizer sees it
+    return state, model, tok, template, examples, val, val_examples, config
+
+
+def optimizer(model, args) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices only (not on norms and biases)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=BETAS)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=BETAS)
+
+
+def train_step(model, opt, examples, step: int, args, d, autocast, saver, pad_id: int) -> dict:
+    """One optimizer step, the `step`-th: this process's share of the step's batch in micro-batches, each one's
+    summed NLL over the step's target tokens (all processes) backpropagated, then clipping and AdamW. `model` is
+    the DDP-wrapped (or sharded) model. A non-finite loss stops the run (saver.stop) before any update. Returns
+    what the log records: loss (per target token), lr, grad_norm (before clipping), target_tok_s."""
+    t0 = time.time()
+    seqs = step_order(len(examples), args.batch, step, args.seed)  # this step's global batch (indexes)
+    n_targets = sum(len(examples[i][0]) - examples[i][1] for i in seqs)  # target tokens, all processes
+    mine = seqs[d.rank::d.world]
+    lr = runs.lr_at(step, args.lr, args.warmup, args.steps, MIN_LR_RATIO)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    loss_sum = torch.zeros((), device=d.device)
+    micro = sft_batches([examples[i] for i in mine], args.micro, pad_id)
+    for j, (inp, tgt, mask) in enumerate(micro):
+        inp, tgt, mask = inp.to(d.device), tgt.to(d.device), mask.to(d.device)
+        sync = j == len(micro) - 1
+        with runs.no_sync(model, sync), autocast:
+            nll = sft_nll(model, inp, tgt, mask)
+            (nll * d.world / n_targets).backward()  # DDP/FSDP average over processes; * world: a sum
+        loss_sum += nll.detach()
+    loss = runs.all_sum(loss_sum, d).item() / n_targets
+    if not math.isfinite(loss):
+        raise saver.stop(f"loss is {loss} at step {step + 1}")
+    bare = getattr(model, "module", model)
+    gnorm = shard.clip_grad_norm(bare.parameters(), args.clip if args.clip > 0 else float("inf"))
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return {"loss": loss, "lr": lr, "grad_norm": gnorm.item(), "target_tok_s": n_targets / (time.time() - t0)}
+
+
+def evaluate(model, tok, template, val, val_examples, args, d, autocast) -> dict:
+    """Held-out figures: val_loss over the held-out traces (under the training autocast), and verdict accuracy by
+    generation over the first --eval-items pairs (in the weights' dtype; a sharded model is gathered first)."""
+    model.eval()
+    metrics = {}
+    with torch.no_grad():
+        if val_examples:
+            with autocast:
+                metrics["val_loss"] = sft_loss(model, val_examples, tok, d.device)
+        if val:
+            metrics.update(eval_accuracy(shard.full_model(model), tok, val[:args.eval_items], args.max_new_tokens,
+                                         template=template)[0])
+    model.train()
+    return metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    shard.check_args(args, "RANK" in os.environ)
+    d = runs.setup_dist(args.device)
+    out = runs.check_out(args.out, args.force, args.resume, folder=args.shard)
+    if args.batch % d.world:
+        raise ValueError(f"--batch {args.batch} must be divisible by the number of processes ({d.world})")
+    torch.manual_seed(args.seed)
+    state, model, tok, template, examples, val, val_examples, config = setup(args, d)
+    shard.wrap(model, args.dtype, args.activation_checkpointing, shard=args.shard)  # before the optimizer sees it
+    opt = optimizer(model, args)
     step, ddp, log = runs.start(out, d, model, opt, state, config, RESUME_MAY_CHANGE)
     autocast = torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
     saver = runs.Saver(out, d.main, examples[0][0], state)  # never saves a non-finite model
 
-    def save(at_step):
-        saver.save(model, tok, config, opt, at_step, {"step": at_step})
-
-    def evaluate(at_step):
-        model.eval()
-        metrics = {"step": at_step}
-        with torch.no_grad():
-            if val_examples:
-                with autocast:
-                    metrics["val_loss"] = sft_loss(model, val_examples, tok, d)
-            if val:  # generation runs in the weights' dtype
-                metrics.update(eval_accuracy(shard.full_model(model), tok, val[:args.eval_items], args.max_new_tokens,
-                                             template=template)[0])
-        model.train()
+    def evaluate_and_log(at_step):
+        metrics = {"step": at_step, **evaluate(model, tok, template, val, val_examples, args, d, autocast)}
         log.write(metrics)
         return metrics
 
     bar = tqdm(total=args.steps, initial=step, disable=not d.main, desc="sft", dynamic_ncols=True)
     with runs.ctrl_c() as interrupted:  # Ctrl-C: finish this step, save, exit
         while step < args.steps and not interrupted[0]:
-            t0 = time.time()
-            seqs = sft_step_order(len(examples), args.batch, step, args.seed)  # this step's global batch (indexes)
-            n_targets = sum(len(examples[i][0]) - examples[i][1] for i in seqs)  # target tokens, all processes
-            mine = seqs[d.rank::d.world]
-            lr = runs.lr_at(step, args.lr, args.warmup, args.steps, MIN_LR_RATIO)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            loss_sum = torch.zeros((), device=d.device)
-            micro = sft_batches([examples[i] for i in mine], args.micro, tok.token_id("<|endoftext|>") or 0)
-            for j, (inp, tgt, mask) in enumerate(micro):
-                inp, tgt, mask = inp.to(d.device), tgt.to(d.device), mask.to(d.device)
-                sync = j == len(micro) - 1
-                with runs.no_sync(ddp, sync), autocast:
-                    nll = sft_nll(ddp, inp, tgt, mask)
-                    (nll * d.world / n_targets).backward()  # DDP/FSDP average over processes; * world: a sum
-                loss_sum += nll.detach()
-            loss = runs.all_sum(loss_sum, d).item() / n_targets
-            if not math.isfinite(loss):
-                raise saver.stop(f"loss is {loss} at step {step + 1}")
-            gnorm = shard.clip_grad_norm(model.parameters(), args.clip if args.clip > 0 else float("inf"))
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            m = train_step(ddp, opt, examples, step, args, d, autocast, saver, tok.token_id("<|endoftext|>") or 0)
             step += 1
-            tok_s = n_targets / (time.time() - t0)
-            log.write({"step": step, "loss": loss, "lr": lr, "grad_norm": gnorm.item(), "target_tok_s": tok_s})
+            log.write({"step": step, **m})
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:.0f}")
+            bar.set_postfix(loss=f"{m['loss']:.4f}", lr=f"{m['lr']:.2e}", tok_s=f"{m['target_tok_s']:.0f}")
             if step % args.save_every == 0 or step == args.steps or step == args.stop_after:
-                save(step)
+                saver.save(model, tok, config, opt, step, {"step": step})
             if args.eval_every and step % args.eval_every == 0 and step < args.steps:
-                bar.write(json.dumps(evaluate(step)))
+                bar.write(json.dumps(evaluate_and_log(step)))
             if step == args.stop_after:
                 break
     bar.close()
     if interrupted[0]:
-        save(step)
+        saver.save(model, tok, config, opt, step, {"step": step})
         if d.main:
             print(f"interrupted: saved step {step} to {out}; continue with --resume {out}")
     elif step == args.steps and (d.main or args.shard):  # a sharded model evaluates on every rank together
-        metrics = evaluate(step)
+        metrics = evaluate_and_log(step)
         if d.main:
             print(json.dumps(metrics))
     runs.teardown(d)
-
-
-def sft_nll(model, inp, tgt, mask) -> torch.Tensor:
-    """Summed next-token negative log-likelihood of the masked targets: -sum_t mask_t * log p(tgt_t | inp_<=t).
-    inp, tgt, mask: (b, T). The log-probs are computed a chunk of positions at a time: (rows, length, vocab)
-    logits at once do not fit in memory for a 152k vocabulary."""
-    return -(selected_logprobs(model, inp, tgt) * mask).sum()
-
-
-def sft_loss(model, examples, tok, d, micro: int = 16) -> float:
-    """Mean next-token loss per target token over `examples` (prompt masked out)."""
-    total, count = 0.0, 0
-    for inp, tgt, mask in sft_batches(examples, micro, tok.token_id("<|endoftext|>") or 0):
-        total += sft_nll(model, inp.to(d.device), tgt.to(d.device), mask.to(d.device)).item()
-        count += int(mask.sum())
-    return total / max(count, 1)
 
 
 def run_cli(argv=None):

@@ -27,11 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import j1_min.sampling as S  # noqa: E402
 from j1_min import forcing  # noqa: E402
-from j1_min.checkpoint import load_model  # noqa: E402
+from j1_min.checkpoint import load_judge  # noqa: E402
 from j1_min.data import read_pairs  # noqa: E402
 from j1_min.judge_format import encode_prompt, forcing_kwargs  # noqa: E402
 from j1_min.sampling import generate  # noqa: E402
-from j1_min.tokenizer import Tokenizer  # noqa: E402
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "j1_min" / "embedded"
 
@@ -46,8 +45,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tok_text, _ = load_model(EMBEDDED / "j1-tiny")
-    tok = Tokenizer.from_json(tok_text)
+    model, tok, _ = load_judge(EMBEDDED / "j1-tiny")
     items = list(read_pairs(EMBEDDED / "test.jsonl"))[:args.pairs]
     prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in items]
     kw = forcing_kwargs(tok, args.budget)

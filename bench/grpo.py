@@ -20,13 +20,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from j1_min import runs  # noqa: E402
-from j1_min.checkpoint import load_model  # noqa: E402
+from j1_min.checkpoint import load_judge  # noqa: E402
 from j1_min.judge_format import build_prompt, encode_prompt, forcing_kwargs  # noqa: E402
-from j1_min.model import ModelConfig, Transformer  # noqa: E402
+from j1_min.model import TINY, ModelConfig, Transformer  # noqa: E402
 from j1_min.rl import ALGOS, RLConfig, step  # noqa: E402
 from j1_min.tasks import make_pairs  # noqa: E402
-from j1_min.tokenizer import Tokenizer, train_bpe  # noqa: E402
-from train_sft import TINY  # noqa: E402  (the tiny architecture, a constant)
+from j1_min.tokenizer import train_bpe  # noqa: E402
 
 PARTS = ("rollout", "scoring", "advantages", "update")
 
@@ -47,8 +46,7 @@ def main():
     torch.set_num_threads(args.threads)
     pairs = make_pairs(args.prompts * (args.reps + 1), "train", seed=0)
     if args.ckpt:
-        model, tok_text, _ = load_model(args.ckpt)
-        tok = Tokenizer.from_json(tok_text)
+        model, tok, _ = load_judge(args.ckpt)
     else:
         tok = train_bpe([build_prompt(p["question"], p["response_a"], p["response_b"]) for p in pairs] * 5, 512)
         model = Transformer(ModelConfig(vocab_size=tok.vocab_size, **TINY))

@@ -5,7 +5,7 @@
 `judge.py --budgets 0,1,2,3` judges every pair at four budgets. Under greedy decoding (and under sampling with
 common random numbers) the budget-b trace is the budget-3 trace up to its (b+1)-th end of thinking, then a short
 answer, so the sampler decodes the four budgets of a pair as one row that forks at each smaller budget's end of
-thinking (j1_min/sampling.py:_families, j1_min/forcing.py:Row). This benchmark runs the same sweep
+thinking (j1_min/sampling.py:families, j1_min/forcing.py:Row). This benchmark runs the same sweep
 (evaluate.judge_pairs, as judge.py calls it) both ways, interleaved, `--repeats` times each:
   - "forked": as shipped;
   - "one row per budget": every row decodes on its own (the families are switched off), as before forking;
@@ -30,14 +30,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import j1_min.sampling as S  # noqa: E402
-from j1_min.checkpoint import load_model  # noqa: E402
+from j1_min.checkpoint import load_judge  # noqa: E402
 from j1_min.data import read_pairs  # noqa: E402
 from j1_min.evaluate import judge_pairs  # noqa: E402
-from j1_min.tokenizer import Tokenizer  # noqa: E402
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "j1_min" / "embedded"
 BATCH = 64  # judge.py's default --batch-size
-FAMILIES = S._families
+FAMILIES = S.families
 
 
 def alone(prompts, rows, streams, temperature):
@@ -45,7 +44,7 @@ def alone(prompts, rows, streams, temperature):
     return list(range(len(prompts)))
 
 
-def main() -> None:
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=200, help="shipped test pairs judged per run")
     ap.add_argument("--budgets", default="0,1,2,3", help="the sweep's budgets")
@@ -57,12 +56,15 @@ def main() -> None:
                          "--batch-size), or pairs per sampler call (the forked way then holds fewer rows)")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs of each way")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     budgets = tuple(int(b) for b in args.budgets.split(","))
-    model, tok_text, _ = load_model(EMBEDDED / "j1-tiny")
-    tok = Tokenizer.from_json(tok_text)
+    model, tok, _ = load_judge(EMBEDDED / "j1-tiny")
     items = list(read_pairs(EMBEDDED / "test.jsonl"))[:args.pairs]
 
     steps = []  # rows of each one-token forward
@@ -76,7 +78,7 @@ def main() -> None:
     model.hidden_states = counting
 
     def run(families, sweep=budgets):
-        S._families = families
+        S.families = families
         steps.clear()
         narrow = families is alone and args.equal == "rows"  # a row per budget: fewer pairs for the same rows
         t0 = time.perf_counter()
@@ -92,7 +94,7 @@ def main() -> None:
         for name, (families, sweep) in ways.items():
             t, outs[name], decoded[name] = run(families, sweep)
             times[name].append(t)
-    S._families = FAMILIES
+    S.families = FAMILIES
     same = outs["forked"] == outs["one row per budget"]
     length = {b: sum(j["tokens"] for j in outs["forked"] if j["budget"] == b) / len(items) for b in budgets}
     print(f"embedded judge, {len(items)} pairs, budgets {args.budgets}, equal {args.equal} per call "

@@ -1,4 +1,5 @@
-"""Checkpoint I/O: Hugging Face model directories and j1_min `.pt` files, read and written safely.
+"""Checkpoint I/O: Hugging Face model directories and j1_min `.pt` files, read and written safely; load_judge gives
+what a script needs of one, the model with its tokenizer and template.
 
 A `.pt` file is a plain dict of tensors, numbers and strings that loads with `torch.load(weights_only=True)`:
 {"format": "j1_min/1", "config": <HF config dict>, "model": <state dict, HF names>, "tokenizer": <tokenizer.json
@@ -8,15 +9,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import templates
+from .files import atomic_write
 from .model import ModelConfig, Transformer
+from .tokenizer import Tokenizer
 
 PT_FORMAT = "j1_min/1"
 ARCHITECTURES = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}
@@ -118,27 +120,6 @@ def resolve_dtype(dtype, device, config_dict: dict | None = None) -> torch.dtype
     if name not in ("float32", "float16", "bfloat16"):
         raise CheckpointError(f"dtype {dtype!r} is not supported (float32, float16, bfloat16)")
     return getattr(torch, name)
-
-
-def atomic_write(path, write_fn) -> None:
-    """Call write_fn(tmp_path) on a temporary file in path's folder, fsync it, then rename it onto path.
-    The file gets the permissions a plain open() would give it (0o666 less the umask), not mkstemp's 0o600."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise CheckpointError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_model(cfg: ModelConfig, state: dict, where: str, dtype, device) -> Transformer:
@@ -264,6 +245,19 @@ def load_model(path, dtype=None, device=None):
     return model, tok_text, extra
 
 
+def load_judge(path, template: str | None = None, dtype=None, device=None):
+    """(model, tokenizer, template) of a judge, what every script loads: load_model, its tokenizer (a checkpoint
+    without one is refused: a judge reads and writes text), and the template to judge or train with
+    (templates.for_model: `template`, a --template name or file, if given; else the one the checkpoint recorded;
+    else j1_min)."""
+    model, tok_text, extra = load_model(path, dtype=dtype, device=device)
+    if tok_text is None:
+        raise CheckpointError(f"{path}: the checkpoint has no tokenizer (tokenizer.json); a judge needs one to read "
+                              f"and write text")
+    tok = Tokenizer.from_json(tok_text, path)
+    return model, tok, templates.for_model(template, path, extra, tok)
+
+
 def _shards(path: Path) -> list[Path]:
     """The safetensors files of a model folder: model.safetensors, or every file its index names (all present)."""
     index = path / "model.safetensors.index.json"
@@ -286,7 +280,6 @@ def _shards(path: Path) -> list[Path]:
 
 def _check_tokenizer(text: str, where, vocab: int) -> None:
     """A tokenizer that parses and whose ids all have a row in the model's embedding."""
-    from .tokenizer import Tokenizer
     n = Tokenizer.from_json(text, where).vocab_size
     if n > vocab:
         raise CheckpointError(f"{where}: the tokenizer has {n} ids but the model's embedding only {vocab} rows: "

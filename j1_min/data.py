@@ -1,5 +1,5 @@
-"""Preference data as JSONL: the formats users already have, validated line by line, written atomically; and the
-SFT examples (token ids with the prompt masked out) and batches built from them.
+"""Preference data as JSONL: the formats users already have, validated line by line, written atomically; the
+seeded order in which training draws them; outputs written while they are produced.
 
 Formats, detected PER LINE from the keys of each JSON object (so one file may mix them):
 
@@ -23,11 +23,8 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-
-from .checkpoint import atomic_write
 from .checks import check_output
-from .judge_format import END_OF_TURN, J1_MIN, encode_prompt
+from .files import atomic_write
 
 
 class Records(list):
@@ -205,45 +202,7 @@ def write_jsonl(path, records, force: bool = False) -> None:
     atomic_write(path, write)
 
 
-# ------------------------------------------------------------------------------------------------ SFT examples
-
-def sft_example(tokenizer, record: dict, template=J1_MIN) -> tuple[list[int], int]:
-    """(ids, n_prompt): the template's judge prompt, then the completion, then `<|im_end|>` (the completion is
-    stored without it). Only the completion's first end of thinking (`</think>`) becomes the marker token; the rest
-    is encoded as ordinary text, as in the prompt, so a completion cannot plant chat markers either. Targets are
-    ids[n_prompt:]."""
-    prompt = encode_prompt(tokenizer, record["question"], record["response_a"], record["response_b"], template)
-    c = record["completion"]
-    while c.rstrip().endswith(END_OF_TURN):  # a stored end-of-turn token is dropped: it is appended below
-        s = c.rstrip()
-        c = s[:-len(next(e for e in END_OF_TURN if s.endswith(e)))]
-    end = template.think_end
-    thinking, sep, answer = c.partition(end) if end else (c, "", "")
-    ids = tokenizer.encode(thinking) + (tokenizer.marker_ids(end) + tokenizer.encode(answer) if sep else [])
-    return prompt + ids + [tokenizer.eos_id], len(prompt)
-
-
-def sft_batches(examples: list[tuple[list[int], int]], micro: int, pad_id: int):
-    """Sort (ids, n_prompt) examples by length (shortest first; stable) and cut them into micro-batches, each
-    right-padded to its longest: a list of (inputs, targets, mask), each (b, T), T = longest - 1.
-    inputs = ids[:-1], targets = ids[1:], mask = 1.0 where the target is a completion token (ids[n_prompt:], the
-    closing `<|im_end|>` included), 0.0 on the prompt and the padding."""
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
-    out = []
-    for s in range(0, len(order), micro):
-        chunk = [examples[i] for i in order[s:s + micro]]
-        T = max(len(ids) for ids, _ in chunk) - 1
-        inp = torch.full((len(chunk), T), pad_id, dtype=torch.long)
-        tgt = torch.full((len(chunk), T), pad_id, dtype=torch.long)
-        mask = torch.zeros(len(chunk), T)
-        for r, (ids, n_prompt) in enumerate(chunk):
-            L = len(ids) - 1
-            inp[r, :L] = torch.tensor(ids[:-1])
-            tgt[r, :L] = torch.tensor(ids[1:])
-            mask[r, n_prompt - 1:L] = 1.0
-        out.append((inp, tgt, mask))
-    return out
-
+# ------------------------------------------------------------------------------------------------ data order
 
 @lru_cache(maxsize=4)
 def _permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
@@ -252,10 +211,10 @@ def _permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
     return tuple(p)
 
 
-def sft_step_order(n: int, batch: int, step: int, seed: int) -> list[int]:
-    """Example indexes of optimizer step `step`: positions step*batch .. (step+1)*batch-1 of an endless stream of
-    seeded permutations of range(n), one per epoch. A pure function of its arguments, so a resumed run goes on
-    exactly where it stopped."""
+def step_order(n: int, batch: int, step: int, seed: int) -> list[int]:
+    """Item indexes of training step `step` (train_sft.py's examples, train_grpo.py's prompts): positions
+    step*batch .. (step+1)*batch-1 of an endless stream of seeded permutations of range(n), one per epoch. A pure
+    function of its arguments, so a resumed run goes on exactly where it stopped."""
     return [_permutation(n, seed, q // n)[q % n] for q in range(step * batch, (step + 1) * batch)]
 
 

@@ -189,16 +189,7 @@ def grpo_loss(
         "k3":         mean k3 (0.0 when ref_logp is None)
         "ratio_mean": mean ρ
     """
-    if loss_type not in LOSS_TYPES:
-        raise ValueError(f"grpo.grpo_loss: loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
-    if beta != 0.0 and ref_logp is None:
-        raise ValueError("grpo.grpo_loss: beta != 0 needs ref_logp")
-    for name, t in (("old_logp", old_logp), ("ref_logp", ref_logp), ("mask", mask)):
-        if t is not None and t.shape != logp.shape:
-            raise ValueError(f"grpo.grpo_loss: {name} shape {tuple(t.shape)} != logp shape {tuple(logp.shape)}")
-    if advantages.shape not in (logp.shape[:1], logp.shape):
-        raise ValueError(f"grpo.grpo_loss: advantages shape {tuple(advantages.shape)} is neither "
-                         f"({logp.shape[0]},) nor {tuple(logp.shape)}")
+    _check_loss_args(logp, old_logp, ref_logp, advantages, mask, beta, loss_type)
     eps_high = clip_eps if clip_eps_high is None else clip_eps_high
     keep = mask.bool()                                                    # (N, T)
     m = keep.to(logp.dtype)                                               # (N, T)
@@ -240,3 +231,18 @@ def grpo_loss(
                          "log-probabilities are NaN or infinite, so the weights have diverged (try a lower --lr); "
                          "no update was made from this batch")
     return loss, stats
+
+
+def _check_loss_args(logp, old_logp, ref_logp, advantages, mask, beta: float, loss_type: str) -> None:
+    """grpo_loss's arguments checked, the first bad one a ValueError: a known loss_type, ref_logp when β != 0,
+    every (N, T) tensor of logp's shape, advantages (N,) or (N, T)."""
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"grpo.grpo_loss: loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+    if beta != 0.0 and ref_logp is None:
+        raise ValueError("grpo.grpo_loss: beta != 0 needs ref_logp")
+    for name, t in (("old_logp", old_logp), ("ref_logp", ref_logp), ("mask", mask)):
+        if t is not None and t.shape != logp.shape:
+            raise ValueError(f"grpo.grpo_loss: {name} shape {tuple(t.shape)} != logp shape {tuple(logp.shape)}")
+    if advantages.shape not in (logp.shape[:1], logp.shape):
+        raise ValueError(f"grpo.grpo_loss: advantages shape {tuple(advantages.shape)} is neither "
+                         f"({logp.shape[0]},) nor {tuple(logp.shape)}")

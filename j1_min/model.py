@@ -11,6 +11,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# train_sft.py --init tiny: ~4.6M parameters with a 512-token vocabulary, the embedded judge's architecture (Qwen2
+# layout, tied embeddings); ModelConfig(vocab_size=..., **TINY)
+TINY = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_attention_heads=8,
+            num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, rope_theta=10000.0,
+            tie_word_embeddings=True, qkv_bias=True, model_type="qwen2")
+
 
 @dataclass
 class ModelConfig:

@@ -69,7 +69,7 @@ def parse_budget(text: str) -> tuple[int, int]:
 
 def group_budgets(budget: tuple[int, int], groups: int, step: int, seed: int) -> list[int]:
     """The forcing budget of each of a step's `groups` groups (all processes' groups, in order), drawn uniformly
-    from budget = (LO, HI). A pure function of (seed, step), like the step's prompts (data.sft_step_order), so a
+    from budget = (LO, HI). A pure function of (seed, step), like the step's prompts (data.step_order), so a
     resumed run draws what the uninterrupted run drew. All G rollouts of a group share its budget, so GRPO's
     group-relative advantage compares completions under the same forcing."""
     rng = random.Random(f"budget:{seed}:{step}")

@@ -191,7 +191,21 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, *, temperatur
     Raises ValueError for an empty prompt list or prompt, a prompt whose length plus max_new_tokens exceeds
     model.config.max_position_embeddings, token ids outside the vocabulary, and inconsistent options.
     """
-    cfg = model.config
+    V = model.config.vocab_size
+    prompts, budgets = _check_args(model.config, prompts, max_new_tokens, temperature, top_k, top_p, streams, budget,
+                                   max_think_tokens)
+    mark = _check_marker(tokenizer, think_end, wait, answer_prefix, any(budgets), max_think_tokens, V)
+    rules = Rules(max_new_tokens, frozenset(_check_ids("stop_ids", stop_ids, V)), max_think_tokens, mark)
+    rows = [Row(Generation(answer_start=None if mark else 0), b, mark is not None) for b in budgets]
+    if max_new_tokens == 0:
+        return [r.gen for r in rows]
+    _decode(model, prompts, rows, rules, temperature, top_k, top_p, seed, streams)
+    return [r.gen for r in rows]
+
+
+def _check_args(cfg, prompts, max_new_tokens, temperature, top_k, top_p, streams, budget, max_think_tokens):
+    """generate's numbers and prompts checked, the first bad one a ValueError: (prompts as lists of ints, one
+    budget per prompt)."""
     V, ctx = cfg.vocab_size, cfg.max_position_embeddings
     if not prompts:
         raise ValueError("generate: the prompt list is empty")
@@ -216,30 +230,32 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, *, temperatur
         raise ValueError(f"generate: budget must be >= 0, got {min(budgets)}")
     if max_think_tokens is not None and max_think_tokens < 0:
         raise ValueError(f"generate: max_think_tokens must be >= 0 or None, got {max_think_tokens}")
+    return prompts, budgets
+
+
+def _check_marker(tokenizer, think_end, wait, answer_prefix, forcing: bool, max_think_tokens, V: int):
+    """The end-of-thinking marker the forcing rules use (None without think_end), its options checked: forcing
+    (a budget > 0), max_think_tokens and answer_prefix need think_end, think_end needs the tokenizer, a budget
+    needs wait, and every id the marker forces must be in the vocabulary."""
     if think_end is None:
-        if any(budgets) or max_think_tokens is not None or answer_prefix is not None:
+        if forcing or max_think_tokens is not None or answer_prefix is not None:
             raise ValueError("generate: budget, max_think_tokens and answer_prefix need think_end (the marker)")
-        mark = None
-    else:
-        if tokenizer is None:
-            raise ValueError("generate: think_end needs the tokenizer (the marker is found in the text)")
-        if any(budgets) and not wait:
-            raise ValueError("generate: budget > 0 needs wait, the text forced after a suppressed end of thinking")
-        mark = prepare_marker(tokenizer, think_end, wait or "", answer_prefix or "")
-        for name, ids in (("think_end", mark.ids), ("wait", mark.wait_ids), ("answer_prefix", mark.answer_ids)):
-            _check_ids(name, ids, V)
-    rules = Rules(max_new_tokens, frozenset(_check_ids("stop_ids", stop_ids, V)), max_think_tokens, mark)
-    rows = [Row(Generation(answer_start=None if mark else 0), b, mark is not None) for b in budgets]
-    if max_new_tokens == 0:
-        return [r.gen for r in rows]
-    _decode(model, prompts, rows, rules, temperature, top_k, top_p, seed, streams)
-    return [r.gen for r in rows]
+        return None
+    if tokenizer is None:
+        raise ValueError("generate: think_end needs the tokenizer (the marker is found in the text)")
+    if forcing and not wait:
+        raise ValueError("generate: budget > 0 needs wait, the text forced after a suppressed end of thinking")
+    mark = prepare_marker(tokenizer, think_end, wait or "", answer_prefix or "")
+    for name, ids in (("think_end", mark.ids), ("wait", mark.wait_ids), ("answer_prefix", mark.answer_ids)):
+        _check_ids(name, ids, V)
+    return mark
 
 
-def _families(prompts, rows, streams, temperature) -> list[int]:
+def families(prompts, rows, streams, temperature) -> list[int]:
     """The row that decodes for each row (its leader): rows with the same prompt and the same random stream (any
     stream when greedy) write the same tokens until forcing sets them apart, so one of them, the one with the
-    largest budget, decodes for all and forks at each smaller budget's end of thinking (forcing.Row)."""
+    largest budget, decodes for all and forks at each smaller budget's end of thinking (forcing.Row). bench/sweep.py
+    swaps it for one that forks nothing, to time a sweep both ways."""
     keys = [(tuple(p), k if temperature > 0 else 0) for p, k in zip(prompts, streams)]
     leader: dict[tuple, int] = {}
     for i, key in enumerate(keys):
@@ -255,14 +271,14 @@ def _families(prompts, rows, streams, temperature) -> list[int]:
 
 def _decode(model, prompts, rows, rules, temperature, top_k, top_p, seed, streams) -> None:
     """The loop: prefill once per distinct prompt, then one batched single-token forward per step. Rows that would
-    write the same tokens are decoded once (_families); the others get copies of their results at the end."""
+    write the same tokens are decoded once (families); the others get copies of their results at the end."""
     device = model.lm_head.weight.device
     occurrence, seen = [], {}  # the k-th repeat of a prompt in this call: its default stream
     for p in prompts:
         occurrence.append(seen.get(tuple(p), 0))
         seen[tuple(p)] = occurrence[-1] + 1
     streams = streams or occurrence
-    lead_of = _families(prompts, rows, streams, temperature)
+    lead_of = families(prompts, rows, streams, temperature)
     leaders = sorted(set(lead_of))
 
     # Identical prompts (GRPO's G samples of one prompt) are prefilled once; each row gets a copy of the cache.

@@ -20,7 +20,7 @@ A sharded run's checkpoint is a folder, `--out` (a `.pt` path is refused under -
     <out>/step-00000100/model/ the weights as a Hugging Face folder (config.json, model.safetensors, tokenizer.json)
 
 A save writes a new step folder under a hidden temporary name (every rank its DCP file, rank 0 the rest), renames it
-into place once all ranks are done, and only then points `latest` at it (checkpoint.atomic_write), then removes the
+into place once all ranks are done, and only then points `latest` at it (files.atomic_write), then removes the
 older step folders. A kill at any moment leaves `latest` naming a complete folder (or no `latest`: no checkpoint
 yet). DCP itself promises no atomicity (its `.metadata` is written last, by rank 0); the folder and the pointer do.
 DCP needs `--out` on a file system every rank sees (one node, or a shared mount across nodes).
@@ -34,7 +34,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .checkpoint import LATEST, RUN_FORMAT, atomic_write, build_model, is_run, save_hf
+from .checkpoint import LATEST, RUN_FORMAT, build_model, is_run, save_hf
+from .files import atomic_write
 
 
 

@@ -39,16 +39,12 @@ class Tokenizer:
 
     @classmethod
     def from_path(cls, path) -> "Tokenizer":
-        """From a tokenizer.json file, a model directory holding one, or a j1_min `.pt` checkpoint."""
+        """From a tokenizer.json file or a model directory holding one (a `.pt` checkpoint's: checkpoint.load_judge)."""
         path = Path(path)
         if path.is_dir():
             path = path / "tokenizer.json"
         if path.suffix == ".pt":
-            from .checkpoint import read_pt
-            text = read_pt(path).get("tokenizer")
-            if text is None:
-                raise ValueError(f"{path}: this checkpoint holds no tokenizer")
-            return cls.from_json(text, path)
+            raise ValueError(f"{path}: a j1_min checkpoint; its tokenizer comes with checkpoint.load_judge")
         if not path.is_file():
             raise ValueError(f"{path}: no tokenizer.json found")
         return cls.from_json(path.read_bytes().decode("utf-8", "replace"), path)

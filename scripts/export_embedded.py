@@ -15,7 +15,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from j1_min.checkpoint import atomic_write, load_model, save_hf
+from j1_min.checkpoint import load_model, save_hf
+from j1_min.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 DEST = ROOT / "j1_min" / "embedded"

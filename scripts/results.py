@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, with the repository's j1_min
 
 from j1_min import checks  # noqa: E402
-from j1_min.checkpoint import atomic_write  # noqa: E402
+from j1_min.files import atomic_write  # noqa: E402
 from j1_min.evaluate import item_key, score  # noqa: E402
 from j1_min.runs import cli  # noqa: E402
 from j1_min.scaling import (bootstrap_interval, item_scores, matched_k, mean_think_tokens,  # noqa: E402

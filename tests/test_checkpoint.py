@@ -1,8 +1,7 @@
-"""Checkpoints: `.pt` round trip, refusal of pickled code, atomic writes, clear errors for broken inputs."""
+"""Checkpoints: `.pt` round trip, refusal of pickled code, loading a judge, clear errors for broken inputs."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from j1_min.checkpoint import CheckpointError, atomic_write, load_model, save_pt
+from j1_min.checkpoint import CheckpointError, load_judge, load_model, save_pt
 from j1_min.tokenizer import Tokenizer, train_bpe
 
 
@@ -31,7 +30,7 @@ def test_pt_round_trip_keeps_model_tokenizer_and_config(model_dir, tmp_path):
     with torch.no_grad():
         assert torch.equal(m(x), m2(x))
     assert Tokenizer.from_json(tok_text).encode("answer is 46") == tok.encode("answer is 46")
-    assert Tokenizer.from_path(tmp_path / "m.pt").vocab_size == tok.vocab_size
+    assert load_judge(tmp_path / "m.pt")[1].vocab_size == tok.vocab_size
     assert m2.lm_head.weight.data_ptr() == m2.model.embed_tokens.weight.data_ptr()  # still tied
 
 
@@ -95,34 +94,14 @@ def test_pt_that_is_not_ours_is_refused(tmp_path):
         load_model(tmp_path / "other.pt")
 
 
-def test_a_crash_during_save_leaves_the_old_file_intact(tmp_path):
-    path = tmp_path / "ck.pt"
-    path.write_bytes(b"good")
-
-    def crash(tmp):
-        with open(tmp, "wb") as f:
-            f.write(b"half")
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write(path, crash)
-    assert path.read_bytes() == b"good"
-    assert os.listdir(tmp_path) == ["ck.pt"]  # no temporary file left behind
-
-
-def test_writing_into_a_missing_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist"):
-        atomic_write(tmp_path / "missing" / "x.pt", lambda p: None)
-
-
-def test_an_atomic_write_has_the_permissions_a_plain_write_would_have(tmp_path):
-    old = os.umask(0o027)  # a umask that neither 0o600 (mkstemp) nor 0o644 (the usual default) would satisfy
-    try:
-        (tmp_path / "plain").write_bytes(b"x")
-        atomic_write(tmp_path / "atomic", lambda p: Path(p).write_bytes(b"x"))
-    finally:
-        os.umask(old)
-    assert (tmp_path / "atomic").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o640
+def test_load_judge_gives_model_tokenizer_and_template_or_one_error_without_a_tokenizer(model_dir, tmp_path):
+    tok = train_bpe(["What is 12 + 34? The answer is 46."] * 20, vocab_size=300)
+    save_pt(tmp_path / "m.pt", load_model(model_dir)[0], tok)
+    model, tok2, template = load_judge(tmp_path / "m.pt")
+    assert tok2.encode("answer is 46") == tok.encode("answer is 46") and template.name == "j1_min"
+    save_pt(tmp_path / "bare.pt", model)  # no tokenizer
+    with pytest.raises(CheckpointError, match=r"bare.pt: the checkpoint has no tokenizer \(tokenizer.json\)"):
+        load_judge(tmp_path / "bare.pt")
 
 
 def test_load_in_bfloat16_by_name(model_dir):

@@ -1,5 +1,5 @@
 """Specifications for j1_min/data.py: reading RewardBench / JudgeBench / j1_min JSONL, errors that name the file and
-line, atomic writes, and the SFT examples and batches."""
+line, atomic writes, and the seeded order of training items."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 
-from j1_min.data import read_pairs, sft_batches, sft_example, sft_step_order, write_jsonl
-from j1_min.judge_format import build_prompt, encode_prompt
+from j1_min.data import read_pairs, step_order, write_jsonl
+from j1_min.judge_format import build_prompt
 from j1_min.tokenizer import train_bpe
 
 RB = {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5", "id": 7, "subset": "math"}
@@ -125,48 +124,13 @@ def test_write_jsonl_is_atomic(tmp_path):
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["o.jsonl"]
 
 
-# ------------------------------------------------------------------------------------------------ SFT examples
-
-@pytest.fixture(scope="module")
-def tok():
-    return train_bpe([build_prompt("Q?", "ra", "rb") + "x\n</think>\n[[A]]"] * 5, 300)
-
-
-def test_sft_example_is_prompt_then_completion_then_end_of_turn(tok):
-    rec = {**J1, "completion": "So A is right.\n</think>\n[[A]]"}
-    ids, n_prompt = sft_example(tok, rec)
-    assert ids[:n_prompt] == encode_prompt(tok, "Q?", "ra", "rb") and ids[-1] == tok.eos_id
-    assert tok.decode(ids[n_prompt:]) == rec["completion"] + "<|im_end|>"
-    assert sft_example(tok, {**rec, "completion": rec["completion"] + "<|im_end|>\n"}) == (ids, n_prompt)
-
-
-def test_sft_example_makes_only_the_first_end_marker_special(tok):
-    rec = {**J1, "completion": "a <|im_start|> b\n</think>\n[[A]] </think> <think>"}
-    ids, n_prompt = sft_example(tok, rec)
-    tail = ids[n_prompt:]
-    assert tail.count(tok.token_id("</think>")) == 1 and tail.count(tok.token_id("<think>")) == 0
-    assert tail.count(tok.token_id("<|im_start|>")) == 0 and tail.count(tok.eos_id) == 1
-
-
-def test_sft_batches_shift_pad_and_mask_the_prompt():
-    examples = [([1, 2, 3, 4, 5], 2), ([6, 7, 8], 1), ([9, 10, 11, 12], 3)]
-    batches = sft_batches(examples, micro=2, pad_id=0)
-    assert [b[0].shape for b in batches] == [(2, 3), (1, 4)]  # shortest first, padded to the micro-batch's longest
-    inp, tgt, mask = batches[0]
-    assert inp.tolist() == [[6, 7, 0], [9, 10, 11]] and tgt.tolist() == [[7, 8, 0], [10, 11, 12]]
-    assert mask.tolist() == [[1, 1, 0], [0, 0, 1]]  # targets ids[n_prompt:] only; padding never counts
-    total = sum(m.sum() for _, _, m in batches)
-    assert total == sum(len(ids) - p for ids, p in examples) and batches[1][2].tolist() == [[0, 1, 1, 1]]
-    assert isinstance(mask, torch.Tensor) and mask.dtype == torch.float32
-
-
-def test_sft_step_order_walks_seeded_epochs():
+def test_step_order_walks_seeded_epochs():
     n, batch = 10, 4
-    stream = [i for step in range(5) for i in sft_step_order(n, batch, step, seed=0)]  # 20 = two epochs
+    stream = [i for step in range(5) for i in step_order(n, batch, step, seed=0)]  # 20 = two epochs
     assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:]) == list(range(10))
     assert stream[:10] != stream[10:] and stream[:10] != list(range(10))
-    assert sft_step_order(n, batch, 3, seed=0) == stream[12:16]  # a pure function: resuming needs only the step
-    assert sft_step_order(n, batch, 0, seed=1) != stream[:4]
+    assert step_order(n, batch, 3, seed=0) == stream[12:16]  # a pure function: resuming needs only the step
+    assert step_order(n, batch, 0, seed=1) != stream[:4]
 
 
 def test_each_record_knows_its_file_and_line(tmp_path):
@@ -174,6 +138,11 @@ def test_each_record_knows_its_file_and_line(tmp_path):
     recs = read_pairs(p, skip_bad=True)
     assert recs.where == [f"{p}, line 2", f"{p}, line 5"] and recs.subset([1]).where == [f"{p}, line 5"]
     assert recs.skipped_message().startswith(f"skipped 1 bad line (first: {p}, line 3: not valid JSON")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_bpe([build_prompt("Q?", "ra", "rb") + "x\n</think>\n[[A]]"] * 5, 300)
 
 
 def test_a_lone_surrogate_never_reaches_the_tokenizer(tok):

@@ -12,7 +12,7 @@ import torch
 
 import train_sft
 from j1_min.checkpoint import load_model
-from j1_min.data import sft_batches, sft_example
+from j1_min.sft import sft_batches, sft_example, sft_nll
 from j1_min.model import Transformer
 from j1_min.tokenizer import train_bpe
 
@@ -72,7 +72,7 @@ def test_prompt_positions_carry_no_gradient(files):
     def keep_grad(module, inputs, output):  # the final hidden states: position t feeds only the logits at t
         output.register_hook(lambda g: grads.__setitem__("g", g))
     model.model.norm.register_forward_hook(keep_grad)
-    train_sft.sft_nll(model, inp, tgt, mask).backward()
+    sft_nll(model, inp, tgt, mask).backward()
     g = grads["g"].abs().sum(-1)  # (b, T-1): gradient reaching each position's logits
     for r, (ids, n_prompt) in enumerate(sorted(ex, key=lambda e: len(e[0]))):
         assert g[r, :n_prompt - 1].max() == 0  # prompt targets: no gradient
