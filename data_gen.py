@@ -1,20 +1,25 @@
-"""Make J1-style judge data: verifiable preference pairs, and reflection-enhanced SFT traces by rejection sampling.
+"""Make J1-style judge data: verifiable preference pairs, and reflection-enhanced SFT traces by
+rejection sampling.
 
     python data_gen.py pairs --task arith --n 2000 --split test --out data/test.jsonl
     python data_gen.py traces --task arith --n 10000 --split train --out data/traces.jsonl
-    python data_gen.py traces --task arith --n 10000 --split train --no-reflection --out data/plain.jsonl
-    python data_gen.py traces --teacher ./my-model --data prefs.jsonl --k 8 --budget 1 --out data/traces.jsonl
+    python data_gen.py traces --task arith --n 10000 --split train --no-reflection \\
+        --out data/plain.jsonl
+    python data_gen.py traces --teacher ./my-model --data prefs.jsonl --k 8 --budget 1 \\
+        --out data/traces.jsonl
 
-Rejection sampling (J1 sec. 3.1), the same for both teachers: draw --k traces per item, keep those whose verdict
-parses and matches the label (j1_min.judge_format.parse_verdict), drop duplicates, keep at most --max-keep per item.
-The programmatic teacher's traces must also be right for the right reason (j1_min.teacher.grounded: the last
-decision rests on a true check), so a plain trace that matched neither response and fell back on "So A is right."
-is rejected whatever the label; the summary counts them (right_for_wrong_reason). With and without --no-reflection
-the teacher draws the same first passes (same slips, same decisions); the plain one stops before its first "Wait".
+Rejection sampling (J1 sec. 3.1), the same for both teachers: draw --k traces per item, keep those
+whose verdict parses and matches the label (j1_min.judge_format.parse_verdict), drop duplicates,
+keep at most --max-keep per item. The programmatic teacher's traces must also be right for the right
+reason (j1_min.teacher.grounded: the last decision rests on a true check), so a plain trace that
+matched neither response and fell back on "So A is right." is rejected whatever the label; the
+summary counts them (right_for_wrong_reason). With and without --no-reflection the teacher draws the
+same first passes (same slips, same decisions); the plain one stops before its first "Wait".
 
-Output, one JSON object per line. Pairs: id, question, response_a, response_b, label ("A" or "B"), origin,
-wrong_kind. Traces: the pair's fields and completion (the judge's text after the prompt's `<think>\\n`: thinking,
-`</think>`, verdict; without `<|im_end|>`, which trainers append), verdict, has_reflection, num_reflections, source.
+Output, one JSON object per line. Pairs: id, question, response_a, response_b, label ("A" or "B"),
+origin, wrong_kind. Traces: the pair's fields and completion (the judge's text after the prompt's
+`<think>\\n`: thinking, `</think>`, verdict; without `<|im_end|>`, which trainers append), verdict,
+has_reflection, num_reflections, source.
 """
 from __future__ import annotations
 
@@ -32,66 +37,88 @@ from j1_min.runs import cli
 from j1_min.tasks import WRONG_KINDS, make_pairs, parse_difficulty
 from j1_min.teacher import grounded, reflection_changed, teacher_trace
 
-# ---------------------------------------------------------------------------------------------- defaults
+# ----------------------------------------------------------------------------------------------
+# defaults
 N, SPLIT, SEED = 1000, "train", 0
-DIGITS, MUL_DIGITS, OPS = "2-3", "2-3x1", "+-*"  # the synthetic task's difficulty (see tasks.Difficulty)
+# the synthetic task's difficulty (see tasks.Difficulty)
+DIGITS, MUL_DIGITS, OPS = "2-3", "2-3x1", "+-*"
 KINDS = ",".join(WRONG_KINDS)                    # how a wrong response is wrong
 K, MAX_KEEP = 4, 1                               # traces drawn per item, traces kept per item
-SLIP_RATE = 0.2                                  # programmatic teacher: chance of one slip in the first pass
-REFLECTIONS = "0.3,0.5,0.2"                      # programmatic teacher: weights of 0, 1, 2, ... reflections
+SLIP_RATE = 0.2  # programmatic teacher: chance of one slip in the first pass
+REFLECTIONS = "0.3,0.5,0.2"  # programmatic teacher: weights of 0, 1, 2, ... reflections
 TEMPERATURE, TOP_P, TOP_K = 1.0, 1.0, 0          # model teacher sampling
-MAX_NEW_TOKENS, BUDGET, BATCH = 1024, 0, 8       # model teacher: length, forced "Wait"s (s1), items per batch
-MODEL_DEFAULTS = dict(temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K, max_new_tokens=MAX_NEW_TOKENS,
-                      budget=BUDGET, max_think_tokens=None, batch_size=BATCH, device="cpu", dtype=None)
+# model teacher: length, forced "Wait"s (s1), items per batch
+MAX_NEW_TOKENS, BUDGET, BATCH = 1024, 0, 8
+MODEL_DEFAULTS = dict(temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K,
+                      max_new_tokens=MAX_NEW_TOKENS, budget=BUDGET, max_think_tokens=None,
+                      batch_size=BATCH, device="cpu", dtype=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True, metavar="{pairs,traces}")
     p_pairs = sub.add_parser("pairs", help="synthetic preference pairs of the arithmetic task")
-    p_tr = sub.add_parser("traces", help="judge traces by rejection sampling (programmatic or model teacher)")
+    p_tr = sub.add_parser("traces", help="judge traces by rejection sampling (programmatic or "
+                                         "model teacher)")
     for p in (p_pairs, p_tr):
-        p.add_argument("--out", required=True, help="output JSONL file (never overwritten without --force)")
+        p.add_argument("--out", required=True, help="output JSONL file (never overwritten without "
+                                                    "--force)")
         p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
         p.add_argument("--seed", type=checks.seed_int,
                        default=SEED, help=f"seed of every random draw (default {SEED})")
         p.add_argument("--task", choices=["arith"], default="arith",
-                       help="synthetic task: arith, 'What is a op b?' answer checking (the only one)")
+                       help="synthetic task: arith, 'What is a op b?' answer checking (the only "
+                            "one)")
         p.add_argument("--n", type=checks.positive_int,
                        help=f"number of synthetic pairs, exactly (default {N})")
         p.add_argument("--split", choices=["train", "val", "test"],
-                       help=f"split of the synthetic questions; splits never share a question (default {SPLIT})")
-        p.add_argument("--digits", default=DIGITS, help=f"digits of each operand of + and -, LO-HI (default {DIGITS})")
+                       help="split of the synthetic questions; splits never share a question "
+                            f"(default {SPLIT})")
+        p.add_argument("--digits", default=DIGITS, help="digits of each operand of + and -, LO-HI "
+                                                        f"(default {DIGITS})")
         p.add_argument("--mul-digits", default=MUL_DIGITS,
                        help=f"digits of a and b in a * b, AxB, each LO-HI (default {MUL_DIGITS})")
-        p.add_argument("--ops", default=OPS, help=f"operations to draw from, a subset of +-* (default {OPS})")
-        p.add_argument("--wrong-kinds", default=KINDS, help="how the wrong response is wrong, a subset of "
-                       f"{KINDS}; 'power' (x10, /10) is the easiest to spot (default {KINDS})")
-    p_tr.add_argument("--data", help="preference pairs JSONL (RewardBench, JudgeBench or j1_min format) instead of "
-                      "synthetic pairs; the programmatic teacher needs arith questions")
-    p_tr.add_argument("--skip-bad", action="store_true", help="skip malformed --data lines (counted) instead of "
-                      "stopping at the first")
-    p_tr.add_argument("--teacher", help="model teacher: a Hugging Face model folder or j1_min .pt checkpoint "
-                      "(with a tokenizer); without it the programmatic teacher writes the traces")
-    p_tr.add_argument("--template", help=f"the judge's format for prompts, verdict parsing and rejection sampling: "
-                      f"a shipped template ({', '.join(templates.shipped())}) or a template JSON file (default: the "
-                      f"one --teacher recorded, else {templates.DEFAULT}); the programmatic teacher writes "
-                      f"{templates.DEFAULT}'s format only")
+        p.add_argument("--ops", default=OPS, help="operations to draw from, a subset of +-* "
+                                                  f"(default {OPS})")
+        p.add_argument("--wrong-kinds", default=KINDS, help="how the wrong response is wrong, a "
+                                                            f"subset of {KINDS}; 'power' (x10, "
+                                                            "/10) is the easiest to spot (default "
+                                                            f"{KINDS})")
+    p_tr.add_argument("--data", help="preference pairs JSONL (RewardBench, JudgeBench or j1_min "
+                                     "format) instead of synthetic pairs; the programmatic teacher "
+                                     "needs arith questions")
+    p_tr.add_argument("--skip-bad", action="store_true", help="skip malformed --data lines "
+                                                              "(counted) instead of stopping at "
+                                                              "the first")
+    p_tr.add_argument("--teacher", help="model teacher: a Hugging Face model folder or j1_min .pt "
+                                        "checkpoint (with a tokenizer); without it the "
+                                        "programmatic teacher writes the traces")
+    p_tr.add_argument("--template", help="the judge's format for prompts, verdict parsing and "
+                                         "rejection sampling: a shipped template "
+                                         f"({', '.join(templates.shipped())}) or a template JSON "
+                                         "file (default: the one --teacher recorded, else "
+                                         f"{templates.DEFAULT}); the programmatic teacher writes "
+                                         f"{templates.DEFAULT}'s format only")
     p_tr.add_argument("--k", type=checks.positive_int,
                       default=K, help=f"traces drawn per item (default {K})")
     p_tr.add_argument("--max-keep", type=checks.positive_int,
                       default=MAX_KEEP,
                       help=f"correct traces kept per item (default {MAX_KEEP})")
-    p_tr.add_argument("--no-reflection", action="store_true", help="plain traces for the ablation: the programmatic "
-                      "teacher never writes 'Wait'; a model teacher's traces that contain 'Wait' are rejected")
+    p_tr.add_argument("--no-reflection", action="store_true", help="plain traces for the ablation: "
+                                                                   "the programmatic teacher never "
+                                                                   "writes 'Wait'; a model "
+                                                                   "teacher's traces that contain "
+                                                                   "'Wait' are rejected")
     p_tr.add_argument("--slip-rate", type=checks.unit_interval,
                       help=f"programmatic teacher: chance of a slip (a wrong carry or a "
                       f"column sum off by one) in the first pass (default {SLIP_RATE})")
-    p_tr.add_argument("--reflections", help=f"programmatic teacher: weights of 0, 1, 2, ... reflections per trace "
-                      f"(default {REFLECTIONS})")
+    p_tr.add_argument("--reflections", help="programmatic teacher: weights of 0, 1, 2, ... "
+                                            f"reflections per trace (default {REFLECTIONS})")
     p_tr.add_argument("--temperature", type=checks.nonneg_float,
                       default=TEMPERATURE,
-                      help=f"model teacher sampling temperature, 0 = greedy (default {TEMPERATURE})")
+                      help="model teacher sampling temperature, 0 = greedy (default "
+                           f"{TEMPERATURE})")
     p_tr.add_argument("--top-p", type=checks.probability,
                       default=TOP_P, help=f"model teacher nucleus sampling (default {TOP_P})")
     p_tr.add_argument("--top-k", type=checks.nonneg_int,
@@ -110,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                       f"k rows each (default {BATCH})")
     p_tr.add_argument("--device", type=checks.device,
                       default="cpu", help="model teacher: cpu, cuda, ... (default cpu)")
-    p_tr.add_argument("--dtype", help="model teacher: float32, bfloat16, float16 (default: float32 on CPU, the "
-                      "checkpoint's elsewhere)")
+    p_tr.add_argument("--dtype", help="model teacher: float32, bfloat16, float16 (default: float32 "
+                                      "on CPU, the checkpoint's elsewhere)")
     return ap
 
 
@@ -120,30 +147,38 @@ def parse_args(argv=None):
 
 
 def check_args(args) -> None:
-    """Refuse contradictory or out-of-range flags, and an existing --out, before any work is done."""
+    """Refuse contradictory or out-of-range flags, and an existing --out, before any work is
+    done."""
     checks.check_output(args.out, args.force, "--out", make_folder=True)
     if args.mode == "pairs":
         return
-    # the judge's format; a model teacher's default is the one its checkpoint recorded (set in model_completions)
+    # the judge's format; a model teacher's default is the one its checkpoint recorded (set in
+    # model_completions)
     args.judge_template = templates.load(args.template or templates.DEFAULT)
     j1, t = templates.load(templates.DEFAULT), args.judge_template
     if not args.teacher and (t.think_end, t.verdicts) != (j1.think_end, j1.verdicts):
-        raise ValueError(f"--template {args.template}: the programmatic teacher writes {j1.name}'s format "
-                         f"({j1.think_end}, [[A]]/[[B]]); use --teacher to sample another format")
+        raise ValueError(f"--template {args.template}: the programmatic teacher writes {j1.name}'s "
+                         f"format ({j1.think_end}, [[A]]/[[B]]); use --teacher to sample another "
+                         "format")
     if args.teacher and (args.slip_rate is not None or args.reflections is not None):
-        raise ValueError("--slip-rate and --reflections set the programmatic teacher; leave them out with --teacher")
+        raise ValueError("--slip-rate and --reflections set the programmatic teacher; leave them "
+                         "out with --teacher")
     model_only = [k for k, v in MODEL_DEFAULTS.items() if getattr(args, k) != v]
     if not args.teacher and model_only:
-        raise ValueError(f"--{model_only[0].replace('_', '-')} sets the model teacher; it needs --teacher")
+        raise ValueError(f"--{model_only[0].replace('_', '-')} sets the model teacher; it needs "
+                         "--teacher")
     if args.no_reflection and args.reflections is not None:
         raise ValueError("--reflections and --no-reflection contradict each other; give one")
     args.slip_rate = SLIP_RATE if args.slip_rate is None else args.slip_rate
     try:
-        args.weights = (1.0,) if args.no_reflection else tuple(map(float, (args.reflections or REFLECTIONS).split(",")))
+        args.weights = (1.0,) if args.no_reflection else tuple(
+            map(float, (args.reflections or REFLECTIONS).split(",")))
     except ValueError:
-        raise ValueError(f"--reflections {args.reflections!r}: expected weights like 0.3,0.5,0.2") from None
+        raise ValueError(f"--reflections {args.reflections!r}: expected weights like "
+                         "0.3,0.5,0.2") from None
     if min(args.weights) < 0 or sum(args.weights) <= 0:
-        raise ValueError(f"--reflections {args.reflections!r}: weights must be >= 0 with a positive sum")
+        raise ValueError(f"--reflections {args.reflections!r}: weights must be >= 0 with a "
+                         "positive sum")
 
 
 def load_items(args) -> list[dict]:
@@ -160,31 +195,35 @@ def load_items(args) -> list[dict]:
 
 
 def program_completions(args, items):
-    """(item, k completions) from the programmatic teacher; each item's draws are seeded by (seed, item id)."""
+    """(item, k completions) from the programmatic teacher; each item's draws are seeded by (seed,
+    item id)."""
     for it in items:
         rng = random.Random(f"teacher:{args.seed}:{it['id']}")
         try:
-            yield it, [teacher_trace(it["question"], it["response_a"], it["response_b"], rng, args.slip_rate,
-                                     args.weights)["completion"] for _ in range(args.k)]
+            yield it, [teacher_trace(it["question"], it["response_a"], it["response_b"], rng,
+                                     args.slip_rate, args.weights)["completion"]
+                       for _ in range(args.k)]
         except ValueError as e:
-            raise ValueError(f"item {it['id']}: {e}; the programmatic teacher only judges the arith task "
-                             f"(use --teacher for other data)") from None
+            raise ValueError(f"item {it['id']}: {e}; the programmatic teacher only judges the "
+                             f"arith task (use --teacher for other data)") from None
 
 
 def model_completions(args, items, lengths: list[int]):
-    """(item, k completions) sampled from --teacher with the j1_min sampler; token counts go to `lengths`."""
+    """(item, k completions) sampled from --teacher with the j1_min sampler; token counts go to
+    `lengths`."""
     from j1_min.checkpoint import load_judge
     from j1_min.judge_format import completion_text, encode_prompt, forcing_kwargs
     from j1_min.sampling import generate
-    model, tok, template = load_judge(args.teacher, args.template, dtype=args.dtype, device=args.device)
+    model, tok, template = load_judge(args.teacher, args.template, dtype=args.dtype,
+                                      device=args.device)
     args.judge_template = template
     kw = forcing_kwargs(tok, args.budget, args.max_think_tokens, template=template)
     for s in range(0, len(items), args.batch_size):
         chunk = items[s:s + args.batch_size]
         prompts = [encode_prompt(tok, it["question"], it["response_a"], it["response_b"], template)
                    for it in chunk for _ in range(args.k)]
-        gens = generate(model, prompts, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                        top_p=args.top_p, seed=args.seed, **kw)
+        gens = generate(model, prompts, args.max_new_tokens, temperature=args.temperature,
+                        top_k=args.top_k, top_p=args.top_p, seed=args.seed, **kw)
         for i, it in enumerate(chunk):
             mine = gens[i * args.k:(i + 1) * args.k]
             lengths += [len(g.tokens) for g in mine]
@@ -201,7 +240,8 @@ def main(argv=None):
         print(f"wrote {len(items)} pairs ({n_a} labeled A, {len(items) - n_a} B) to {args.out}")
         return
     lengths: list[int] = []
-    stream = model_completions(args, items, lengths) if args.teacher else program_completions(args, items)
+    stream = model_completions(args, items,
+                               lengths) if args.teacher else program_completions(args, items)
     source = f"model:{args.teacher}" if args.teacher else "teacher:arith"
     kept, drawn, correct, without, wrong_reason = [], 0, 0, 0, 0
     for it, completions in tqdm(stream, total=len(items), desc="traces", dynamic_ncols=True):
@@ -209,7 +249,8 @@ def main(argv=None):
         if args.no_reflection:  # the ablation's traces never reflect
             completions = [c for c in completions if count_reflections(c, args.judge_template) == 0]
         if not args.teacher:  # right for the right reason only (teacher.grounded)
-            sound = [grounded(it["question"], it["response_a"], it["response_b"], c) for c in completions]
+            sound = [grounded(it["question"], it["response_a"], it["response_b"], c)
+                     for c in completions]
             wrong_reason += sum(not g and parse_verdict(c, args.judge_template) == it["label"]
                                 for c, g in zip(completions, sound))
             completions = [c for c, g in zip(completions, sound) if g]
@@ -220,18 +261,21 @@ def main(argv=None):
     if not kept:
         raise ValueError(f"no trace was correct ({drawn} drawn): nothing to write to {args.out}")
     write_jsonl(args.out, kept, force=args.force)
-    summary = {"items": len(items), "drawn": drawn, "acceptance_rate": correct / drawn, "kept": len(kept),
-               "items_without_trace": without, "right_for_wrong_reason": wrong_reason,
+    summary = {"items": len(items), "drawn": drawn, "acceptance_rate": correct / drawn,
+               "kept": len(kept), "items_without_trace": without,
+               "right_for_wrong_reason": wrong_reason,
                "reflection_rate": statistics.mean(t["has_reflection"] for t in kept),
                "mean_reflections": statistics.mean(t["num_reflections"] for t in kept),
-               "changed_by_reflection": statistics.mean(reflection_changed(t["completion"]) for t in kept),
+               "changed_by_reflection": statistics.mean(reflection_changed(t["completion"])
+                                                        for t in kept),
                "mean_chars": statistics.mean(len(t["completion"]) for t in kept)}
     if lengths:
         summary["mean_tokens_drawn"] = statistics.mean(lengths)
-    print(f"acceptance rate {summary['acceptance_rate']:.3f} ({correct}/{drawn} drawn traces correct); kept "
-          f"{len(kept)} traces for {len(items) - summary['items_without_trace']}/{len(items)} items; reflection "
-          f"rate {summary['reflection_rate']:.3f} ({summary['changed_by_reflection']:.3f} changed the verdict); "
-          f"mean length {summary['mean_chars']:.0f} chars")
+    print(f"acceptance rate {summary['acceptance_rate']:.3f} ({correct}/{drawn} drawn traces "
+          f"correct); kept {len(kept)} traces for "
+          f"{len(items) - summary['items_without_trace']}/{len(items)} items; reflection rate "
+          f"{summary['reflection_rate']:.3f} ({summary['changed_by_reflection']:.3f} changed the "
+          f"verdict); mean length {summary['mean_chars']:.0f} chars")
     print(json.dumps(summary))
     print(f"wrote {args.out}")
 

@@ -1,12 +1,16 @@
-"""Where the time of one RL step goes, per algorithm and dtype: rollout, scoring, advantages, policy update.
+"""Where the time of one RL step goes, per algorithm and dtype: rollout, scoring, advantages, policy
+update.
 
-    python bench/grpo.py --ckpt j1_min/embedded/j1-tiny --threads 2       # a trained tiny judge: real lengths
-    python bench/grpo.py --algo all --dtype both --prompts 2 --group 4   # a random tiny model (runs to the cap)
+    python bench/grpo.py --ckpt j1_min/embedded/j1-tiny --threads 2
+        # a trained tiny judge: real lengths
+    python bench/grpo.py --algo all --dtype both --prompts 2 --group 4
+        # a random tiny model (runs to the cap)
 
-Each step is j1_min.rl.step, the function train_grpo.py calls, on B=8 prompts x G=8 samples of the synthetic task
-(temperature 1, β 0, one update per batch unless told otherwise). The configurations (--algo x --dtype) take their
-steps in turn on the same prompts, so a noisy machine slows them alike; one warm-up round, then the median of
---reps rounds. The policy is updated at lr 1e-6 and each configuration keeps its own copy, optimizer included.
+Each step is j1_min.rl.step, the function train_grpo.py calls, on B=8 prompts x G=8 samples of the
+synthetic task (temperature 1, β 0, one update per batch unless told otherwise). The configurations
+(--algo x --dtype) take their steps in turn on the same prompts, so a noisy machine slows them
+alike; one warm-up round, then the median of --reps rounds. The policy is updated at lr 1e-6 and
+each configuration keeps its own copy, optimizer included.
 """
 from __future__ import annotations
 
@@ -31,24 +35,30 @@ PARTS = ("rollout", "scoring", "advantages", "update")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", help="policy (.pt or HF folder); default: a random tiny model")
-    ap.add_argument("--algo", default="grpo", choices=[*ALGOS, "all"], help="RL algorithm(s) to time")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "both"], help="training dtype(s)")
-    ap.add_argument("--beta", type=float, default=0.0, help="KL coefficient (> 0 adds the reference forward)")
+    ap.add_argument("--algo", default="grpo", choices=[*ALGOS, "all"],
+                    help="RL algorithm(s) to time")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "both"],
+                    help="training dtype(s)")
+    ap.add_argument("--beta", type=float, default=0.0, help="KL coefficient (> 0 adds the "
+                                                            "reference forward)")
     ap.add_argument("--prompts", type=int, default=8, help="B")
     ap.add_argument("--group", type=int, default=8, help="G")
     ap.add_argument("--max-new-tokens", type=int, default=400, help="completion cap")
     ap.add_argument("--micro", type=int, default=16, help="rows per forward/backward")
     ap.add_argument("--reps", type=int, default=3, help="timed rounds")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                    help="torch CPU threads")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     pairs = make_pairs(args.prompts * (args.reps + 1), "train", seed=0)
     if args.ckpt:
         model, tok, _ = load_judge(args.ckpt)
     else:
-        tok = train_bpe([build_prompt(p["question"], p["response_a"], p["response_b"]) for p in pairs] * 5, 512)
+        tok = train_bpe([build_prompt(p["question"], p["response_a"], p["response_b"])
+                         for p in pairs] * 5, 512)
         model = Transformer(ModelConfig(vocab_size=tok.vocab_size, **TINY))
         model.init_weights(seed=0)
     algos = ALGOS if args.algo == "all" else (args.algo,)
@@ -57,11 +67,13 @@ def main():
     for algo in algos:
         for dtype in dtypes:
             cfg = RLConfig(algo=algo, group=args.group, temperature=1.0, top_k=0, top_p=1.0,
-                           max_new_tokens=args.max_new_tokens, clip_eps=0.2, clip_eps_high=None, beta=args.beta,
-                           gamma=1.0, loss_type="dapo", scale_rewards="group", format_penalty=0.0,
-                           dynamic_sampling=False, ppo_epochs=1, micro=args.micro, clip_grad=1.0, dtype=dtype)
+                           max_new_tokens=args.max_new_tokens, clip_eps=0.2, clip_eps_high=None,
+                           beta=args.beta, gamma=1.0, loss_type="dapo", scale_rewards="group",
+                           format_penalty=0.0, dynamic_sampling=False, ppo_epochs=1,
+                           micro=args.micro, clip_grad=1.0, dtype=dtype)
             policy = copy.deepcopy(model).train()
-            opt = torch.optim.AdamW(policy.parameters(), lr=1e-6, betas=(0.9, 0.99), weight_decay=0.0)
+            opt = torch.optim.AdamW(policy.parameters(), lr=1e-6, betas=(0.9, 0.99),
+                                    weight_decay=0.0)
             ref = copy.deepcopy(model).eval().requires_grad_(False) if args.beta > 0 else None
             runs_[algo, dtype] = (cfg, policy, opt, ref, [])
     forcing = forcing_kwargs(tok)
@@ -71,19 +83,21 @@ def main():
                    for p in batch for _ in range(args.group)]
         labels = [p["label"] for p in batch for _ in range(args.group)]
         for cfg, policy, opt, ref, steps in runs_.values():
-            m = step(policy, ref, opt, tok, prompts, labels, cfg, runs.Dist(), forcing=forcing, seed=rep)
+            m = step(policy, ref, opt, tok, prompts, labels, cfg, runs.Dist(), forcing=forcing,
+                     seed=rep)
             if rep > 0:  # the first round warms up
                 steps.append(m)
-    print(f"one RL step, B={args.prompts} x G={args.group}, {model.num_params() / 1e6:.2f}M params, "
-          f"{'ckpt ' + args.ckpt if args.ckpt else 'random init'}, threads {args.threads}, beta {args.beta}, "
-          f"prompt {len(prompts[0])} tokens, median of {args.reps} rounds, torch {torch.__version__}")
+    print(f"one RL step, B={args.prompts} x G={args.group}, {model.num_params() / 1e6:.2f}M "
+          f"params, {'ckpt ' + args.ckpt if args.ckpt else 'random init'}, threads {args.threads}, "
+          f"beta {args.beta}, prompt {len(prompts[0])} tokens, median of {args.reps} rounds, torch "
+          f"{torch.__version__}")
     for (algo, dtype), (_, _, _, _, steps) in runs_.items():
         med = {k: statistics.median(s[f"{k}_s"] for s in steps) for k in PARTS}
         total = sum(med.values())
         toks = statistics.median(s["completion_len"] for s in steps) * args.prompts * args.group
         split = "  ".join(f"{k} {med[k]:.2f} s ({med[k] / total:.0%})" for k in PARTS)
-        print(f"  {algo:22s} {dtype:8s}  {split}  total {total:.2f} s, {toks / total:.0f} completion tok/s "
-              f"(mean completion {toks / args.prompts / args.group:.0f} tokens)")
+        print(f"  {algo:22s} {dtype:8s}  {split}  total {total:.2f} s, {toks / total:.0f} "
+              f"completion tok/s (mean completion {toks / args.prompts / args.group:.0f} tokens)")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """What the four scripts check before any work starts: flag values, output paths, the device.
 
-One pattern for every check. A flag's value is checked by its argparse `type=` function, so a bad value costs one
-line, `error: argument --batch: must be >= 1, got 0`, and exit status 2 (argparse's own). An output, a path or a
-combination of flags is checked by a function that raises ValueError naming the flag or the file, which
-`runs.cli` prints as `error: ...` with exit status 2. Both happen before a model is loaded or a step is run.
+One pattern for every check. A flag's value is checked by its argparse `type=` function, so a bad
+value costs one line, `error: argument --batch: must be >= 1, got 0`, and exit status 2 (argparse's
+own). An output, a path or a combination of flags is checked by a function that raises ValueError
+naming the flag or the file, which `runs.cli` prints as `error: ...` with exit status 2. Both happen
+before a model is loaded or a step is run.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def _number(kind, s: str):
     try:
         return kind(s)
     except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {s!r}") \
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {s!r}") \
             from None
 
 
@@ -86,26 +88,29 @@ def unit_interval(s: str) -> float:
 
 
 def device(s: str) -> str:
-    """A device this torch can use: 'cpu', 'cuda', 'cuda:1', 'mps', ... (a CPU-only torch refuses cuda here,
-    not with an AssertionError at the first tensor)."""
+    """A device this torch can use: 'cpu', 'cuda', 'cuda:1', 'mps', ... (a CPU-only torch refuses
+    cuda here, not with an AssertionError at the first tensor)."""
     try:
         d = torch.device(s)
     except RuntimeError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a device (cpu, cuda, cuda:1, mps, ...)") from None
+        raise argparse.ArgumentTypeError(f"{s!r} is not a device (cpu, cuda, cuda:1, mps, "
+                                         "...)") from None
     if d.type == "cuda":
         if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{s}: CUDA is not available (this torch is a CPU-only build, or no "
-                                             f"GPU is visible)")
+            raise argparse.ArgumentTypeError(f"{s}: CUDA is not available (this torch is a "
+                                             f"CPU-only build, or no GPU is visible)")
         if d.index is not None and d.index >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(f"{s}: there are {torch.cuda.device_count()} CUDA devices")
+            raise argparse.ArgumentTypeError(f"{s}: there are {torch.cuda.device_count()} CUDA "
+                                             "devices")
     elif d.type == "mps" and not torch.backends.mps.is_available():
         raise argparse.ArgumentTypeError(f"{s}: MPS is not available on this machine")
     return s
 
 
 def check_flags(ap: argparse.ArgumentParser, args: argparse.Namespace, rules: dict) -> None:
-    """Apply the type functions above after parsing: rules maps a dest ('ppo_epochs') to one of them. For a
-    script whose add_argument lines keep `type=int`; the message and exit status are argparse's, as with type=."""
+    """Apply the type functions above after parsing: rules maps a dest ('ppo_epochs') to one of
+    them. For a script whose add_argument lines keep `type=int`; the message and exit status are
+    argparse's, as with type=."""
     for dest, rule in rules.items():
         value = getattr(args, dest)
         if value is None:
@@ -117,8 +122,9 @@ def check_flags(ap: argparse.ArgumentParser, args: argparse.Namespace, rules: di
 
 
 def check_output(path, force: bool, flag: str = "--out", make_folder: bool = False) -> Path:
-    """An output file, checked before the work that fills it: refused when it is a folder, when its folder is
-    missing (created instead with make_folder) or sits under a regular file, or when it exists and not force."""
+    """An output file, checked before the work that fills it: refused when it is a folder, when its
+    folder is missing (created instead with make_folder) or sits under a regular file, or when it
+    exists and not force."""
     path = Path(path)
     name = f"{flag} {path}" if flag else str(path)
     if path.is_dir():

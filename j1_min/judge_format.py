@@ -1,10 +1,12 @@
-"""The judge's format: a template's prompt (j1_min/templates.py), the verdict parser, the verifiable reward,
-rejection sampling.
+"""The judge's format: a template's prompt (j1_min/templates.py), the verdict parser, the verifiable
+reward, rejection sampling.
 
-J1 (Chan et al. 2025, arXiv 2505.11875, sec. 3) trains a pairwise judge that thinks inside `<think> ... </think>` and
-then answers `[[A]]` or `[[B]]` (the verdict convention of RewardBench's generative judges and of RISE-Judge). Its
-SFT data are teacher traces kept only when their verdict is right (rejection sampling) and its RL reward is 1 when
-the verdict matches the preference label. Both rest on `parse_verdict`, so the parser is strict: a reward the format can fool would be learned.
+J1 (Chan et al. 2025, arXiv 2505.11875, sec. 3) trains a pairwise judge that thinks inside `<think>
+... </think>` and then answers `[[A]]` or `[[B]]` (the verdict convention of RewardBench's
+generative judges and of RISE-Judge). Its SFT data are teacher traces kept only when their verdict
+is right (rejection sampling) and its RL reward is 1 when the verdict matches the preference label.
+Both rest on `parse_verdict`, so the parser is strict: a reward the format can fool would be
+learned.
 """
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ import re
 from . import templates
 from .templates import Template
 
-J1_MIN = templates.load(templates.DEFAULT)  # the default template (j1_min/templates/j1_min.json, shown in README)
+# the default template (j1_min/templates/j1_min.json, shown in README)
+J1_MIN = templates.load(templates.DEFAULT)
 THINK_START, THINK_END = "<think>", J1_MIN.think_end
-ASSISTANT_PREFIX = J1_MIN.assistant_prefix  # the prompt opens the judge's turn with this; the completion follows it
+# the prompt opens the judge's turn with this; the completion follows it
+ASSISTANT_PREFIX = J1_MIN.assistant_prefix
 WAIT = "Wait"  # s1's budget-forcing word; the synthetic traces' reflections start with it too
 ANSWER_PREFIX = J1_MIN.answer_prefix  # forced after `</think>` when the thinking budget runs out
 END_OF_TURN = ("<|im_end|>", "<|endoftext|>")
@@ -23,7 +27,8 @@ SYSTEM_PROMPT = J1_MIN.system
 USER_TEMPLATE = J1_MIN.user
 
 
-def judge_messages(question: str, response_a: str, response_b: str, template: Template = J1_MIN) -> list[dict]:
+def judge_messages(question: str, response_a: str, response_b: str,
+                   template: Template = J1_MIN) -> list[dict]:
     """The system and user messages of the judge prompt."""
     return template.messages(question, response_a, response_b)
 
@@ -31,17 +36,21 @@ def judge_messages(question: str, response_a: str, response_b: str, template: Te
 def build_prompt(question: str, response_a: str, response_b: str, template: Template = J1_MIN,
                  chat_template: str | None = None) -> str:
     """The full judge prompt as text; it ends by opening the judge's turn (j1_min:
-    `<|im_start|>assistant\\n<think>\\n`). chat_template: the model's own, for a template that applies it."""
+    `<|im_start|>assistant\\n<think>\\n`). chat_template: the model's own, for a template that
+    applies it."""
     return templates.prompt_text(template, question, response_a, response_b, chat_template)
 
 
-def encode_prompt(tokenizer, question: str, response_a: str, response_b: str, template: Template = J1_MIN) -> list[int]:
-    """`build_prompt` as token ids. Only the template's markers are special tokens; the question and responses are
-    encoded with special tokens disabled, so `<|im_start|>` or `</think>` inside a response stays ordinary text."""
+def encode_prompt(tokenizer, question: str, response_a: str, response_b: str,
+                  template: Template = J1_MIN) -> list[int]:
+    """`build_prompt` as token ids. Only the template's markers are special tokens; the question and
+    responses are encoded with special tokens disabled, so `<|im_start|>` or `</think>` inside a
+    response stays ordinary text."""
     return templates.prompt_ids(template, tokenizer, question, response_a, response_b)
 
 
-# ------------------------------------------------------------------------------------------------ verdict, reward
+# ------------------------------------------------------------------------------------------------
+# verdict, reward
 
 def _count(text: str, s: str) -> int:
     """Occurrences of s in text, overlapping ones included ("[[[" holds "[[" twice)."""
@@ -49,7 +58,8 @@ def _count(text: str, s: str) -> int:
 
 
 def _common(strings, reverse=False) -> str:
-    """The longest common prefix of strings (suffix with reverse=True): "[[" and "]]" of [[A]], [[B]], [[C]]."""
+    """The longest common prefix of strings (suffix with reverse=True): "[[" and "]]" of [[A]],
+    [[B]], [[C]]."""
     out = ""
     for chars in zip(*(s[::-1] if reverse else s for s in strings)):
         if len(set(chars)) > 1:
@@ -59,21 +69,25 @@ def _common(strings, reverse=False) -> str:
 
 
 def parse_verdict(completion: str, template: Template = J1_MIN) -> str | None:
-    """"A", "B", "tie" (where the template has a tie pattern) or None, from the judge's own generated text after
-    the prompt (which ended with the template's assistant_prefix, e.g. `<think>\\n`).
+    """"A", "B", "tie" (where the template has a tie pattern) or None, from the judge's own
+    generated text after the prompt (which ended with the template's assistant_prefix, e.g.
+    `<think>\\n`).
 
     Rules (J1 sec. 3; RewardBench's `[[A]]`/`[[B]]` convention; no verdict the format can fake):
-      1. Only the text after the FIRST end-of-thinking marker (`</think>`) is read (the sampler removes suppressed
-         markers, so the first one is the accepted one). No marker -> None: a verdict inside the thinking never
-         counts. A template without a thinking phase (think_end null) reads the whole turn.
-      2. That answer ends at the first end-of-turn token (`<|im_end|>`, `<|endoftext|>`); text after it is not the
-         judge's turn. Trailing whitespace is ignored.
-      3. An answer that contains the thinking markers (the end marker and the assistant_prefix, stripped:
-         `</think>`, `<think>`) or `<|im_start|>` (reopened thinking, a fake new turn) -> None.
-      4. The answer must hold exactly one of the template's verdict patterns, once, and the patterns' common
-         opening and closing (`[[`, `]]`) once each. Two verdicts, none, one twice, `[[C]]` where the template has
-         no tie, `[[ A ]]` or `[[a]]` -> None.
-    The completion must be the judge's output only: the judged responses are in the prompt and never reach here.
+      1. Only the text after the FIRST end-of-thinking marker (`</think>`) is read (the sampler
+         removes suppressed markers, so the first one is the accepted one). No marker -> None: a
+         verdict inside the thinking never counts. A template without a thinking phase (think_end
+         null) reads the whole turn.
+      2. That answer ends at the first end-of-turn token (`<|im_end|>`, `<|endoftext|>`); text after
+         it is not the judge's turn. Trailing whitespace is ignored.
+      3. An answer that contains the thinking markers (the end marker and the assistant_prefix,
+         stripped: `</think>`, `<think>`) or `<|im_start|>` (reopened thinking, a fake new turn) ->
+         None.
+      4. The answer must hold exactly one of the template's verdict patterns, once, and the
+         patterns' common opening and closing (`[[`, `]]`) once each. Two verdicts, none, one twice,
+         `[[C]]` where the template has no tie, `[[ A ]]` or `[[a]]` -> None.
+    The completion must be the judge's output only: the judged responses are in the prompt and never
+    reach here.
     """
     if not isinstance(completion, str):
         return None
@@ -102,10 +116,11 @@ def _check_label(label) -> str:
     return label
 
 
-def reward(completion: str, label: str, format_penalty: float = 0.0, template: Template = J1_MIN) -> float:
-    """The verifiable reward of J1's RL phase (sec. 3.2): r = 1 if parse_verdict(completion) == label, else 0
-    (a tie is not the label: 0). An unparseable completion gets -format_penalty (0 by default, so it scores like
-    a wrong verdict)."""
+def reward(completion: str, label: str, format_penalty: float = 0.0,
+           template: Template = J1_MIN) -> float:
+    """The verifiable reward of J1's RL phase (sec. 3.2): r = 1 if parse_verdict(completion) ==
+    label, else 0 (a tie is not the label: 0). An unparseable completion gets -format_penalty (0 by
+    default, so it scores like a wrong verdict)."""
     label = _check_label(label)
     verdict = parse_verdict(completion, template)
     if verdict is None:
@@ -120,9 +135,10 @@ def swap_label(label: str) -> str:
 
 def position_consistent_reward(completion_ab: str, completion_ba: str, label: str,
                                format_penalty: float = 0.0, template: Template = J1_MIN) -> float:
-    """Meta's J1 positional-consistency reward (Whitehouse et al. 2025, arXiv 2505.10320, sec. 2.3), an option for
-    GRPO: the pair is judged in both orders and r = 1 only if both verdicts are right (label is for order AB, so
-    order BA must answer swap_label(label)); else 0, or -format_penalty if either verdict is unparseable."""
+    """Meta's J1 positional-consistency reward (Whitehouse et al. 2025, arXiv 2505.10320, sec. 2.3),
+    an option for GRPO: the pair is judged in both orders and r = 1 only if both verdicts are right
+    (label is for order AB, so order BA must answer swap_label(label)); else 0, or -format_penalty
+    if either verdict is unparseable."""
     va, vb = parse_verdict(completion_ab, template), parse_verdict(completion_ba, template)
     if va is None or vb is None:
         return -float(format_penalty)
@@ -130,20 +146,23 @@ def position_consistent_reward(completion_ab: str, completion_ba: str, label: st
 
 
 def count_reflections(completion: str, template: Template = J1_MIN) -> int:
-    """Number of reflections: occurrences of the word `Wait` in the thinking (before the first `</think>`; the
-    whole turn for a template without a thinking phase)."""
+    """Number of reflections: occurrences of the word `Wait` in the thinking (before the first
+    `</think>`; the whole turn for a template without a thinking phase)."""
     thinking = completion.split(template.think_end, 1)[0] if template.think_end else completion
     return len(re.findall(r"(?<![A-Za-z])Wait\b", thinking))
 
 
-# ------------------------------------------------------------------------------------------------ rejection sampling
+# ------------------------------------------------------------------------------------------------
+# rejection sampling
 
 def select_traces(item: dict, completions: list[str], max_keep: int, source: str,
                   template: Template = J1_MIN) -> tuple[list[dict], int]:
-    """Rejection sampling (J1 sec. 3.1): of K completions drawn for one item, keep those whose verdict parses and
-    equals item["label"], dropping exact duplicates, at most max_keep. Returns (trace records, number correct).
+    """Rejection sampling (J1 sec. 3.1): of K completions drawn for one item, keep those whose
+    verdict parses and equals item["label"], dropping exact duplicates, at most max_keep. Returns
+    (trace records, number correct).
 
-    A trace record is the item's fields plus completion, verdict, has_reflection, num_reflections, source."""
+    A trace record is the item's fields plus completion, verdict, has_reflection, num_reflections,
+    source."""
     correct = [c for c in completions if parse_verdict(c, template) == item["label"]]
     kept, seen = [], set()
     for c in correct:
@@ -158,20 +177,24 @@ def select_traces(item: dict, completions: list[str], max_keep: int, source: str
     return kept, len(correct)
 
 
-# ------------------------------------------------------------------------------------------------ generation
+# ------------------------------------------------------------------------------------------------
+# generation
 
-def forcing_kwargs(tokenizer, budget: int = 0, max_think_tokens: int | None = None, wait_text: str = WAIT,
-                   template: Template = J1_MIN) -> dict:
-    """The sampler arguments that make a judge of this template (sampling.generate): stop at the end of turn, find
-    the template's end of thinking in the text (one added token or several ordinary ones), "Wait" for s1 budget
-    forcing, and the template's answer prefix forced after a cut-off thinking. Raises ValueError naming the
-    template if the tokenizer cannot write its marker, or if forcing is asked of a template without thinking."""
-    kw = dict(stop_ids=[tokenizer.eos_id], tokenizer=tokenizer, think_end=template.think_end, wait=wait_text,
-              budget=budget, max_think_tokens=max_think_tokens, answer_prefix=template.answer_prefix)
+def forcing_kwargs(tokenizer, budget: int = 0, max_think_tokens: int | None = None,
+                   wait_text: str = WAIT, template: Template = J1_MIN) -> dict:
+    """The sampler arguments that make a judge of this template (sampling.generate): stop at the end
+    of turn, find the template's end of thinking in the text (one added token or several ordinary
+    ones), "Wait" for s1 budget forcing, and the template's answer prefix forced after a cut-off
+    thinking. Raises ValueError naming the template if the tokenizer cannot write its marker, or if
+    forcing is asked of a template without thinking."""
+    kw = dict(stop_ids=[tokenizer.eos_id], tokenizer=tokenizer, think_end=template.think_end,
+              wait=wait_text, budget=budget, max_think_tokens=max_think_tokens,
+              answer_prefix=template.answer_prefix)
     if template.think_end is None:
         if budget or max_think_tokens is not None:
-            raise ValueError(f"template {template.name} has no end-of-thinking marker (think_end), so there is "
-                             f"nothing to force: budget forcing and a thinking cap need a template with one")
+            raise ValueError(f"template {template.name} has no end-of-thinking marker (think_end), "
+                             "so there is nothing to force: budget forcing and a thinking cap need "
+                             "a template with one")
         return {**kw, "wait": None}
     from .forcing import marker
     try:  # checks the marker (and caches what generate needs)

@@ -1,7 +1,7 @@
 """The Qwen2-family decoder (Qwen2 / Qwen2.5, Llama, Qwen3) and its KV cache, in plain PyTorch.
 
-Module and parameter names are exactly Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, ...), so a
-checkpoint's state dict loads with no renaming. Loading and saving live in checkpoint.py.
+Module and parameter names are exactly Hugging Face's (`model.layers.0.self_attn.q_proj.weight`,
+...), so a checkpoint's state dict loads with no renaming. Loading and saving live in checkpoint.py.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# train_sft.py --init tiny: ~4.6M parameters with a 512-token vocabulary, the embedded judge's architecture (Qwen2
-# layout, tied embeddings); ModelConfig(vocab_size=..., **TINY)
+# train_sft.py --init tiny: ~4.6M parameters with a 512-token vocabulary, the embedded judge's
+# architecture (Qwen2 layout, tied embeddings); ModelConfig(vocab_size=..., **TINY)
 TINY = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_attention_heads=8,
             num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, rope_theta=10000.0,
             tie_word_embeddings=True, qkv_bias=True, model_type="qwen2")
@@ -20,7 +20,8 @@ TINY = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_att
 
 @dataclass
 class ModelConfig:
-    """The architecture, in Hugging Face's config.json terms (checkpoint.config_from_hf reads one)."""
+    """The architecture, in Hugging Face's config.json terms (checkpoint.config_from_hf reads
+    one)."""
     vocab_size: int
     hidden_size: int
     intermediate_size: int
@@ -39,7 +40,8 @@ class ModelConfig:
 
 
 class RMSNorm(nn.Module):
-    """y = w * x / sqrt(mean(x^2) + eps), computed in float32 (Zhang & Sennrich 2019; as transformers' Qwen2RMSNorm)."""
+    """y = w * x / sqrt(mean(x^2) + eps), computed in float32 (Zhang & Sennrich 2019; as
+    transformers' Qwen2RMSNorm)."""
 
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -54,12 +56,14 @@ class RMSNorm(nn.Module):
 
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
-    """RoPE tables for absolute positions (Su et al. 2021), in the "rotate half" layout of transformers.
+    """RoPE tables for absolute positions (Su et al. 2021), in the "rotate half" layout of
+    transformers.
 
     inv_freq_i = theta^(-2i/d); angle = pos * inv_freq; cos/sin = cos/sin(cat(angle, angle)).
     positions: (B, T), or (1, T) when every row has the same positions.
     """
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float) / head_dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device,
+                                             dtype=torch.float) / head_dim))
     angles = positions[..., None].float() * inv_freq  # (B, T, D/2)
     emb = torch.cat((angles, angles), dim=-1)  # (B, T, D)
     return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]  # (B, 1, T, D) each
@@ -72,15 +76,18 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class KVCache:
-    """Preallocated keys and values, written at absolute positions, one length per row (gpt-fast's layout).
+    """Preallocated keys and values, written at absolute positions, one length per row (gpt-fast's
+    layout).
 
-    Row b holds its own tokens in slots 0 .. lengths[b]-1, with no padding inside, so slot index == position.
-    An append writes slots lengths[b] .. lengths[b]+T-1 and a query at position p sees slots <= p: the mask is
-    built from positions, never `is_causal` (SDPA aligns that top-left when queries are fewer than keys).
-    Rolling a row back by k is `lengths[b] -= k`: the stale slots are overwritten before anything can see them.
+    Row b holds its own tokens in slots 0 .. lengths[b]-1, with no padding inside, so slot index ==
+    position. An append writes slots lengths[b] .. lengths[b]+T-1 and a query at position p sees
+    slots <= p: the mask is built from positions, never `is_causal` (SDPA aligns that top-left when
+    queries are fewer than keys). Rolling a row back by k is `lengths[b] -= k`: the stale slots are
+    overwritten before anything can see them.
     """
 
-    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype, capacity: int = 0):
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype,
+                 capacity: int = 0):
         rows = max(batch_size, capacity)
         shape = (cfg.num_hidden_layers, rows, cfg.num_key_value_heads, max_len, cfg.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, Hkv, S, D)
@@ -90,24 +97,28 @@ class KVCache:
         self.kv_len = 0
 
     def select(self, rows: torch.Tensor, capacity: int = 0) -> None:
-        """Keep only `rows` (in that order, repeats allowed), in a new cache with room for `capacity` rows (at least
-        len(rows)): copies a prompt to its G rows. Only the slots in use are copied; the rest are zeros, as at the
-        start (a masked slot must still hold a finite number: -inf + NaN is NaN)."""
+        """Keep only `rows` (in that order, repeats allowed), in a new cache with room for
+        `capacity` rows (at least len(rows)): copies a prompt to its G rows. Only the slots in use
+        are copied; the rest are zeros, as at the start (a masked slot must still hold a finite
+        number: -inf + NaN is NaN)."""
         used = int(self.lengths[rows].max())
         shape = list(self.k.shape)
         shape[1] = max(capacity, len(rows))
         k, v = self.k.new_zeros(shape), self.v.new_zeros(shape)  # (L, capacity, Hkv, S, D)
-        k[:, :len(rows), :, :used], v[:, :len(rows), :, :used] = self.k[:, rows, :, :used], self.v[:, rows, :, :used]
+        k[:, :len(rows), :, :used], v[:, :len(rows), :,
+                                      :used] = self.k[:, rows, :, :used], self.v[:, rows, :, :used]
         self.k, self.v, self.lengths = k, v, self.lengths[rows]
 
     def reorder(self, src: list[int]) -> None:
-        """In place: row j takes what row src[j] holds, for j < len(src), and the batch becomes those rows (the
-        rest of the capacity is kept for later). Only rows that move are copied, so dropping a finished row (the
-        last row fills its slot) or forking one (a copy into a free slot) costs one row, not the whole cache; the
-        cache grows (a whole copy) only when the rows outnumber its capacity."""
+        """In place: row j takes what row src[j] holds, for j < len(src), and the batch becomes
+        those rows (the rest of the capacity is kept for later). Only rows that move are copied, so
+        dropping a finished row (the last row fills its slot) or forking one (a copy into a free
+        slot) costs one row, not the whole cache; the cache grows (a whole copy) only when the rows
+        outnumber its capacity."""
         if src == list(range(len(self.lengths))):  # the usual step: every row goes on where it is
             return
-        if len(src) > self.k.shape[1]:  # more rows than room: a new cache, a quarter larger than needed
+        # more rows than room: a new cache, a quarter larger than needed
+        if len(src) > self.k.shape[1]:
             n = len(self.lengths)
             self.select(torch.arange(n, device=self.k.device), capacity=len(src) + len(src) // 4)
         moved = [j for j, i in enumerate(src) if i != j]
@@ -115,20 +126,24 @@ class KVCache:
             to = torch.tensor(moved, device=self.k.device)
             frm = torch.tensor([src[j] for j in moved], device=self.k.device)
             used = int(self.lengths[frm].max())
-            self.k[:, to, :, :used] = self.k[:, frm, :, :used]  # the right side is gathered first: overlaps are safe
+            # the right side is gathered first: overlaps are safe
+            self.k[:, to, :, :used] = self.k[:, frm, :, :used]
             self.v[:, to, :, :used] = self.v[:, frm, :, :used]
         self.lengths = self.lengths[torch.tensor(src, device=self.k.device)]
 
     def reserve(self, T: int):
-        """Claim the next T positions of every row: returns their positions (B, T) and the attention mask.
+        """Claim the next T positions of every row: returns their positions (B, T) and the attention
+        mask.
 
-        The mask is additive, in the cache's dtype, built once for all layers: mask[b, 0, t, j] = 0 where key slot
-        j <= positions[b, t] and -inf elsewhere; keys stop at the longest row (S slots).
+        The mask is additive, in the cache's dtype, built once for all layers: mask[b, 0, t, j] = 0
+        where key slot j <= positions[b, t] and -inf elsewhere; keys stop at the longest row (S
+        slots).
         """
         positions = self.lengths[:, None] + torch.arange(T, device=self.lengths.device)  # (B, T)
         self.kv_len = int(positions.max()) + 1  # S
         if self.kv_len > self.max_len:
-            raise ValueError(f"KV cache overflow: position {self.kv_len - 1} >= cache size {self.max_len}")
+            raise ValueError(f"KV cache overflow: position {self.kv_len - 1} >= cache size "
+                             f"{self.max_len}")
         self.lengths = self.lengths + T
         slots = torch.arange(self.kv_len, device=positions.device)
         visible = (slots <= positions[:, :, None])[:, None]  # (B, 1, T, S)
@@ -136,7 +151,8 @@ class KVCache:
         return positions, mask.masked_fill_(~visible, float("-inf"))  # (B, T), (B, 1, T, S)
 
     def write(self, layer: int, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-        """Store k, v (B, Hkv, T, D) at positions (B, T); return the layer's keys and values (B, Hkv, S, D)."""
+        """Store k, v (B, Hkv, T, D) at positions (B, T); return the layer's keys and values (B,
+        Hkv, S, D)."""
         idx = positions[:, None, :, None].expand_as(k)  # (B, Hkv, T, D)
         self.k[layer].scatter_(2, idx, k.to(self.k.dtype))  # (autocast may hand us another dtype)
         self.v[layer].scatter_(2, idx, v.to(self.v.dtype))
@@ -145,22 +161,26 @@ class KVCache:
 
 
 def decode_attention(q, k, v, mask):
-    """softmax(q k^T / sqrt(D) + mask) v for one query per row, as two batched matmuls per key/value head.
+    """softmax(q k^T / sqrt(D) + mask) v for one query per row, as two batched matmuls per key/value
+    head.
 
-    The G = H / Hkv query heads of a group are stacked as G rows of one matmul against their shared keys (GQA), so
-    keys and values are read once per group and never copied: k and v are slices of the cache. On a 2-core CPU
-    SDPA's kernel took 1.2-1.4x as long for a single query (bench/decode_attention.py). The result equals SDPA's to
-    float rounding. q (B, H, 1, D); k, v (B, Hkv, S, D); mask (B, 1, 1, S) additive -> (B, H, 1, D).
+    The G = H / Hkv query heads of a group are stacked as G rows of one matmul against their shared
+    keys (GQA), so keys and values are read once per group and never copied: k and v are slices of
+    the cache. On a 2-core CPU SDPA's kernel took 1.2-1.4x as long for a single query
+    (bench/decode_attention.py). The result equals SDPA's to float rounding. q (B, H, 1, D); k, v
+    (B, Hkv, S, D); mask (B, 1, 1, S) additive -> (B, H, 1, D).
     """
     B, H, _, D = q.shape
     qg = q.reshape(B, k.shape[1], H // k.shape[1], D)  # (B, Hkv, G, D)
     scores = torch.matmul(qg * D ** -0.5, k.transpose(-1, -2)) + mask  # (B, Hkv, G, S)
-    probs = scores.softmax(-1, dtype=torch.float32).to(v.dtype)  # float32 softmax, as transformers' eager path
+    # float32 softmax, as transformers' eager path
+    probs = scores.softmax(-1, dtype=torch.float32).to(v.dtype)
     return torch.matmul(probs, v).reshape(B, H, 1, D)
 
 
 class Attention(nn.Module):
-    """Grouped-query attention (Ainslie et al. 2023) with RoPE, the Qwen2 / Llama / Qwen3 variants."""
+    """Grouped-query attention (Ainslie et al. 2023) with RoPE, the Qwen2 / Llama / Qwen3
+    variants."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -175,7 +195,8 @@ class Attention(nn.Module):
             self.k_norm = RMSNorm(d, cfg.rms_norm_eps)
 
     def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int, positions):
-        """o_proj(softmax(q k^T / sqrt(D) + mask) v) for x (B, T, hidden); keys/values go through the cache."""
+        """o_proj(softmax(q k^T / sqrt(D) + mask) v) for x (B, T, hidden); keys/values go through
+        the cache."""
         B, T, _ = x.shape
         cfg = self.cfg
         q = self.q_proj(x).view(B, T, -1, cfg.head_dim)  # (B, T, H, D)
@@ -189,7 +210,9 @@ class Attention(nn.Module):
             k, v = cache.write(layer, positions, k, v)  # (B, Hkv, S, D)
         if T == 1 and cache is not None:
             y = decode_attention(q, k, v, mask)  # (B, H, 1, D)
-        else:  # softmax(q k^T / sqrt(D) + mask) v, each query head sharing its group's key/value head (GQA)
+        # softmax(q k^T / sqrt(D) + mask) v, each query head sharing its group's key/value head
+        # (GQA)
+        else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                                enable_gqa=k.shape[1] != q.shape[1])
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
@@ -221,7 +244,8 @@ class Block(nn.Module):
 
     def forward(self, x, cos, sin, mask, cache, layer, positions):
         """(B, T, hidden) -> (B, T, hidden)."""
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer, positions)  # pre-norm residual
+        # pre-norm residual
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer, positions)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -241,7 +265,8 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
 
     def init_weights(self, std: float = 0.02, seed: int | None = None) -> None:
-        """Normal(0, std) linear and embedding weights, zero biases, unit norms (as transformers' _init_weights)."""
+        """Normal(0, std) linear and embedding weights, zero biases, unit norms (as transformers'
+        _init_weights)."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         for name, p in self.named_parameters():
             with torch.no_grad():
@@ -253,21 +278,23 @@ class Transformer(nn.Module):
                     p.copy_(torch.randn(p.shape, generator=gen) * std)
 
     def new_cache(self, batch_size: int, max_len: int, capacity: int = 0) -> KVCache:
-        """An empty KV cache for `batch_size` rows of up to `max_len` positions, with room for `capacity` rows (at
-        least batch_size; KVCache.reorder), on this model's device and dtype."""
+        """An empty KV cache for `batch_size` rows of up to `max_len` positions, with room for
+        `capacity` rows (at least batch_size; KVCache.reorder), on this model's device and dtype."""
         w = self.lm_head.weight
         return KVCache(self.config, batch_size, max_len, w.device, w.dtype, capacity)
 
     def hidden_states(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Final-norm hidden states (B, T, hidden) for input_ids (B, T).
 
-        Without a cache the T tokens are positions 0..T-1 (causal; right padding is harmless). With a cache, row b's
-        tokens are appended at positions cache.lengths[b] .. +T-1 and the lengths advance by T.
+        Without a cache the T tokens are positions 0..T-1 (causal; right padding is harmless). With
+        a cache, row b's tokens are appended at positions cache.lengths[b] .. +T-1 and the lengths
+        advance by T.
         """
         B, T = input_ids.shape
         cfg = self.config
         if cache is None:
-            positions = torch.arange(T, device=input_ids.device)[None]  # (1, T): one RoPE table for every row
+            # (1, T): one RoPE table for every row
+            positions = torch.arange(T, device=input_ids.device)[None]
             mask = None  # plain causal attention over the T tokens themselves
         else:
             positions, mask = cache.reserve(T)  # (B, T), (B, 1, T, S)
@@ -277,9 +304,11 @@ class Transformer(nn.Module):
             x = block(x, cos, sin, mask, cache, i, positions)
         return self.model.norm(x)
 
-    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, return_hidden: bool = False):
-        """Logits (B, T, vocab) for input_ids (B, T); with return_hidden, the final hidden states (B, T, hidden)
-        instead, so a caller can apply lm_head a chunk at a time (a DDP wrapper still sees this forward)."""
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None,
+                return_hidden: bool = False):
+        """Logits (B, T, vocab) for input_ids (B, T); with return_hidden, the final hidden states
+        (B, T, hidden) instead, so a caller can apply lm_head a chunk at a time (a DDP wrapper still
+        sees this forward)."""
         h = self.hidden_states(input_ids, cache)
         return h if return_hidden else self.lm_head(h)
 

@@ -1,7 +1,7 @@
-"""The plumbing that train_sft.py and train_grpo.py share: the learning-rate schedule, torchrun/DDP setup, rank-0
-JSON-lines logs, run checkpoints with their full training state (atomic, resumable), and user-error handling.
-Under --shard (FSDP2, j1_min/shard.py) the same functions take the sharded model: no DDP wrapper, and a run
-checkpoint is a folder written by every rank.
+"""The plumbing that train_sft.py and train_grpo.py share: the learning-rate schedule, torchrun/DDP
+setup, rank-0 JSON-lines logs, run checkpoints with their full training state (atomic, resumable),
+and user-error handling. Under --shard (FSDP2, j1_min/shard.py) the same functions take the sharded
+model: no DDP wrapper, and a run checkpoint is a folder written by every rank.
 """
 from __future__ import annotations
 
@@ -26,15 +26,17 @@ from .checks import check_output
 
 
 def lr_at(step: int, max_lr: float, warmup: int, total: int, min_ratio: float = 0.1) -> float:
-    """Learning rate for optimizer step `step` (0-based): linear warm-up over `warmup` steps, then cosine decay to
-    min_ratio * max_lr at `total` (Loshchilov & Hutter 2017, SGDR; the nanoGPT schedule)."""
+    """Learning rate for optimizer step `step` (0-based): linear warm-up over `warmup` steps, then
+    cosine decay to min_ratio * max_lr at `total` (Loshchilov & Hutter 2017, SGDR; the nanoGPT
+    schedule)."""
     if step < warmup:
         return max_lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return max_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-# ------------------------------------------------------------------------------------------------ processes
+# ------------------------------------------------------------------------------------------------
+# processes
 
 @dataclass
 class Dist:
@@ -51,10 +53,12 @@ class Dist:
 
 
 def setup_dist(device: str) -> Dist:
-    """One process, or one of torchrun's (RANK / WORLD_SIZE / LOCAL_RANK set): gloo on CPU, NCCL on GPU."""
+    """One process, or one of torchrun's (RANK / WORLD_SIZE / LOCAL_RANK set): gloo on CPU, NCCL on
+    GPU."""
     if "RANK" not in os.environ:
         return Dist(device=torch.device(device))
-    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(
+        os.environ["LOCAL_RANK"])
     dev = torch.device(device)
     if dev.type == "cuda":
         dev = torch.device("cuda", local)
@@ -72,43 +76,45 @@ def all_sum(x: torch.Tensor, d: Dist) -> torch.Tensor:
 
 
 def no_sync(model, last: bool):
-    """DDP's no_sync() for every micro-batch but the step's last, so gradients are all-reduced once per step; a
-    nullcontext for one process and for a sharded model (FSDP2 reduce-scatters each micro-batch's gradients and
-    accumulates the shards, which costs no full-size gradient)."""
+    """DDP's no_sync() for every micro-batch but the step's last, so gradients are all-reduced once
+    per step; a nullcontext for one process and for a sharded model (FSDP2 reduce-scatters each
+    micro-batch's gradients and accumulates the shards, which costs no full-size gradient)."""
     return model.no_sync() if isinstance(model, DDP) and not last else contextlib.nullcontext()
 
 
 def teardown(d: Dist) -> None:
-    """Leave the process group, if there is one. The barrier first: a rank that tears down while rank 0 is still
-    writing the checkpoint can take gloo's threads down mid-flight (seen as `terminate called without an active
-    exception`, exit -6, about one run in a few under load)."""
+    """Leave the process group, if there is one. The barrier first: a rank that tears down while
+    rank 0 is still writing the checkpoint can take gloo's threads down mid-flight (seen as
+    `terminate called without an active exception`, exit -6, about one run in a few under load)."""
     if d.world > 1:
         dist.barrier()
         dist.destroy_process_group()
 
 
-# ------------------------------------------------------------------------------------------------ files
+# ------------------------------------------------------------------------------------------------
+# files
 
 def check_out(path, force: bool, resume, folder: bool = False) -> Path:
-    """The output path and its log `<out>.log.jsonl`, checked before any work (checks.check_output). An existing
-    one is overwritten only with --force, or continued when --out is the --resume file itself (its log is then
-    appended to, after a `resumed_at` line); --resume with another --out never replaces a file by itself.
-    folder: --out is a sharded run's folder (shard.check_out)."""
+    """The output path and its log `<out>.log.jsonl`, checked before any work (checks.check_output).
+    An existing one is overwritten only with --force, or continued when --out is the --resume file
+    itself (its log is then appended to, after a `resumed_at` line); --resume with another --out
+    never replaces a file by itself. folder: --out is a sharded run's folder (shard.check_out)."""
     path = Path(path)
     same = resume is not None and Path(resume).resolve() == path.resolve()
     if folder:
         shard.check_out(path, force, resume)
     else:
         if path.exists() and not path.is_dir() and not (force or same):
-            raise ValueError(f"--out {path} exists; pass --force to overwrite it, or --resume {path} to continue it")
+            raise ValueError(f"--out {path} exists; pass --force to overwrite it, or --resume "
+                             f"{path} to continue it")
         check_output(path, force or same)
     check_output(path.with_suffix(".log.jsonl"), force or same, "--out's log")
     return path
 
 
 def sha256(path) -> str:
-    """The SHA-256 of a file's bytes, in hex: what a resumed run compares to know its data is the same
-    (None for standard input, '-', which cannot be read again)."""
+    """The SHA-256 of a file's bytes, in hex: what a resumed run compares to know its data is the
+    same (None for standard input, '-', which cannot be read again)."""
     if str(path) == "-":
         return None
     h = hashlib.sha256()
@@ -149,25 +155,31 @@ def set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
-def save_run(path, model, tokenizer, run_config: dict, optimizer, step: int, data_pos: dict, **extra) -> None:
-    """Atomically write a resumable `.pt`: weights, tokenizer, config, optimizer, step, data position, RNG states."""
+def save_run(path, model, tokenizer, run_config: dict, optimizer, step: int, data_pos: dict,
+             **extra) -> None:
+    """Atomically write a resumable `.pt`: weights, tokenizer, config, optimizer, step, data
+    position, RNG states."""
     save_pt(path, model, tokenizer, run_config=run_config, train_state={
-        "optimizer": optimizer.state_dict(), "step": step, "data_pos": data_pos, "rng": rng_state(), **extra})
+        "optimizer": optimizer.state_dict(), "step": step, "data_pos": data_pos, "rng": rng_state(),
+        **extra})
 
 
 class Saver:
-    """Writes a run's checkpoints, never one whose model is not finite, and remembers the last one written, so that
-    a stop names a file that exists and holds a finite model, or says that there is none.
+    """Writes a run's checkpoints, never one whose model is not finite, and remembers the last one
+    written, so that a stop names a file that exists and holds a finite model, or says that there is
+    none.
 
-    Finite means: every weight is finite and the model maps `probe` (a few token ids of the training data) to
-    finite logits. The second half matters: a huge learning rate leaves weights near 1e30, finite, whose next
-    forward overflows. Every process checks (DDP keeps their weights equal), so all stop together; rank 0 writes.
-    A sharded model: each rank checks its pieces, the verdict is summed over ranks, and every rank writes its own."""
+    Finite means: every weight is finite and the model maps `probe` (a few token ids of the training
+    data) to finite logits. The second half matters: a huge learning rate leaves weights near 1e30,
+    finite, whose next forward overflows. Every process checks (DDP keeps their weights equal), so
+    all stop together; rank 0 writes. A sharded model: each rank checks its pieces, the verdict is
+    summed over ranks, and every rank writes its own."""
 
     def __init__(self, out: Path, main: bool, probe: list[int], state: dict | None = None):
         self.out, self.main = out, main
         self.probe = torch.tensor([probe[:32]])  # (1, T)
-        self.last = (state["path"], state["step"]) if state else None  # (file, step) of a finite model
+        # (file, step) of a finite model
+        self.last = (state["path"], state["step"]) if state else None
 
     def finite(self, model) -> bool:
         """Whether the model's weights and its logits on the probe are all finite."""
@@ -178,14 +190,17 @@ class Saver:
                 return bool(torch.isfinite(model(self.probe.to(model.lm_head.weight.device))).all())
             # sharded: every rank runs the forward (a collective), whatever its own pieces hold
             bad = sum(int(not torch.isfinite(shard.local(p)).all()) for p in model.parameters())
-            bad += int(not torch.isfinite(model(self.probe.to(shard.local(model.lm_head.weight).device))).all())
+            bad += int(not torch.isfinite(
+                model(self.probe.to(shard.local(model.lm_head.weight).device))).all())
             bad = torch.tensor(float(bad))
             dist.all_reduce(bad)
             return bad.item() == 0
 
     def stop(self, what: str) -> ValueError:
-        """The error to raise when training goes non-finite: `what`, and the last finite checkpoint (or none)."""
-        last = (f"the last checkpoint with finite weights is {self.last[0]} (step {self.last[1]})" if self.last
+        """The error to raise when training goes non-finite: `what`, and the last finite checkpoint
+        (or none)."""
+        last = (f"the last checkpoint with finite weights is {self.last[0]} (step {self.last[1]})"
+                if self.last
                 else "no checkpoint with finite weights was written by this run")
         return ValueError(f"{what}: stopping without saving; {last} (lower --lr or check the data)")
 
@@ -194,9 +209,10 @@ class Saver:
         if not self.finite(model):
             raise self.stop(f"the model after step {step} is not finite (weights or logits)")
 
-    def save(self, model, tokenizer, run_config: dict, optimizer, step: int, data_pos: dict, **extra) -> None:
-        """save_run to `out` on rank 0, after check(): a non-finite model is never written. A sharded model: every
-        rank writes its shard into the run folder `out` (shard.save)."""
+    def save(self, model, tokenizer, run_config: dict, optimizer, step: int, data_pos: dict,
+             **extra) -> None:
+        """save_run to `out` on rank 0, after check(): a non-finite model is never written. A
+        sharded model: every rank writes its shard into the run folder `out` (shard.save)."""
         self.check(model, step)
         if shard.is_sharded(model):
             shard.save(self.out, model, optimizer, tokenizer, run_config,
@@ -207,12 +223,13 @@ class Saver:
 
 
 def start(out: Path, d: Dist, model, opt, state: dict | None, config: dict, may_change=()):
-    """Begin or resume a run: restore the optimizer and RNG state from `state` (None for a fresh run), wrap the
-    model in DDP when there are several processes and it is not sharded (a sharded run's model and optimizer shards
-    come back from its Distributed Checkpoint), and open the log with the resolved configuration.
-    On resume, `config` is compared with the saved one first (resume_changes; `may_change` names the settings
-    that may differ). The log is appended to when --out is the resumed file, else written afresh.
-    Returns (step to continue from, the model to call for training, the log)."""
+    """Begin or resume a run: restore the optimizer and RNG state from `state` (None for a fresh
+    run), wrap the model in DDP when there are several processes and it is not sharded (a sharded
+    run's model and optimizer shards come back from its Distributed Checkpoint), and open the log
+    with the resolved configuration.
+    On resume, `config` is compared with the saved one first (resume_changes; `may_change` names the
+    settings that may differ). The log is appended to when --out is the resumed file, else written
+    afresh. Returns (step to continue from, the model to call for training, the log)."""
     step, notes = 0, []
     if state:
         notes = resume_changes(state, config, may_change)
@@ -228,7 +245,8 @@ def start(out: Path, d: Dist, model, opt, state: dict | None, config: dict, may_
     wrapped = DDP(model) if d.world > 1 and not shard.is_sharded(model) else model
     append = bool(state) and Path(state["path"]).resolve() == out.resolve()
     log = Log(out, d.main, fresh=not append)
-    log.write({"config": config, "resumed_at": step, "resumed_from": str(state["path"]), "changed": notes}
+    log.write({"config": config, "resumed_at": step, "resumed_from": str(state["path"]),
+               "changed": notes}
               if state else {"config": config})
     return step, wrapped, log
 
@@ -237,45 +255,53 @@ ALWAYS_MAY_CHANGE = {"out", "resume", "force", "run"}
 
 
 def resume_changes(state: dict, config: dict, may_change) -> list[str]:
-    """Compare a resumed run's saved configuration with today's. A difference in a setting outside `may_change`
-    (the learning rate, the batch, the data, the seed, ...) would make the continued run another run: it is
-    refused, naming every such setting. The others (more --steps, evaluation and saving intervals, ...) come back
-    as notes "--steps 100 -> 200", for a warning and the log. A setting the saved run did not record is a note."""
+    """Compare a resumed run's saved configuration with today's. A difference in a setting outside
+    `may_change` (the learning rate, the batch, the data, the seed, ...) would make the continued
+    run another run: it is refused, naming every such setting. The others (more --steps, evaluation
+    and saving intervals, ...) come back as notes "--steps 100 -> 200", for a warning and the log. A
+    setting the saved run did not record is a note."""
     saved, notes, refused = state["run_config"], [], []
     if config.get("steps") is not None and config["steps"] < state["step"]:
-        raise ValueError(f"--resume {state['path']}: the run is at step {state['step']} already; --steps "
-                         f"{config['steps']} must be at least that")
+        raise ValueError(f"--resume {state['path']}: the run is at step {state['step']} already; "
+                         f"--steps {config['steps']} must be at least that")
     for k in sorted(set(saved) | set(config)):
         if k in ALWAYS_MAY_CHANGE or saved.get(k) == config.get(k):
             continue
-        change = f"--{k.replace('_', '-')} {saved.get(k, '(not recorded)')} -> {config.get(k, '(none)')}"
+        change = (f"--{k.replace('_', '-')} {saved.get(k, '(not recorded)')} -> "
+                  f"{config.get(k, '(none)')}")
         (notes if k in may_change or k not in saved else refused).append(change)
     if refused:
-        raise ValueError(f"--resume {state['path']}: settings differ from the saved run's and would change what it "
-                         f"computes: {'; '.join(refused)}. Resume with the saved settings, or start a new run")
+        raise ValueError(f"--resume {state['path']}: settings differ from the saved run's and "
+                         f"would change what it computes: {'; '.join(refused)}. Resume with the "
+                         "saved settings, or start a new run")
     return notes
 
 
 def load_train_state(path, run: str | None = None) -> dict:
-    """The training state of a run checkpoint, written by the script named `run` ("train_sft", "train_grpo") if given:
-    run_config, step, optimizer, RNG states, and `path`. A model without training state, or another script's
-    run, is refused with what the file is. A sharded run folder gives its latest step's, with `dcp`, the folder of
-    its Distributed Checkpoint, in place of `optimizer`."""
+    """The training state of a run checkpoint, written by the script named `run` ("train_sft",
+    "train_grpo") if given: run_config, step, optimizer, RNG states, and `path`. A model without
+    training state, or another script's run, is refused with what the file is. A sharded run folder
+    gives its latest step's, with `dcp`, the folder of its Distributed Checkpoint, in place of
+    `optimizer`."""
     ck = read_run(path) if is_run(path) else read_pt(path)
     if "train_state" not in ck:
-        raise ValueError(f"--resume {path}: this checkpoint holds no training state (it is a model, not a run)")
+        raise ValueError(f"--resume {path}: this checkpoint holds no training state (it is a "
+                         "model, not a run)")
     rc = ck.get("run_config", {})
-    kind = rc.get("run") or ("train_grpo" if "group" in rc else "train_sft" if "micro" in rc else None)
+    kind = rc.get("run") or ("train_grpo" if "group" in rc else "train_sft" if "micro" in rc
+                             else None)
     if run and kind and kind != run:
-        raise ValueError(f"--resume {path}: this is a {kind}.py run (step {ck['train_state']['step']}); "
-                         f"{run}.py resumes only its own runs (pass it as the starting model of a new run instead)")
-    return {"run_config": rc, **ck["train_state"], "path": str(path), **({"dcp": ck["dcp"]} if "dcp" in ck else {})}
+        raise ValueError(f"--resume {path}: this is a {kind}.py run (step "
+                         f"{ck['train_state']['step']}); {run}.py resumes only its own runs (pass "
+                         "it as the starting model of a new run instead)")
+    return {"run_config": rc, **ck["train_state"], "path": str(path),
+            **({"dcp": ck["dcp"]} if "dcp" in ck else {})}
 
 
 @contextlib.contextmanager
 def ctrl_c():
-    """Within the block, Ctrl-C (SIGINT) sets flag[0] instead of raising, so a loop can finish its step, save and
-    exit cleanly; the previous handler comes back afterwards."""
+    """Within the block, Ctrl-C (SIGINT) sets flag[0] instead of raising, so a loop can finish its
+    step, save and exit cleanly; the previous handler comes back afterwards."""
     flag = [False]
     previous = signal.signal(signal.SIGINT, lambda *_: flag.__setitem__(0, True))
     try:
@@ -285,7 +311,8 @@ def ctrl_c():
 
 
 def cli(main) -> None:
-    """Run main(); a user mistake (ValueError) prints `error: ...` and exits with status 2, never a traceback."""
+    """Run main(); a user mistake (ValueError) prints `error: ...` and exits with status 2, never a
+    traceback."""
     try:
         main()
     except ValueError as e:

@@ -1,10 +1,12 @@
-"""A verifiable preference task for tiny models: the miniature of RewardMath (one of J1's benchmarks).
+"""A verifiable preference task for tiny models: the miniature of RewardMath (one of J1's
+benchmarks).
 
-"What is a op b?" (op in + - *, subtraction with a >= b) and two responses that each end with "The answer is N.";
-one is right, the other wrong in a plausible way (a dropped carry or borrow, a digit off by one, off by a power of
-ten, swapped digits). Questions are split by a hash, so train, val and test never share one. The column arithmetic
-here is what both a plausible wrong answer (a dropped carry) and the teacher's traces are made of; the programmatic
-teacher that writes judge traces is j1_min/teacher.py.
+"What is a op b?" (op in + - *, subtraction with a >= b) and two responses that each end with "The
+answer is N."; one is right, the other wrong in a plausible way (a dropped carry or borrow, a digit
+off by one, off by a power of ten, swapped digits). Questions are split by a hash, so train, val and
+test never share one. The column arithmetic here is what both a plausible wrong answer (a dropped
+carry) and the teacher's traces are made of; the programmatic teacher that writes judge traces is
+j1_min/teacher.py.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 OPS = "+-*"
-SPLITS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}  # share of the question hash space
+# share of the question hash space
+SPLITS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 STYLES = ("bare", "equation", "words")
 WRONG_KINDS = ("carry", "digit", "power", "swap")
 QUESTION_RE = re.compile(r"What is (\d+) ([-+*]) (\d+)\?")
@@ -24,10 +27,11 @@ ANSWER_RE = re.compile(r"The answer is (-?\d+)\.")
 
 @dataclass
 class Difficulty:
-    """Digit counts (inclusive ranges) of the operands. The default, 2-3 digit sums and differences and 2-3 digit
-    by 1-digit products, keeps a trace with one reflection near 150-200 tiny-BPE tokens and leaves a ~5M model's
-    first pass clearly short of 100% (a 4.6M probe got 86% of 1-3 digit sums right after 15 CPU minutes); 2-digit by
-    1-digit products alone would give only ~700 distinct questions, too few for a training set."""
+    """Digit counts (inclusive ranges) of the operands. The default, 2-3 digit sums and differences
+    and 2-3 digit by 1-digit products, keeps a trace with one reflection near 150-200 tiny-BPE
+    tokens and leaves a ~5M model's first pass clearly short of 100% (a 4.6M probe got 86% of 1-3
+    digit sums right after 15 CPU minutes); 2-digit by 1-digit products alone would give only ~700
+    distinct questions, too few for a training set."""
     add: tuple[int, int] = (2, 3)  # digits of each operand of + and -
     mul_a: tuple[int, int] = (2, 3)  # digits of a in a * b
     mul_b: tuple[int, int] = (1, 1)  # digits of b in a * b (a 1-digit b is drawn from 2..9)
@@ -37,14 +41,16 @@ class Difficulty:
 
 def parse_difficulty(digits: str = "2-3", mul_digits: str = "2-3x1", ops: str = OPS,
                      wrong_kinds: str = ",".join(WRONG_KINDS)) -> Difficulty:
-    """Difficulty from the CLI knobs: --digits "LO-HI" (or "N") for + and -, --mul-digits "A x B" with A and B
-    each "LO-HI" or "N" (e.g. "2-3x1"), --ops a non-empty subset of "+-*", --wrong-kinds a comma-separated subset
-    of carry,digit,power,swap (a power of ten changes the answer's length, the easiest wrong answer to spot)."""
+    """Difficulty from the CLI knobs: --digits "LO-HI" (or "N") for + and -, --mul-digits "A x B"
+    with A and B each "LO-HI" or "N" (e.g. "2-3x1"), --ops a non-empty subset of "+-*",
+    --wrong-kinds a comma-separated subset of carry,digit,power,swap (a power of ten changes the
+    answer's length, the easiest wrong answer to spot)."""
     def rng_(s: str, flag: str) -> tuple[int, int]:
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", s.strip())
         lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, 0)
         if not 1 <= lo <= hi <= 9:
-            raise ValueError(f"{flag} {s!r}: expected LO-HI or N, digit counts from 1 to 9, e.g. 2-3")
+            raise ValueError(f"{flag} {s!r}: expected LO-HI or N, digit counts from 1 to 9, "
+                             "e.g. 2-3")
         return lo, hi
     parts = mul_digits.lower().split("x")
     if len(parts) != 2:
@@ -55,9 +61,10 @@ def parse_difficulty(digits: str = "2-3", mul_digits: str = "2-3x1", ops: str = 
     if set(kinds) - set(WRONG_KINDS) or len(set(kinds)) != len(kinds):
         raise ValueError(f"--wrong-kinds {wrong_kinds!r}: expected a comma-separated subset of "
                          f"{','.join(WRONG_KINDS)}, each once")
-    kinds = tuple(k for k in WRONG_KINDS if k in kinds)  # canonical order: the same draws however written
-    return Difficulty(rng_(digits, "--digits"), rng_(parts[0], "--mul-digits"), rng_(parts[1], "--mul-digits"), ops,
-                      kinds)
+    # canonical order: the same draws however written
+    kinds = tuple(k for k in WRONG_KINDS if k in kinds)
+    return Difficulty(rng_(digits, "--digits"), rng_(parts[0], "--mul-digits"),
+                      rng_(parts[1], "--mul-digits"), ops, kinds)
 
 
 def apply(a: int, op: str, b: int) -> int:
@@ -71,7 +78,8 @@ def _number(rng: random.Random, lo: int, hi: int, min_one_digit: int) -> int:
 
 
 def draw_question(rng: random.Random, diff: Difficulty) -> tuple[int, str, int]:
-    """A random (a, op, b) of the difficulty; subtraction has a >= b, so the answer is never negative."""
+    """A random (a, op, b) of the difficulty; subtraction has a >= b, so the answer is never
+    negative."""
     op = rng.choice(diff.ops)
     if op == "*":
         return _number(rng, *diff.mul_a, 2), op, _number(rng, *diff.mul_b, 2)
@@ -80,29 +88,31 @@ def draw_question(rng: random.Random, diff: Difficulty) -> tuple[int, str, int]:
 
 
 def split_of(a: int, op: str, b: int) -> str:
-    """The split a question belongs to, from a hash of the question with + and * operands sorted, so no question
-    (nor its commuted twin) is ever in two splits."""
+    """The split a question belongs to, from a hash of the question with + and * operands sorted, so
+    no question (nor its commuted twin) is ever in two splits."""
     x, y = (min(a, b), max(a, b)) if op in "+*" else (a, b)
     u = int(hashlib.sha256(f"{x}{op}{y}".encode()).hexdigest()[:12], 16) / 16 ** 12
     return next(s for s, (lo, hi) in SPLITS.items() if lo <= u < hi)
 
 
 def response_text(rng: random.Random, a: int, op: str, b: int, n: int) -> str:
-    """One response in a random style; every style ends with "The answer is N." (the bare style is only that)."""
+    """One response in a random style; every style ends with "The answer is N." (the bare style is
+    only that)."""
     style = rng.choice(STYLES)
     if style == "bare":
         return f"The answer is {n}."
     if style == "equation":
         return f"{a} {op} {b} = {n}. The answer is {n}."
-    verb = {"+": f"Adding {a} and {b}", "-": f"Subtracting {b} from {a}", "*": f"Multiplying {a} by {b}"}[op]
+    verb = {"+": f"Adding {a} and {b}", "-": f"Subtracting {b} from {a}",
+            "*": f"Multiplying {a} by {b}"}[op]
     return f"{verb} gives {n}. The answer is {n}."
 
 
 def wrong_answer(rng: random.Random, a: int, op: str, b: int,
                  kinds: tuple[str, ...] = WRONG_KINDS) -> tuple[int, str]:
-    """A plausible wrong N (and its kind), of one of `kinds`: a dropped/extra carry or borrow, one digit off by one,
-    x10 or /10, two adjacent digits swapped. Never the true value, never negative, never a random number (if no
-    kind of `kinds` fits in 100 draws, the last digit off by one)."""
+    """A plausible wrong N (and its kind), of one of `kinds`: a dropped/extra carry or borrow, one
+    digit off by one, x10 or /10, two adjacent digits swapped. Never the true value, never negative,
+    never a random number (if no kind of `kinds` fits in 100 draws, the last digit off by one)."""
     true = apply(a, op, b)
     for _ in range(100):
         kind, s = rng.choice(kinds), str(true)
@@ -125,8 +135,8 @@ def wrong_answer(rng: random.Random, a: int, op: str, b: int,
 
 
 def make_pairs(n: int, split: str, seed: int = 0, diff: Difficulty | None = None) -> list[dict]:
-    """Exactly n preference pairs of one split: distinct questions, labels balanced (n//2 A, the rest B, shuffled),
-    reproducible from (split, seed)."""
+    """Exactly n preference pairs of one split: distinct questions, labels balanced (n//2 A, the
+    rest B, shuffled), reproducible from (split, seed)."""
     diff = diff or Difficulty()
     if split not in SPLITS:
         raise ValueError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -139,8 +149,8 @@ def make_pairs(n: int, split: str, seed: int = 0, diff: Difficulty | None = None
     while len(items) < n:
         tries += 1
         if tries > 200 * n + 10_000:
-            raise ValueError(f"only {len(items)} distinct {split} questions found for --n {n} at this difficulty; "
-                             f"use more digits or a smaller --n")
+            raise ValueError(f"only {len(items)} distinct {split} questions found for --n {n} at "
+                             f"this difficulty; use more digits or a smaller --n")
         a, op, b = draw_question(rng, diff)
         q = f"What is {a} {op} {b}?"
         if q in seen or split_of(a, op, b) != split:
@@ -156,28 +166,31 @@ def make_pairs(n: int, split: str, seed: int = 0, diff: Difficulty | None = None
     return items
 
 
-# ------------------------------------------------------------------------------------------------ column arithmetic
+# ------------------------------------------------------------------------------------------------
+# column arithmetic
 
 def _digits(x: int) -> list[int]:
     return [int(c) for c in reversed(str(x))]  # least significant first
 
 
 class _Slip(NamedTuple):
-    """One slip of the first pass, in column number `at`: a carry/borrow in ("carry") or a column sum ("digit")
-    off by `delta` (-1 or +1)."""
+    """One slip of the first pass, in column number `at`: a carry/borrow in ("carry") or a column
+    sum ("digit") off by `delta` (-1 or +1)."""
     at: int
     kind: str
     delta: int
 
 
 class _Cols:
-    """Writes column lines; applies the slip (if any) when its column comes. `n` counts the columns written."""
+    """Writes column lines; applies the slip (if any) when its column comes. `n` counts the columns
+    written."""
 
     def __init__(self, slip: _Slip | None = None):
         self.slip, self.n, self.lines = slip, 0, []
 
     def _next(self, first: bool) -> tuple[int, int]:
-        """(carry-in change, column-sum change) for the next column: the slip's if it falls here, else (0, 0)."""
+        """(carry-in change, column-sum change) for the next column: the slip's if it falls here,
+        else (0, 0)."""
         s, i = self.slip, self.n
         self.n += 1
         if s is None or s.at != i:
@@ -199,7 +212,8 @@ class _Cols:
         return value
 
     def sub(self, x: int, y: int) -> int:
-        """Column subtraction x - y, one line per column: `dx-dy-borrow=digit bK` (K: the borrow out)."""
+        """Column subtraction x - y, one line per column: `dx-dy-borrow=digit bK` (K: the borrow
+        out)."""
         dx, dy, borrow, value = _digits(x), _digits(y), 0, 0
         for i in range(len(dx)):
             yi = dy[i] if i < len(dy) else 0
@@ -211,10 +225,12 @@ class _Cols:
             self.lines.append(f"{dx[i]}-{yi}-{borrow}={d} b{out}")
             value += d * 10 ** i
             borrow = out
-        return -1 if borrow else value  # -1: negative (only a slip does that; such a slip is not used)
+        # -1: negative (only a slip does that; such a slip is not used)
+        return -1 if borrow else value
 
     def mul1(self, x: int, d: int) -> int:
-        """x times one digit d, one line per column: `dx*d+carry=product` (the bare fact `x*d=p` if x is a digit)."""
+        """x times one digit d, one line per column: `dx*d+carry=product` (the bare fact `x*d=p` if
+        x is a digit)."""
         dx, carry, value = _digits(x), 0, 0
         for i, xi in enumerate(dx):
             dc, dsum = self._next(i == 0)
@@ -226,7 +242,8 @@ class _Cols:
         return value
 
     def mul(self, x: int, y: int) -> int:
-        """Long multiplication: x times each digit of y (right to left), then the column sum of the shifted partials."""
+        """Long multiplication: x times each digit of y (right to left), then the column sum of the
+        shifted partials."""
         if y < 10:
             return self.mul1(x, y)
         parts = []
@@ -242,17 +259,21 @@ class _Cols:
 
 
 def solve_columns(a: int, op: str, b: int, slip: _Slip | None = None) -> tuple[list[str], int, int]:
-    """The first pass: (column lines, result, number of columns). With a slip the result may be wrong."""
+    """The first pass: (column lines, result, number of columns). With a slip the result may be
+    wrong."""
     c = _Cols(slip)
     value = c.add([a, b]) if op == "+" else c.sub(a, b) if op == "-" else c.mul(a, b)
     return c.lines, value, c.n
 
 
-def random_slip(rng: random.Random, a: int, op: str, b: int, kind: str | None = None) -> tuple[_Slip, int] | None:
-    """A slip that really changes the first pass's result (and keeps it >= 0), with that result; None if none found."""
+def random_slip(rng: random.Random, a: int, op: str, b: int,
+                kind: str | None = None) -> tuple[_Slip, int] | None:
+    """A slip that really changes the first pass's result (and keeps it >= 0), with that result;
+    None if none found."""
     true, cols = apply(a, op, b), solve_columns(a, op, b)[2]
     for _ in range(20):
-        slip = _Slip(rng.randrange(cols), kind or rng.choice(("carry", "digit")), rng.choice((-1, 1)))
+        slip = _Slip(rng.randrange(cols), kind or rng.choice(("carry", "digit")),
+                     rng.choice((-1, 1)))
         value = solve_columns(a, op, b, slip)[1]
         if value >= 0 and value != true:
             return slip, value
@@ -260,7 +281,8 @@ def random_slip(rng: random.Random, a: int, op: str, b: int, kind: str | None = 
 
 
 def compare_digits(name: str, n: int, value: int) -> tuple[str, bool]:
-    """`name n: n1/v1 n2/v2 ... yes.`: digits from the left, `_` past the end, stopping at the first mismatch."""
+    """`name n: n1/v1 n2/v2 ... yes.`: digits from the left, `_` past the end, stopping at the first
+    mismatch."""
     s, t, pairs = str(n), str(value), []
     for i in range(max(len(s), len(t))):
         x, y = s[i] if i < len(s) else "_", t[i] if i < len(t) else "_"
@@ -271,14 +293,17 @@ def compare_digits(name: str, n: int, value: int) -> tuple[str, bool]:
 
 
 def check_by_route(a: int, op: str, b: int, n: int, route: int = 0) -> tuple[list[str], bool]:
-    """Check "a op b = n" by an independent route. Route 0: n-b must give a (sums), n+b must give a (differences),
-    b times each digit of a must give n (products, the other decomposition). Route 1: n-a must give b, a-n must
-    give b, and the product recomputed by columns. Returns (lines, whether n is right)."""
+    """Check "a op b = n" by an independent route. Route 0: n-b must give a (sums), n+b must give a
+    (differences), b times each digit of a must give n (products, the other decomposition). Route 1:
+    n-a must give b, a-n must give b, and the product recomputed by columns. Returns (lines, whether
+    n is right)."""
     c = _Cols()
     if op == "*":
-        head, r, target = (f"{b}*{a}", c.mul(b, a), n) if route == 0 else (f"{a}*{b}", c.mul(a, b), n)
+        head, r, target = (f"{b}*{a}", c.mul(b, a),
+                           n) if route == 0 else (f"{a}*{b}", c.mul(a, b), n)
     else:
-        x, y, target = {("+", 0): (n, b, a), ("+", 1): (n, a, b), ("-", 0): (n, b, a), ("-", 1): (a, n, b)}[op, route]
+        x, y, target = {("+", 0): (n, b, a), ("+", 1): (n, a, b), ("-", 0): (n, b, a),
+                        ("-", 1): (a, n, b)}[op, route]
         if op == "+" or route == 1:  # subtract
             if x < y:
                 return [f"{x}-{y}", f"{x}<{y} no."], False
@@ -289,13 +314,15 @@ def check_by_route(a: int, op: str, b: int, n: int, route: int = 0) -> tuple[lis
     return [head, *c.lines, f"={r}", line], ok
 
 
-# ------------------------------------------------------------------------------------------------ parsing
+# ------------------------------------------------------------------------------------------------
+# parsing
 
 def parse_question(question: str) -> tuple[int, str, int]:
     """(a, op, b) of "What is a op b?"; ValueError for any other question."""
     m = QUESTION_RE.fullmatch(question.strip())
     if not m:
-        raise ValueError(f"not an arithmetic question of the form 'What is a op b?': {question[:60]!r}")
+        raise ValueError("not an arithmetic question of the form 'What is a op b?': "
+                         f"{question[:60]!r}")
     return int(m.group(1)), m.group(2), int(m.group(3))
 
 

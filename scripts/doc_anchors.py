@@ -1,10 +1,13 @@
-"""Point every `file.py:name` link in README.md and docs/*.md at the line where `name` is defined today.
+"""Point every `file.py:name` link in README.md and docs/*.md at the line where `name` is defined
+today.
 
-    python scripts/doc_anchors.py            # rewrite the #L anchors in place
-    python scripts/doc_anchors.py --check    # only list the stale ones (tests/test_docs.py runs this check)
+    python scripts/doc_anchors.py
+        # rewrite the #L anchors in place
+    python scripts/doc_anchors.py --check
+        # only list the stale ones (tests/test_docs.py runs this check)
 
-A link looks like [`j1_min/grpo.py:grpo_loss`](../j1_min/grpo.py#L57); `name` may be a function, a class, a
-Class.method or a module-level constant.
+A link looks like [`j1_min/grpo.py:grpo_loss`](../j1_min/grpo.py#L57); `name` may be a function, a
+class, a Class.method or a module-level constant.
 """
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ LINK = re.compile(r"\[`([\w./-]+\.py):([A-Za-z_][\w.]*)`\]\(([^)#\s]+)#L(\d+)\)"
 
 
 def definitions(path: Path) -> dict[str, int]:
-    """name -> line of every module-level function, class and assigned name, and Class.method, in a .py file."""
+    """name -> line of every module-level function, class and assigned name, and Class.method, in a
+    .py file."""
     out = {}
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             out[node.name] = node.lineno
             if isinstance(node, ast.ClassDef):
-                out.update({f"{node.name}.{s.name}": s.lineno for s in node.body if isinstance(s, ast.FunctionDef)})
+                out.update({f"{node.name}.{s.name}": s.lineno for s in node.body
+                            if isinstance(s, ast.FunctionDef)})
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
                 if isinstance(t, ast.Name):
@@ -38,7 +43,8 @@ def doc_files() -> list[Path]:
 
 
 def stale_links(doc: Path) -> tuple[str, list[str]]:
-    """(the document with every anchor set to today's line, the problems found in it as it stands)."""
+    """(the document with every anchor set to today's line, the problems found in it as it
+    stands)."""
     problems = []
 
     def fix(m):
@@ -59,7 +65,8 @@ def stale_links(doc: Path) -> tuple[str, list[str]]:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="list stale links; change nothing")
     args = ap.parse_args()
     found = []

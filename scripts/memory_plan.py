@@ -1,30 +1,37 @@
-"""Memory per rank of a sharded (--shard, FSDP2) training run, planned from the model's shapes before any GPU is
-touched, and measured on CPU against the real sharded tensors.
+"""Memory per rank of a sharded (--shard, FSDP2) training run, planned from the model's shapes
+before any GPU is touched, and measured on CPU against the real sharded tensors.
 
-    python scripts/memory_plan.py --config j1-7b --world 8 --gpu-gb 80 --tokens 8192 --rollout-tokens 65536
+    python scripts/memory_plan.py --config j1-7b --world 8 --gpu-gb 80 --tokens 8192 \\
+        --rollout-tokens 65536
     python scripts/memory_plan.py --config path/to/config.json --world 16 --dtype float32
-    torchrun --nproc_per_node=2 scripts/memory_plan.py --config tiny --measure    # plan against the real thing
+    torchrun --nproc_per_node=2 scripts/memory_plan.py --config tiny --measure
+        # plan against the real thing
 
-What is counted, per rank, with W ranks (every formula below is checked by --measure, tests/test_shard.py):
+What is counted, per rank, with W ranks (every formula below is checked by --measure,
+tests/test_shard.py):
 
-* parameters, gradients, AdamW: FSDP2 cuts each tensor along its first dimension into W pieces of ceil(d0 / W)
-  rows (the last rank's may be shorter), so rank 0 holds sum over tensors of ceil(d0 / W) * (other dims) elements:
-  4 bytes each for the float32 master weights, 4 for their gradients, 8 for AdamW's two moments (plus one float32
-  `step` per tensor). J1-7B (7.6e9 parameters) on 8 ranks: 15.2 GB of the 16 bytes per parameter.
-* the reference model (train_grpo.py --beta > 0): float32, sharded the same way, 4 bytes per element.
-* gathered for compute: one block's full weights at a time (two with FSDP2's prefetch of the next), in the compute
-  dtype, and the root's (embeddings, final norm, lm_head), which stay gathered from the forward to the end of the
-  backward.
-* activations per token of a micro-batch, which autograd keeps for the backward (counted tensor by tensor from
-  j1_min/model.py, checked against torch.autograd.graph.saved_tensors_hooks): per block, two RMSNorms (the
-  float32 input copy, the rsqrt, the normalised and the scaled output), attention's q, k, v, output and
-  log-sum-exp, the MLP's gate, up, silu(gate) and product; then the final norm, the token ids and RoPE's cos/sin.
-  With --activation-checkpointing a block keeps only its input, and one block's activations are rebuilt at a time
-  during the backward. Not counted: the lm_head chunk's logits (rows x 256 positions x vocab x 4 bytes x ~2,
+* parameters, gradients, AdamW: FSDP2 cuts each tensor along its first dimension into W pieces of
+  ceil(d0 / W) rows (the last rank's may be shorter), so rank 0 holds sum over tensors of ceil(d0 /
+  W) * (other dims) elements: 4 bytes each for the float32 master weights, 4 for their gradients, 8
+  for AdamW's two moments (plus one float32 `step` per tensor). J1-7B (7.6e9 parameters) on 8 ranks:
+  15.2 GB of the 16 bytes per parameter.
+* the reference model (train_grpo.py --beta > 0): float32, sharded the same way, 4 bytes per
+  element.
+* gathered for compute: one block's full weights at a time (two with FSDP2's prefetch of the next),
+  in the compute dtype, and the root's (embeddings, final norm, lm_head), which stay gathered from
+  the forward to the end of the backward.
+* activations per token of a micro-batch, which autograd keeps for the backward (counted tensor by
+  tensor from j1_min/model.py, checked against torch.autograd.graph.saved_tensors_hooks): per block,
+  two RMSNorms (the float32 input copy, the rsqrt, the normalised and the scaled output),
+  attention's q, k, v, output and log-sum-exp, the MLP's gate, up, silu(gate) and product; then the
+  final norm, the token ids and RoPE's cos/sin. With --activation-checkpointing a block keeps only
+  its input, and one block's activations are rebuilt at a time during the backward. Not counted: the
+  lm_head chunk's logits (rows x 256 positions x vocab x 4 bytes x ~2,
   j1_min/sampling.py:selected_logprobs), allocator slack and the CUDA context (~1-2 GB on a GPU).
-* RL rollouts (train_grpo.py): the policy gathered into one full float32 copy per rank (shard.full_model, 4 bytes
-  per parameter) and the KV cache, layers x 2 x kv-heads x head-dim x 4 bytes per rollout token. They live during
-  the rollout, when the gradients are freed and no activations are kept.
+* RL rollouts (train_grpo.py): the policy gathered into one full float32 copy per rank
+  (shard.full_model, 4 bytes per parameter) and the KV cache, layers x 2 x kv-heads x head-dim x 4
+  bytes per rollout token. They live during the rollout, when the gradients are freed and no
+  activations are kept.
 """
 from __future__ import annotations
 
@@ -43,15 +50,18 @@ from j1_min.model import ModelConfig, Transformer  # noqa: E402
 
 CONFIGS = {
     # train_sft.py --init tiny (vocabulary 512): the embedded judge's architecture, 4.6M parameters
-    "tiny": dict(vocab_size=512, hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_attention_heads=8,
-                 num_key_value_heads=2, head_dim=32, tie_word_embeddings=True, qkv_bias=True),
+    "tiny": dict(vocab_size=512, hidden_size=256, intermediate_size=768, num_hidden_layers=6,
+                 num_attention_heads=8, num_key_value_heads=2, head_dim=32,
+                 tie_word_embeddings=True, qkv_bias=True),
     # ~26M parameters, the same layout, wider and deeper
-    "26m": dict(vocab_size=4096, hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
-                num_key_value_heads=2, head_dim=64, tie_word_embeddings=True, qkv_bias=True),
+    "26m": dict(vocab_size=4096, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
+                num_attention_heads=8, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
+                qkv_bias=True),
     # Qwen2.5-7B's config.json (J1-7B's base), 7,615,616,512 parameters
-    "j1-7b": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                  num_attention_heads=28, num_key_value_heads=4, head_dim=128, tie_word_embeddings=False,
-                  qkv_bias=True, rope_theta=1e6, max_position_embeddings=32768),
+    "j1-7b": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                  num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4, head_dim=128,
+                  tie_word_embeddings=False, qkv_bias=True, rope_theta=1e6,
+                  max_position_embeddings=32768),
 }
 GB = 1e9
 
@@ -61,39 +71,45 @@ def model_config(name: str) -> ModelConfig:
     if name in CONFIGS:
         return ModelConfig(**CONFIGS[name])
     if not Path(name).is_file():
-        raise ValueError(f"--config {name}: not one of {sorted(CONFIGS)} and not a config.json file")
+        raise ValueError(f"--config {name}: not one of {sorted(CONFIGS)} and not a config.json "
+                         "file")
     return config_from_hf(json.loads(Path(name).read_text()), name)
 
 
 def shapes(cfg: ModelConfig) -> dict[str, tuple]:
-    """name -> shape of every parameter (tied ones once), from a model built on the meta device (no memory)."""
+    """name -> shape of every parameter (tied ones once), from a model built on the meta device (no
+    memory)."""
     with torch.device("meta"):
         model = Transformer(cfg)
     return {n: tuple(p.shape) for n, p in model.named_parameters()}
 
 
 def shard_elements(shape: tuple, world: int) -> int:
-    """Elements of rank 0's piece of a tensor sharded by FSDP2: ceil(d0 / world) rows of the other dims."""
+    """Elements of rank 0's piece of a tensor sharded by FSDP2: ceil(d0 / world) rows of the other
+    dims."""
     return math.ceil(shape[0] / world) * math.prod(shape[1:])
 
 
 def block_bytes_per_token(cfg: ModelConfig, act_bytes: int) -> int:
-    """Bytes one transformer block keeps per token for its backward, counted from j1_min/model.py's forward:
-    two RMSNorms (a float32 copy of the input, which is the input itself under float32, the rsqrt, the normalised
-    and the scaled output), attention's q, k, v and output and its float32 log-sum-exp per head, and the MLP's
-    gate, up, silu(gate) and product. act_bytes: 4 for float32 compute, 2 for bf16."""
+    """Bytes one transformer block keeps per token for its backward, counted from j1_min/model.py's
+    forward: two RMSNorms (a float32 copy of the input, which is the input itself under float32, the
+    rsqrt, the normalised and the scaled output), attention's q, k, v and output and its float32
+    log-sum-exp per head, and the MLP's gate, up, silu(gate) and product. act_bytes: 4 for float32
+    compute, 2 for bf16."""
     h, i, a = cfg.hidden_size, cfg.intermediate_size, act_bytes
     q, kv = cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim
     norm = 4 * h + 4 + 2 * a * h
     return 2 * norm + a * (2 * q + 2 * kv) + 4 * cfg.num_attention_heads + 4 * a * i
 
 
-def activation_bytes_per_token(cfg: ModelConfig, act_bytes: int, checkpointing: bool, rows: int = 1) -> float:
-    """Bytes the forward keeps per token of a micro-batch of `rows` rows for the backward: every block's
-    (block_bytes_per_token), or with activation checkpointing only each block's input (and the positions, once);
-    then the final norm without its output (lm_head's chunks recompute theirs), the token ids (int64), and RoPE's
-    cos and sin (one per position, shared by the rows). With checkpointing the backward rebuilds one block at a
-    time: add block_bytes_per_token for the peak."""
+def activation_bytes_per_token(cfg: ModelConfig, act_bytes: int, checkpointing: bool,
+                               rows: int = 1) -> float:
+    """Bytes the forward keeps per token of a micro-batch of `rows` rows for the backward: every
+    block's (block_bytes_per_token), or with activation checkpointing only each block's input (and
+    the positions, once); then the final norm without its output (lm_head's chunks recompute
+    theirs), the token ids (int64), and RoPE's cos and sin (one per position, shared by the rows).
+    With checkpointing the backward rebuilds one block at a time: add block_bytes_per_token for the
+    peak."""
     a, h = act_bytes, cfg.hidden_size
     tail = (4 * h + 4 + a * h) + 8 + 2 * a * cfg.head_dim / rows
     if checkpointing:
@@ -101,8 +117,8 @@ def activation_bytes_per_token(cfg: ModelConfig, act_bytes: int, checkpointing: 
     return cfg.num_hidden_layers * block_bytes_per_token(cfg, a) + tail
 
 
-def plan(cfg: ModelConfig, world: int, dtype: str = "bfloat16", tokens: int = 0, rollout_tokens: int = 0,
-         reference: bool = True) -> dict:
+def plan(cfg: ModelConfig, world: int, dtype: str = "bfloat16", tokens: int = 0,
+         rollout_tokens: int = 0, reference: bool = True) -> dict:
     """Bytes per rank (rank 0, the largest) of each part; see the module docstring."""
     sh = shapes(cfg)
     n = sum(math.prod(s) for s in sh.values())
@@ -117,11 +133,13 @@ def plan(cfg: ModelConfig, world: int, dtype: str = "bfloat16", tokens: int = 0,
          "activations_per_token": activation_bytes_per_token(cfg, compute, False),
          "activations_per_token_checkpointed": activation_bytes_per_token(cfg, compute, True)
          + block_bytes_per_token(cfg, compute),  # + the block rebuilt in the backward
-         "rollout_copy": 4 * n, "kv_cache_per_token": cfg.num_hidden_layers * 2 * cfg.num_key_value_heads
+         "rollout_copy": 4 * n, "kv_cache_per_token": cfg.num_hidden_layers * 2
+         * cfg.num_key_value_heads
          * cfg.head_dim * 4, "params": n, "world": world}
     states = p["parameters"] + p["adamw"] + p["reference"]
     p["train_peak"] = states + p["gradients"] + p["gathered_blocks"] + p["gathered_root"]
-    p["train_peak_checkpointed"] = p["train_peak"] + tokens * p["activations_per_token_checkpointed"]
+    p["train_peak_checkpointed"] = p["train_peak"] + tokens * p[
+        "activations_per_token_checkpointed"]
     p["train_peak"] += tokens * p["activations_per_token"]
     p["rollout_peak"] = states + p["rollout_copy"] + rollout_tokens * p["kv_cache_per_token"]
     return p
@@ -130,13 +148,15 @@ def plan(cfg: ModelConfig, world: int, dtype: str = "bfloat16", tokens: int = 0,
 def show(name: str, p: dict, tokens: int, rollout_tokens: int, gpu_gb: float) -> None:
     """Print the plan as a table, with whether each phase fits in gpu_gb."""
     print(f"{name}: {p['params'] / 1e9:.3f}B parameters, {p['world']} ranks; GB per rank")
-    rows = [("parameters (float32 master, sharded)", p["parameters"]), ("gradients (float32, sharded)",
+    rows = [("parameters (float32 master, sharded)", p["parameters"]),
+            ("gradients (float32, sharded)",
             p["gradients"]), ("AdamW moments (float32, sharded)", p["adamw"]),
             ("reference model, beta > 0 (float32, sharded)", p["reference"]),
             ("gathered: 2 blocks in the compute dtype", p["gathered_blocks"]),
             ("gathered: root (embeddings, lm_head)", p["gathered_root"]),
             ("activations per token (MB)", p["activations_per_token"] * 1e3),
-            ("  with --activation-checkpointing (MB)", p["activations_per_token_checkpointed"] * 1e3),
+            ("  with --activation-checkpointing (MB)", p["activations_per_token_checkpointed"]
+             * 1e3),
             ("rollouts: full float32 policy copy", p["rollout_copy"]),
             ("rollouts: KV cache per token (MB)", p["kv_cache_per_token"] * 1e3)]
     for label, v in rows:
@@ -149,9 +169,10 @@ def show(name: str, p: dict, tokens: int, rollout_tokens: int, gpu_gb: float) ->
 
 
 def measure(cfg: ModelConfig, dtype: str, rows: int = 2, length: int = 64) -> dict:
-    """Under torchrun: shard a random model as train_*.py --shard does, take one AdamW step, and return this
-    rank's actual bytes (params, grads, AdamW state, a sharded reference), each parameter's local element count,
-    and the activation bytes per token that saved_tensors_hooks sees on an unsharded copy (float32)."""
+    """Under torchrun: shard a random model as train_*.py --shard does, take one AdamW step, and
+    return this rank's actual bytes (params, grads, AdamW state, a sharded reference), each
+    parameter's local element count, and the activation bytes per token that saved_tensors_hooks
+    sees on an unsharded copy (float32)."""
     import torch.distributed as dist
 
     from j1_min import shard
@@ -188,35 +209,47 @@ def measure(cfg: ModelConfig, dtype: str, rows: int = 2, length: int = 64) -> di
             return t
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             m(x, return_hidden=True)
-        out["activations_per_token" + ("_checkpointed" if ac else "")] = sum(saved.values()) / (rows * length)
+        out["activations_per_token"
+            + ("_checkpointed" if ac else "")] = sum(saved.values()) / (rows * length)
     out["rank"] = dist.get_rank()
     dist.destroy_process_group()
     return out
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="j1-7b", help=f"{', '.join(CONFIGS)}, or a config.json file")
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="j1-7b", help=f"{', '.join(CONFIGS)}, or a config.json "
+                                                      "file")
     ap.add_argument("--world", type=int, default=8, help="ranks (GPUs) the model is sharded over")
-    ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="compute dtype (--dtype)")
-    ap.add_argument("--tokens", type=int, default=8192, help="tokens per micro-batch (rows x length)")
-    ap.add_argument("--rollout-tokens", type=int, default=64 * 2048, help="RL: rollout rows x (prompt + new tokens)")
+    ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"],
+                    help="compute dtype (--dtype)")
+    ap.add_argument("--tokens", type=int, default=8192, help="tokens per micro-batch (rows x "
+                                                             "length)")
+    ap.add_argument("--rollout-tokens", type=int, default=64 * 2048,
+                    help="RL: rollout rows x (prompt + new tokens)")
     ap.add_argument("--gpu-gb", type=float, default=80.0, help="memory per GPU, GB")
     ap.add_argument("--no-reference", action="store_true", help="beta = 0: no reference model")
-    ap.add_argument("--measure", action="store_true", help="under torchrun (CPU, gloo): print planned and measured "
-                    "bytes of this rank as JSON (float32, a 2 x 64 micro-batch for the activations)")
+    ap.add_argument("--measure", action="store_true", help="under torchrun (CPU, gloo): print "
+                                                           "planned and measured bytes of this "
+                                                           "rank as JSON (float32, a 2 x 64 "
+                                                           "micro-batch for the activations)")
     args = ap.parse_args(argv)
     cfg = model_config(args.config)
     if args.measure:
         if "RANK" not in os.environ:
-            raise ValueError("--measure runs under torchrun (torchrun --nproc_per_node=2 scripts/memory_plan.py ...)")
+            raise ValueError("--measure runs under torchrun (torchrun --nproc_per_node=2 "
+                             "scripts/memory_plan.py ...)")
         got = measure(cfg, "float32")
         want = plan(cfg, int(os.environ["WORLD_SIZE"]), "float32")
         want["activations_per_token"] = activation_bytes_per_token(cfg, 4, False, rows=2)
-        want["activations_per_token_checkpointed"] = activation_bytes_per_token(cfg, 4, True, rows=2)  # kept
+        # kept
+        want["activations_per_token_checkpointed"] = activation_bytes_per_token(
+            cfg, 4, True, rows=2)
         print(json.dumps({"planned": want, "measured": got}))
         return
-    show(args.config, plan(cfg, args.world, args.dtype, args.tokens, args.rollout_tokens, not args.no_reference),
+    show(args.config, plan(cfg, args.world, args.dtype, args.tokens, args.rollout_tokens,
+                           not args.no_reference),
          args.tokens, args.rollout_tokens, args.gpu_gb)
 
 

@@ -1,25 +1,33 @@
-"""The experiment's tables and plots, from the judgments and training logs scripts/reproduce.sh leaves in its folders.
+"""The experiment's tables and plots, from the judgments and training logs scripts/reproduce.sh
+leaves in its folders.
 
     python scripts/results.py runs/seed0 runs/seed1 runs/seed2 --plot scaling.png --rl-plot rl.png
-    python scripts/results.py --matched-k runs/seed0/judge_j1_sft.jsonl   # K of the row's parallel pass
-    python scripts/results.py --better-rl runs/seed0                     # the RL row chosen on validation
+    python scripts/results.py --matched-k runs/seed0/judge_j1_sft.jsonl
+        # K of the row's parallel pass
+    python scripts/results.py --better-rl runs/seed0
+        # the RL row chosen on validation
 
-Each folder is one seed. Per row (ROWS) it reads judge_<row>.jsonl (greedy, budgets 0-3: sequential scaling) and,
-if present, parallel_<row>.jsonl (budget 0, K sampled traces: parallel scaling), and prints as Markdown:
+Each folder is one seed. Per row (ROWS) it reads judge_<row>.jsonl (greedy, budgets 0-3: sequential
+scaling) and, if present, parallel_<row>.jsonl (budget 0, K sampled traces: parallel scaling), and
+prints as Markdown:
 
-1. per row and seed, accuracy at each budget with its 95% interval (normal approximation, evaluate.score) and
-   mean thinking tokens, and the scaling gain acc(3) - acc(0) with its paired bootstrap interval over test pairs;
-2. verdicts each added "Wait" fixed (wrong at budget b-1, right at b) and broke (the reverse), per item and order;
-3. parallel against sequential at matched compute: the majority of K_b samples against budget b (j1_min/scaling.py
-   says how K_b is matched), both with measured mean thinking tokens, and their paired difference;
-4. the difference in scaling gain between every two rows, pooled over seeds and per seed, with paired bootstrap
-   intervals over test pairs (finding 3 is the RL rows' gain against J1-SFT's).
+1. per row and seed, accuracy at each budget with its 95% interval (normal approximation,
+   evaluate.score) and mean thinking tokens, and the scaling gain acc(3) - acc(0) with its paired
+   bootstrap interval over test pairs;
+2. verdicts each added "Wait" fixed (wrong at budget b-1, right at b) and broke (the reverse), per
+   item and order;
+3. parallel against sequential at matched compute: the majority of K_b samples against budget b
+   (j1_min/scaling.py says how K_b is matched), both with measured mean thinking tokens, and their
+   paired difference;
+4. the difference in scaling gain between every two rows, pooled over seeds and per seed, with
+   paired bootstrap intervals over test pairs (finding 3 is the RL rows' gain against J1-SFT's).
 
---plot: accuracy against mean thinking tokens, sequential and parallel, one panel per row (a line per seed).
---rl-plot: per RL row, the reward per step (and its 10-step mean), the share of flat groups per step (groups whose
-rewards are all equal carry no signal) and the validation accuracy at each evaluation, from <row>.pt.log.jsonl.
---better-rl: of the J1-SFT RL rows, the one whose last validation line has the highest mean of val_acc_budget0 and
-val_acc_budget<eval budget> (ties: the first in ROWS); the test pairs are never read.
+--plot: accuracy against mean thinking tokens, sequential and parallel, one panel per row (a line
+per seed). --rl-plot: per RL row, the reward per step (and its 10-step mean), the share of flat
+groups per step (groups whose rewards are all equal carry no signal) and the validation accuracy at
+each evaluation, from <row>.pt.log.jsonl. --better-rl: of the J1-SFT RL rows, the one whose last
+validation line has the highest mean of val_acc_budget0 and val_acc_budget<eval budget> (ties: the
+first in ROWS); the test pairs are never read.
 """
 from __future__ import annotations
 
@@ -29,19 +37,21 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, with the repository's j1_min
+# run from anywhere, with the repository's j1_min
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from j1_min import checks  # noqa: E402
 from j1_min.files import atomic_write  # noqa: E402
 from j1_min.evaluate import item_key, score  # noqa: E402
 from j1_min.runs import cli  # noqa: E402
-from j1_min.scaling import (bootstrap_interval, item_scores, matched_k, mean_think_tokens,  # noqa: E402
+# noqa: E402
+from j1_min.scaling import (bootstrap_interval, item_scores, matched_k, mean_think_tokens,
                             paired_differences, pool_seeds)
 
 ROWS = {"plain_sft": "ordinary judge (SFT, plain traces)", "j1_sft": "J1-SFT (reflection traces)",
         "j1_reinforce_pp": "J1-SFT + REINFORCE++", "j1_grpo": "J1-SFT + GRPO",
-        "j1_grpo_budget": "J1-SFT + GRPO, budget 0-3 per group", "plain_rl": "plain SFT + the better RL",
-        "j1_rl": "J1-SFT + GRPO (earlier runs)"}
+        "j1_grpo_budget": "J1-SFT + GRPO, budget 0-3 per group",
+        "plain_rl": "plain SFT + the better RL", "j1_rl": "J1-SFT + GRPO (earlier runs)"}
 RL_ROWS = ("j1_reinforce_pp", "j1_grpo", "j1_grpo_budget", "plain_rl", "j1_rl")
 BETTER_RL_CANDIDATES = ("j1_reinforce_pp", "j1_grpo", "j1_grpo_budget")
 N_BOOT = 10_000
@@ -55,8 +65,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def load(dirs: list[Path], required: bool = True) -> dict:
-    """(row, seed folder) -> {"seq": judgments, "par": judgments or None}, for every judge_<row>.jsonl found; none
-    found is an error when `required`."""
+    """(row, seed folder) -> {"seq": judgments, "par": judgments or None}, for every
+    judge_<row>.jsonl found; none found is an error when `required`."""
     runs = {}
     for d in dirs:
         if not d.is_dir():
@@ -65,7 +75,8 @@ def load(dirs: list[Path], required: bool = True) -> dict:
             f = d / f"judge_{row}.jsonl"
             if f.exists():
                 par = d / f"parallel_{row}.jsonl"
-                runs[row, d.name] = {"seq": read_jsonl(f), "par": read_jsonl(par) if par.exists() else None}
+                runs[row, d.name] = {"seq": read_jsonl(f), "par": read_jsonl(par) if par.exists()
+                                     else None}
     if not runs and required:
         raise ValueError(f"no judge_<row>.jsonl in {', '.join(map(str, dirs))}")
     return runs
@@ -73,11 +84,13 @@ def load(dirs: list[Path], required: bool = True) -> dict:
 
 def fixed_broken(judgments: list[dict]) -> dict:
     """budget b -> (fixed, broken) between budget b-1 and b, over (item, order), first sample."""
-    right = {(item_key(j), j["order"], j["budget"]): j["correct"] for j in judgments if j["sample"] == 0}
+    right = {(item_key(j), j["order"], j["budget"]): j["correct"] for j in judgments
+             if j["sample"] == 0}
     budgets = sorted({k[2] for k in right})
     out = {}
     for lo, hi in zip(budgets, budgets[1:]):
-        pairs = [(right[(i, o, lo)], right[(i, o, hi)]) for i, o, b in right if b == hi and (i, o, lo) in right]
+        pairs = [(right[(i, o, lo)], right[(i, o, hi)]) for i, o, b in right if b == hi
+                 and (i, o, lo) in right]
         out[hi] = (sum(not a and b for a, b in pairs), sum(a and not b for a, b in pairs))
     return out
 
@@ -95,30 +108,37 @@ def sequential_table(runs: dict, budgets: list[int]) -> None:
         t = score(r["seq"])
         s = {b: item_scores(r["seq"], b) for b in (lo, hi)}
         gain = bootstrap_interval({i: s[hi][i] - s[lo][i] for i in s[lo]}, N_BOOT)
-        cells = " | ".join(f"{t[b]['accuracy']:.3f} ± {t[b]['ci95']:.3f} ({t[b]['think_tokens']:.0f})" for b in budgets)
+        cells = " | ".join(f"{t[b]['accuracy']:.3f} ± {t[b]['ci95']:.3f} "
+                           f"({t[b]['think_tokens']:.0f})" for b in budgets)
         print(f"| {ROWS[row]} | {seed} | {cells} | {ci(gain)} |")
-    print(f"\n(n = {next(iter(score(r['seq']).values()))['n']} test pairs per cell; ± is the normal-approximation "
-          f"95% interval; a missing verdict scores 0)\n")
-    print("verdicts each added 'Wait' fixed / broke (item-orders wrong at budget b-1 and right at b / the reverse)\n")
-    print("| row | seed | " + " | ".join(f"{b - 1}→{b}: fixed / broken" for b in budgets[1:]) + " |")
+    print(f"\n(n = {next(iter(score(r['seq']).values()))['n']} test pairs per cell; ± is the "
+          f"normal-approximation 95% interval; a missing verdict scores 0)\n")
+    print("verdicts each added 'Wait' fixed / broke (item-orders wrong at budget b-1 and right at "
+          "b / the reverse)\n")
+    print("| row | seed | " + " | ".join(f"{b - 1}→{b}: fixed / broken" for b in budgets[1:])
+          + " |")
     print("|---" * (len(budgets) + 1) + "|")
     for (row, seed), r in runs.items():
         fb = fixed_broken(r["seq"])
-        print(f"| {ROWS[row]} | {seed} | " + " | ".join(f"{fb[b][0]} / {fb[b][1]}" for b in budgets[1:]) + " |")
+        print(f"| {ROWS[row]} | "
+              f"{seed} | " + " | ".join(f"{fb[b][0]} / {fb[b][1]}" for b in budgets[1:]) + " |")
 
 
 def parallel_table(runs: dict, budgets: list[int]) -> None:
     have = {k: r for k, r in runs.items() if r["par"]}
     if not have:
         return
-    print("\nparallel (majority of K sampled traces, budget 0) against sequential (budget b) at matched compute\n")
-    print("| row | seed | b | K | sequential acc (think tok) | parallel acc (think tok) | parallel - sequential |")
+    print("\nparallel (majority of K sampled traces, budget 0) against sequential (budget b) at "
+          "matched compute\n")
+    print("| row | seed | b | K | sequential acc (think tok) | parallel acc (think tok) | parallel "
+          "- sequential |")
     print("|---" * 7 + "|")
     for (row, seed), r in have.items():
         ks, n_par = matched_k(r["seq"], budgets[1:]), 1 + max(j["sample"] for j in r["par"])
         for b, k in ks.items():
             if k > n_par:
-                print(f"| {ROWS[row]} | {seed} | {b} | {k} | (parallel pass has only {n_par} samples) | | |")
+                print(f"| {ROWS[row]} | {seed} | {b} | {k} | (parallel pass has only {n_par} "
+                      "samples) | | |")
                 continue
             seq, par = item_scores(r["seq"], b), item_scores(r["par"], 0, k)
             diff = bootstrap_interval({i: par[i] - seq[i] for i in seq}, N_BOOT)
@@ -132,8 +152,8 @@ def gain_differences(runs: dict, budgets: list[int]) -> None:
     rows = [row for row in ROWS if any(k[0] == row for k in runs)]
     seeds = sorted({k[1] for k in runs})
     scores = {k: {b: item_scores(r["seq"], b) for b in (lo, hi)} for k, r in runs.items()}
-    print(f"\ndifference in scaling gain, row 1 - row 2, gain = acc({hi}) - acc({lo}); 95% paired bootstrap "
-          f"intervals over test pairs ({N_BOOT} resamples)\n")
+    print(f"\ndifference in scaling gain, row 1 - row 2, gain = acc({hi}) - acc({lo}); 95% paired "
+          f"bootstrap intervals over test pairs ({N_BOOT} resamples)\n")
     print("| row 1 | row 2 | pooled over seeds | " + " | ".join(seeds) + " |")
     print("|---" * (len(seeds) + 3) + "|")
     for r1, r2 in itertools.combinations(rows, 2):
@@ -142,7 +162,8 @@ def gain_differences(runs: dict, budgets: list[int]) -> None:
         if not per:
             continue
         pooled = bootstrap_interval(pool_seeds(list(per.values())), N_BOOT)
-        cells = " | ".join(ci(bootstrap_interval(per[s], N_BOOT)) if s in per else "-" for s in seeds)
+        cells = " | ".join(ci(bootstrap_interval(per[s], N_BOOT)) if s in per else "-"
+                           for s in seeds)
         print(f"| {ROWS[r1]} | {ROWS[r2]} | {ci(pooled)} | {cells} |")
 
 
@@ -157,20 +178,22 @@ def plot_scaling(runs: dict, budgets: list[int], path: str, force: bool) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = [row for row in ROWS if any(k[0] == row for k in runs)]
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), sharey=True,
+                             squeeze=False)
     for ax, row in zip(axes[0], rows):
         for (rw, seed), r in runs.items():
             if rw != row:
                 continue
             t = score(r["seq"])
-            line = ax.plot([t[b]["think_tokens"] for b in budgets], [t[b]["accuracy"] for b in budgets], "o-",
-                           label=f"{seed} sequential")[0]
+            line = ax.plot([t[b]["think_tokens"] for b in budgets],
+                           [t[b]["accuracy"] for b in budgets], "o-", label=f"{seed} sequential")[0]
             if r["par"]:
                 n_par = 1 + max(j["sample"] for j in r["par"])
                 ks = [1] + [k for k in matched_k(r["seq"], budgets[1:]).values() if k <= n_par]
                 par = [item_scores(r["par"], 0, k) for k in ks]
-                ax.plot([mean_think_tokens(r["par"], 0, k) for k in ks], [sum(p.values()) / len(p) for p in par],
-                        "s--", color=line.get_color(), label=f"{seed} parallel (K={','.join(map(str, ks))})")
+                ax.plot([mean_think_tokens(r["par"], 0, k) for k in ks],
+                        [sum(p.values()) / len(p) for p in par], "s--", color=line.get_color(),
+                        label=f"{seed} parallel (K={','.join(map(str, ks))})")
         ax.set_title(ROWS[row], fontsize=8)
         ax.set_xlabel("mean thinking tokens")
         ax.grid(alpha=0.3)
@@ -187,7 +210,8 @@ def plot_rl(dirs: list[Path], path: str, force: bool) -> None:
     logs = [(row, d.name, read_jsonl(d / f"{row}.pt.log.jsonl")) for row in RL_ROWS for d in dirs
             if (d / f"{row}.pt.log.jsonl").exists()]
     if not logs:
-        raise ValueError(f"--rl-plot: no <row>.pt.log.jsonl of an RL row ({', '.join(RL_ROWS)}) in the folders")
+        raise ValueError(f"--rl-plot: no <row>.pt.log.jsonl of an RL row ({', '.join(RL_ROWS)}) in "
+                         "the folders")
     fig, axes = plt.subplots(1, len(logs), figsize=(3.6 * len(logs), 3.2), squeeze=False)
     for ax, (row, seed, log) in zip(axes[0], logs):
         prompts = next((r["config"]["prompts"] for r in log if "config" in r), None)
@@ -195,9 +219,11 @@ def plot_rl(dirs: list[Path], path: str, force: bool) -> None:
         x = [r["step"] for r in steps]
         rew = [r["reward"] for r in steps]
         ax.plot(x, rew, color="C0", alpha=0.3, lw=0.8)
-        ax.plot(x, [sum(rew[max(0, i - 9):i + 1]) / len(rew[max(0, i - 9):i + 1]) for i in range(len(rew))],
+        ax.plot(x, [sum(rew[max(0, i - 9):i + 1]) / len(rew[max(0, i - 9):i + 1])
+                    for i in range(len(rew))],
                 color="C0", label="reward (10-step mean)")
-        flat = [r.get("flat_share", r["flat_groups"] / prompts if prompts else float("nan")) for r in steps]
+        flat = [r.get("flat_share", r["flat_groups"] / prompts if prompts else float("nan"))
+                for r in steps]
         ax.plot(x, flat, color="C3", alpha=0.6, lw=0.8, label="flat groups (share)")
         for c, key in enumerate(sorted({k for r in log for k in r if k.startswith("val_acc_")})):
             pts = [(r["step"], r[key]) for r in log if key in r]
@@ -222,7 +248,8 @@ def better_rl(d: Path) -> str:
         if not vals:
             raise ValueError(f"{f}: no validation line (train_grpo.py --val)")
         last = vals[-1]
-        v = sum(last[k] for k in last if k.startswith("val_acc_")) / sum(k.startswith("val_acc_") for k in last)
+        v = sum(last[k] for k in last
+                if k.startswith("val_acc_")) / sum(k.startswith("val_acc_") for k in last)
         if best is None or v > best[1]:
             best = (row, v)
     if best is None:
@@ -231,15 +258,20 @@ def better_rl(d: Path) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dirs", nargs="*", help="run folders of scripts/reproduce.sh, one per seed")
-    ap.add_argument("--plot", help="PNG: accuracy against mean thinking tokens, sequential and parallel, per row")
-    ap.add_argument("--rl-plot", help="PNG: reward, flat-group share and validation accuracy per RL step, per RL row")
-    ap.add_argument("--force", action="store_true", help="overwrite --plot / --rl-plot if they exist")
-    ap.add_argument("--matched-k", metavar="JSONL", help="print the K of the parallel pass for this sequential "
-                    "judge_<row>.jsonl (the largest of K_1..K_3), and nothing else")
-    ap.add_argument("--better-rl", metavar="DIR", help="print the RL row chosen on validation in DIR, and nothing "
-                    "else")
+    ap.add_argument("--plot", help="PNG: accuracy against mean thinking tokens, sequential and "
+                                   "parallel, per row")
+    ap.add_argument("--rl-plot", help="PNG: reward, flat-group share and validation accuracy per "
+                                      "RL step, per RL row")
+    ap.add_argument("--force", action="store_true", help="overwrite --plot / --rl-plot if they "
+                                                         "exist")
+    ap.add_argument("--matched-k", metavar="JSONL", help="print the K of the parallel pass for "
+                                                         "this sequential judge_<row>.jsonl (the "
+                                                         "largest of K_1..K_3), and nothing else")
+    ap.add_argument("--better-rl", metavar="DIR", help="print the RL row chosen on validation in "
+                                                       "DIR, and nothing else")
     args = ap.parse_args(argv)
     if args.matched_k:
         print(max(matched_k(read_jsonl(Path(args.matched_k))).values()))
@@ -253,7 +285,8 @@ def main(argv=None):
         if p:
             checks.check_output(p, args.force, "")
     dirs = [Path(d) for d in args.dirs]
-    runs = load(dirs, required=not args.rl_plot or bool(args.plot))  # RL curves alone may come before judging
+    # RL curves alone may come before judging
+    runs = load(dirs, required=not args.rl_plot or bool(args.plot))
     budgets = sorted({j["budget"] for r in runs.values() for j in r["seq"]})
     if runs:
         sequential_table(runs, budgets)

@@ -1,4 +1,5 @@
-"""Shared test helpers: tiny random models built with transformers' own config classes (no downloads)."""
+"""Shared test helpers: tiny random models built with transformers' own config classes (no
+downloads)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,9 @@ torch.set_num_threads(2)
 
 
 def randomize_(model: torch.nn.Module, std: float = 0.2, seed: int = 0) -> torch.nn.Module:
-    """Give every parameter (norms and biases too) large random values, so a mismatch anywhere shows in the
-    logits; transformers' default init (std 0.02, unit norms, zero biases) would hide bias or norm mistakes."""
+    """Give every parameter (norms and biases too) large random values, so a mismatch anywhere shows
+    in the logits; transformers' default init (std 0.02, unit norms, zero biases) would hide bias or
+    norm mistakes."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -29,7 +31,8 @@ TINY = dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_la
 
 
 def hf_model(arch: str, **overrides):
-    """A random tiny transformers model: 'qwen2', 'qwen2_tied', 'llama' or 'qwen3' (head_dim 24 != 64/4)."""
+    """A random tiny transformers model: 'qwen2', 'qwen2_tied', 'llama' or 'qwen3' (head_dim 24 !=
+    64/4)."""
     import transformers as T
     kw = {**TINY, **overrides}
     if arch == "qwen2":
@@ -49,7 +52,8 @@ def hf_model(arch: str, **overrides):
 
 @pytest.fixture
 def saved_hf(tmp_path):
-    """Factory: save a random tiny transformers model to a folder and return (transformers_model, folder)."""
+    """Factory: save a random tiny transformers model to a folder and return (transformers_model,
+    folder)."""
     def make(arch: str = "qwen2", **overrides):
         m = hf_model(arch, **overrides)
         d = tmp_path / arch
@@ -59,34 +63,40 @@ def saved_hf(tmp_path):
 
 
 def judge_tokenizer(pairs: list[dict], vocab: int = 400):
-    """A tiny BPE trained on the judge prompts of `pairs` plus the judge's markers ("Wait", `</think>`, both
-    verdicts), so the planted judges below have single tokens to plant."""
+    """A tiny BPE trained on the judge prompts of `pairs` plus the judge's markers ("Wait",
+    `</think>`, both verdicts), so the planted judges below have single tokens to plant."""
     from j1_min.judge_format import build_prompt
-    return train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "Wait\n</think>\n[[A]] [[B]]"
+    return train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"])
+                      + "Wait\n</think>\n[[A]] [[B]]"
                       for r in pairs] * 3, vocab)
 
 
 def planted_judge(tok, verdicts: str = "AB", strength: float = 3.0):
-    """A random tiny transformers Qwen2 in which, as a bigram, `\\n` (the prompt's last token) is followed by
-    `</think>`, `[[` by one of `verdicts` (equally likely), that by `]]`, and `]]` by `<|im_end|>`. So the judge ends
-    its thinking at once (budget forcing turns that into "Wait"), and after the forced end of thinking and answer
-    prefix `\\n[[` it gives a well-formed verdict: a coin flip with "AB", a pure position bias with "A".
-    `strength` is each planted logit (against about 0 for every other token): 3 leaves the other tokens most of the
-    probability, 8 very little."""
+    """A random tiny transformers Qwen2 in which, as a bigram, `\\n` (the prompt's last token) is
+    followed by `</think>`, `[[` by one of `verdicts` (equally likely), that by `]]`, and `]]` by
+    `<|im_end|>`. So the judge ends its thinking at once (budget forcing turns that into "Wait"),
+    and after the forced end of thinking and answer prefix `\\n[[` it gives a well-formed verdict: a
+    coin flip with "AB", a pure position bias with "A". `strength` is each planted logit (against
+    about 0 for every other token): 3 leaves the other tokens most of the probability, 8 very
+    little."""
     import transformers
     cfg = transformers.Qwen2Config(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
-                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                   max_position_embeddings=1024, tie_word_embeddings=False)
+                                   num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, max_position_embeddings=1024,
+                                   tie_word_embeddings=False)
     torch.manual_seed(0)
     model = transformers.Qwen2ForCausalLM(cfg).eval()
     bra, ket, nl = (tok.encode(s)[0] for s in ("[[", "]]", "\n"))
     picks = [tok.encode(v)[0] for v in verdicts]
-    plants = [(bra, picks), (ket, [tok.eos_id]), (nl, [tok.token_id("</think>")])] + [(p, [ket]) for p in picks]
+    plants = [(bra, picks), (ket, [tok.eos_id]),
+              (nl, [tok.token_id("</think>")])] + [(p, [ket]) for p in picks]
     with torch.no_grad():
-        for layer in model.model.layers:  # blocks add nothing: the next token depends on the current one only
+        # blocks add nothing: the next token depends on the current one only
+        for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
-        model.model.embed_tokens.weight[:, :len(plants)] = 0.0  # these dimensions belong to the planted tokens
+        # these dimensions belong to the planted tokens
+        model.model.embed_tokens.weight[:, :len(plants)] = 0.0
         for dim, (src, dsts) in enumerate(plants):
             model.model.embed_tokens.weight[src] = 0.0
             model.model.embed_tokens.weight[src, dim] = 1.0
@@ -102,9 +112,9 @@ def tiny_teacher(folder: Path, tok, strength: float = 3.0, verdicts: str = "AB")
 
 
 class TableTokenizer:
-    """A stand-in tokenizer for models with a made-up vocabulary: id i is the text names[i] (by default a distinct
-    CJK character, and id 9 a line break). encode takes the longest matching name first. It has what the sampler's
-    budget forcing uses: decode, encode and token_texts."""
+    """A stand-in tokenizer for models with a made-up vocabulary: id i is the text names[i] (by
+    default a distinct CJK character, and id 9 a line break). encode takes the longest matching name
+    first. It has what the sampler's budget forcing uses: decode, encode and token_texts."""
 
     def __init__(self, vocab: int, names: dict[int, str] | None = None):
         self.names = [chr(0x3400 + i) for i in range(vocab)]
@@ -133,21 +143,29 @@ class TableTokenizer:
         return self.decode(ids)
 
 
-# ------------------------------------------------------------------------------------------------ overfit judges
+# ------------------------------------------------------------------------------------------------
+# overfit judges
 
-TRACES = [("Q: 12+30?\n<think>\n", "A 42: yes.\nB 52: no.\nSo A is right.</think>\n[[A]]<|im_end|>"),
-          ("Q: 7*6?\n<think>\n", "A 41: no.\nWait, check B\nB 42: yes.\n</think>\n\n[[B]]<|im_end|>"),
-          ("Q: 9-4?\n<think>\n", "A 5: yes.<|im_end|>"),  # ends its turn without closing its thinking
-          ("Q: 3+3?\n<think>\n", "A 6: yes.\nWait, check A\n6-3=3 yes.\nSo A is right.\n</think>[[A]]<|im_end|>")]
+TRACES = [("Q: 12+30?\n<think>\n", "A 42: yes.\nB 52: no.\nSo A is "
+                                   "right.</think>\n[[A]]<|im_end|>"),
+          ("Q: 7*6?\n<think>\n", "A 41: no.\nWait, check B\nB 42: "
+                                 "yes.\n</think>\n\n[[B]]<|im_end|>"),
+          # ends its turn without closing its thinking
+          ("Q: 9-4?\n<think>\n", "A 5: yes.<|im_end|>"),
+          ("Q: 3+3?\n<think>\n", "A 6: yes.\nWait, check A\n6-3=3 yes.\nSo A is "
+                                 "right.\n</think>[[A]]<|im_end|>")]
 
 
 def overfit_judge(style: str):
-    """(model, tokenizer): a 2-layer model overfit to TRACES. style "qwen2.5": byte-level BPE with Qwen2's split and
-    no `</think>` token (J1-7B's tokenizer family); "qwen3": `</think>` is an added token."""
-    specials = SPECIAL_TOKENS if style == "qwen3" else [t for t in SPECIAL_TOKENS if "think" not in t]
+    """(model, tokenizer): a 2-layer model overfit to TRACES. style "qwen2.5": byte-level BPE with
+    Qwen2's split and no `</think>` token (J1-7B's tokenizer family); "qwen3": `</think>` is an
+    added token."""
+    specials = SPECIAL_TOKENS if style == "qwen3" else [t for t in SPECIAL_TOKENS
+                                                        if "think" not in t]
     tok = train_bpe([p + c for p, c in TRACES] * 20, 320, special_tokens=tuple(specials))
-    model = Transformer(ModelConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
-                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+    model = Transformer(ModelConfig(vocab_size=tok.vocab_size, hidden_size=64,
+                                    intermediate_size=128, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                                     max_position_embeddings=256, model_type="qwen2", qkv_bias=True))
     model.init_weights(seed=0)
     seqs = [tok.encode(p + c, allow_special=True) for p, c in TRACES]
@@ -158,7 +176,8 @@ def overfit_judge(style: str):
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     torch.manual_seed(0)
     for _ in range(250):
-        nll = torch.nn.functional.cross_entropy(model(x[:, :-1]).transpose(1, 2), x[:, 1:], reduction="none")
+        nll = torch.nn.functional.cross_entropy(model(x[:, :-1]).transpose(1, 2), x[:, 1:],
+                                                reduction="none")
         loss = (nll * mask[:, 1:]).sum() / mask[:, 1:].sum()
         opt.zero_grad()
         loss.backward()

@@ -1,4 +1,5 @@
-"""Checkpoints: `.pt` round trip, refusal of pickled code, loading a judge, clear errors for broken inputs."""
+"""Checkpoints: `.pt` round trip, refusal of pickled code, loading a judge, clear errors for broken
+inputs."""
 from __future__ import annotations
 
 import json
@@ -94,13 +95,15 @@ def test_pt_that_is_not_ours_is_refused(tmp_path):
         load_model(tmp_path / "other.pt")
 
 
-def test_load_judge_gives_model_tokenizer_and_template_or_one_error_without_a_tokenizer(model_dir, tmp_path):
+def test_load_judge_gives_model_tokenizer_and_template_or_one_error_without_a_tokenizer(
+        model_dir, tmp_path):
     tok = train_bpe(["What is 12 + 34? The answer is 46."] * 20, vocab_size=300)
     save_pt(tmp_path / "m.pt", load_model(model_dir)[0], tok)
     model, tok2, template = load_judge(tmp_path / "m.pt")
     assert tok2.encode("answer is 46") == tok.encode("answer is 46") and template.name == "j1_min"
     save_pt(tmp_path / "bare.pt", model)  # no tokenizer
-    with pytest.raises(CheckpointError, match=r"bare.pt: the checkpoint has no tokenizer \(tokenizer.json\)"):
+    with pytest.raises(CheckpointError, match=r"bare.pt: the checkpoint has no tokenizer "
+                                              r"\(tokenizer.json\)"):
         load_judge(tmp_path / "bare.pt")
 
 
@@ -112,7 +115,8 @@ def test_load_in_bfloat16_by_name(model_dir):
 
 
 def _break(case: str, d: Path, tmp_path: Path) -> tuple[Path, str]:
-    """Damage a saved model in one way; return (the path to load, a piece of the message naming what is wrong)."""
+    """Damage a saved model in one way; return (the path to load, a piece of the message naming what
+    is wrong)."""
     st, cfg_path = d / "model.safetensors", d / "config.json"
     cfg = json.loads(cfg_path.read_text())
     pt = tmp_path / "x.pt"
@@ -132,7 +136,8 @@ def _break(case: str, d: Path, tmp_path: Path) -> tuple[Path, str]:
         torch.save({"format": "j1_min/1", "config": "qwen2", "model": {}}, pt)
         return pt, "x.pt: damaged j1_min checkpoint: 'config' is str"
     if case in ("config hidden_size list", "config hidden_size string", "config negative vocab"):
-        key, value = {"config hidden_size list": ("hidden_size", [64]), "config hidden_size string": (
+        key, value = {"config hidden_size list": ("hidden_size", [64]),
+                      "config hidden_size string": (
             "hidden_size", "64"), "config negative vocab": ("vocab_size", -1)}[case]
         cfg_path.write_text(json.dumps({**cfg, key: value}))
         return d, f"config.json: {key} must be a positive integer"
@@ -143,7 +148,8 @@ def _break(case: str, d: Path, tmp_path: Path) -> tuple[Path, str]:
         (d / "model.safetensors.index.json").write_text("{not json")
         return d, "model.safetensors.index.json: not a JSON object"
     if case == "missing shard":
-        (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-2.safetensors"}}))
+        (d / "model.safetensors.index.json").write_text(
+            json.dumps({"weight_map": {"a": "model-2.safetensors"}}))
         return d, "names shards that are missing: ['model-2.safetensors']"
     if case == "malformed tokenizer":
         (d / "tokenizer.json").write_text('{"version": ')
@@ -156,15 +162,17 @@ def _break(case: str, d: Path, tmp_path: Path) -> tuple[Path, str]:
 
 
 BROKEN = ["truncated safetensors", "garbage safetensors", "empty pt", "pt without its keys",
-          "pt with a string config", "config hidden_size list", "config hidden_size string", "config negative vocab",
-          "config that is a list", "bad index", "missing shard", "malformed tokenizer",
-          "tokenizer larger than the embedding"]
+          "pt with a string config", "config hidden_size list", "config hidden_size string",
+          "config negative vocab", "config that is a list", "bad index", "missing shard",
+          "malformed tokenizer", "tokenizer larger than the embedding"]
 
 
 @pytest.mark.parametrize("case", BROKEN)
-def test_a_damaged_checkpoint_is_a_one_line_error_naming_the_file(model_dir, tmp_path, case, capsys):
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_the_file(model_dir, tmp_path, case,
+                                                                  capsys):
     import judge
-    (model_dir / "tokenizer.json").write_text(train_bpe(["What is 12 + 34?"] * 20, vocab_size=300).to_json())
+    (model_dir / "tokenizer.json").write_text(train_bpe(["What is 12 + 34?"] * 20,
+                                                        vocab_size=300).to_json())
     path, message = _break(case, model_dir, tmp_path)
     with pytest.raises(ValueError) as e:  # CheckpointError, or the tokenizer's ValueError
         load_model(path)

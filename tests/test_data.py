@@ -1,5 +1,5 @@
-"""Specifications for j1_min/data.py: reading RewardBench / JudgeBench / j1_min JSONL, errors that name the file and
-line, atomic writes, and the seeded order of training items."""
+"""Specifications for j1_min/data.py: reading RewardBench / JudgeBench / j1_min JSONL, errors that
+name the file and line, atomic writes, and the seeded order of training items."""
 from __future__ import annotations
 
 import json
@@ -13,19 +13,23 @@ from j1_min.judge_format import build_prompt
 from j1_min.tokenizer import train_bpe
 
 RB = {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5", "id": 7, "subset": "math"}
-JB = {"pair_id": "p1", "question": "Q?", "response_A": "ra", "response_B": "rb", "label": "B>A", "source": "mmlu"}
-J1 = {"id": "x1", "question": "Q?", "response_a": "ra", "response_b": "rb", "label": "A", "note": "kept"}
+JB = {"pair_id": "p1", "question": "Q?", "response_A": "ra", "response_B": "rb", "label": "B>A",
+      "source": "mmlu"}
+J1 = {"id": "x1", "question": "Q?", "response_a": "ra", "response_b": "rb", "label": "A",
+      "note": "kept"}
 
 
 def jsonl(tmp_path, lines, name="d.jsonl") -> Path:
     p = tmp_path / name
-    p.write_bytes(b"".join((ln if isinstance(ln, bytes) else (ln if isinstance(ln, str) else json.dumps(ln))
+    p.write_bytes(b"".join((ln if isinstance(ln, bytes)
+                            else (ln if isinstance(ln, str) else json.dumps(ln))
                             .encode()) + b"\n" for ln in lines))
     return p
 
 
 def test_rewardbench_pairs_get_seeded_balanced_sides(tmp_path):
-    p = jsonl(tmp_path, [{**RB, "id": i, "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(40)])
+    p = jsonl(tmp_path, [{**RB, "id": i, "chosen": f"good {i}", "rejected": f"bad {i}"}
+                         for i in range(40)])
     recs = read_pairs(p, seed=0)
     assert Counter(r["label"] for r in recs) == {"A": 20, "B": 20}
     for i, r in enumerate(recs):
@@ -37,9 +41,10 @@ def test_rewardbench_pairs_get_seeded_balanced_sides(tmp_path):
 
 
 def test_judgebench_and_j1_min_records(tmp_path):
-    jb, j1 = read_pairs(jsonl(tmp_path, [JB, J1]))  # formats are detected per line, so a file may mix them
-    assert jb == {"id": "p1", "question": "Q?", "response_a": "ra", "response_b": "rb", "label": "B",
-                  "origin": "judgebench", "subset": "mmlu"}
+    # formats are detected per line, so a file may mix them
+    jb, j1 = read_pairs(jsonl(tmp_path, [JB, J1]))
+    assert jb == {"id": "p1", "question": "Q?", "response_a": "ra", "response_b": "rb",
+                  "label": "B", "origin": "judgebench", "subset": "mmlu"}
     assert j1 == J1  # the j1_min form comes back as it is, extra fields included
 
 
@@ -103,12 +108,14 @@ def test_need_completion_requires_a_completion(tmp_path):
         read_pairs(jsonl(tmp_path, [RB], "rb.jsonl"), need_completion=True)
 
 
-# ------------------------------------------------------------------------------------------------ writing
+# ------------------------------------------------------------------------------------------------
+# writing
 
 def test_write_jsonl_round_trips_and_never_overwrites_without_force(tmp_path):
     out = tmp_path / "sub" / "o.jsonl"
     write_jsonl(out, [J1, {**J1, "id": "x2", "question": "Qué? 🙂"}])
-    assert [r["id"] for r in read_pairs(out)] == ["x1", "x2"] and "🙂" in out.read_text(encoding="utf-8")
+    assert [r["id"] for r in read_pairs(out)] == ["x1",
+                                                  "x2"] and "🙂" in out.read_text(encoding="utf-8")
     with pytest.raises(ValueError, match="exists; pass --force"):
         write_jsonl(out, [J1])
     write_jsonl(out, [J1], force=True)
@@ -129,15 +136,18 @@ def test_step_order_walks_seeded_epochs():
     stream = [i for step in range(5) for i in step_order(n, batch, step, seed=0)]  # 20 = two epochs
     assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:]) == list(range(10))
     assert stream[:10] != stream[10:] and stream[:10] != list(range(10))
-    assert step_order(n, batch, 3, seed=0) == stream[12:16]  # a pure function: resuming needs only the step
+    # a pure function: resuming needs only the step
+    assert step_order(n, batch, 3, seed=0) == stream[12:16]
     assert step_order(n, batch, 0, seed=1) != stream[:4]
 
 
 def test_each_record_knows_its_file_and_line(tmp_path):
     p = jsonl(tmp_path, ["", J1, "{bad", "", {**J1, "id": "x2"}])
     recs = read_pairs(p, skip_bad=True)
-    assert recs.where == [f"{p}, line 2", f"{p}, line 5"] and recs.subset([1]).where == [f"{p}, line 5"]
-    assert recs.skipped_message().startswith(f"skipped 1 bad line (first: {p}, line 3: not valid JSON")
+    assert recs.where == [f"{p}, line 2",
+                          f"{p}, line 5"] and recs.subset([1]).where == [f"{p}, line 5"]
+    assert recs.skipped_message().startswith(f"skipped 1 bad line (first: {p}, line 3: not valid "
+                                             "JSON")
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""Specifications for data_gen.py: the CLI, rejection sampling with the programmatic teacher, and the model teacher
-end to end on a tiny random transformers Qwen2."""
+"""Specifications for data_gen.py: the CLI, rejection sampling with the programmatic teacher, and
+the model teacher end to end on a tiny random transformers Qwen2."""
 from __future__ import annotations
 
 import argparse
@@ -53,12 +53,15 @@ def test_pairs_writes_exactly_n_balanced_items(tmp_path, capsys):
 def test_an_existing_output_is_refused_with_exit_2_and_no_traceback(tmp_path):
     out = tmp_path / "p.jsonl"
     out.write_text("keep me\n")
-    r = subprocess.run([sys.executable, str(ROOT / "data_gen.py"), "pairs", "--n", "3", "--out", str(out)],
+    r = subprocess.run([sys.executable, str(ROOT / "data_gen.py"), "pairs", "--n", "3", "--out",
+                        str(out)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "--force" in r.stderr
     assert "Traceback" not in r.stderr and out.read_text() == "keep me\n"
-    with pytest.raises(ValueError, match="exists"):  # refused before any work (a model teacher may run for hours)
-        data_gen.main(["traces", "--teacher", str(tmp_path / "no-such-model"), "--data", "x", "--out", str(out)])
+    # refused before any work (a model teacher may run for hours)
+    with pytest.raises(ValueError, match="exists"):
+        data_gen.main(["traces", "--teacher", str(tmp_path / "no-such-model"), "--data", "x",
+                       "--out", str(out)])
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -77,7 +80,8 @@ def test_an_existing_output_is_refused_with_exit_2_and_no_traceback(tmp_path):
     (["traces", "--no-reflection", "--reflections", "1,1"], "contradict"),
 ])
 def test_user_mistakes_are_one_line_errors_naming_the_flag(tmp_path, argv, message, capsys):
-    with pytest.raises(SystemExit) as e:  # a flag's own range is argparse's error, a combination is a ValueError
+    # a flag's own range is argparse's error, a combination is a ValueError
+    with pytest.raises(SystemExit) as e:
         data_gen.run_cli(argv + ["--out", str(tmp_path / "o.jsonl")])
     err = capsys.readouterr().err
     assert e.value.code == 2 and re.search(message, err) and "Traceback" not in err
@@ -85,13 +89,14 @@ def test_user_mistakes_are_one_line_errors_naming_the_flag(tmp_path, argv, messa
 
 def test_programmatic_traces_by_rejection_sampling(tmp_path, capsys):
     out = tmp_path / "t.jsonl"
-    s = run(capsys, "traces", "--n", 300, "--split", "val", "--k", 3, "--max-keep", 2, "--slip-rate", 0.3,
-            "--out", out)
+    s = run(capsys, "traces", "--n", 300, "--split", "val", "--k", 3, "--max-keep", 2,
+            "--slip-rate", 0.3, "--out", out)
     recs = read_pairs(out, need_completion=True)
     assert s["drawn"] == 900 and s["kept"] == len(recs) and 300 <= len(recs) <= 600
     for r in recs:
         assert parse_verdict(r["completion"]) == r["label"] == r["verdict"]
-        assert r["has_reflection"] == ("\nWait, " in r["completion"]) and r["source"] == "teacher:arith"
+        assert r["has_reflection"] == ("\nWait, " in r["completion"]) and r[
+            "source"] == "teacher:arith"
         assert not r["completion"].endswith("<|im_end|>")
     assert 0.5 < s["reflection_rate"] < 1 and s["changed_by_reflection"] > 0
     ids = [r["id"] for r in recs]
@@ -100,18 +105,22 @@ def test_programmatic_traces_by_rejection_sampling(tmp_path, capsys):
 
 def test_without_reflection_rejection_sampling_rejects_slipped_traces(tmp_path, capsys):
     out = tmp_path / "t.jsonl"
-    s = run(capsys, "traces", "--n", 300, "--split", "val", "--no-reflection", "--slip-rate", 0.5, "--out", out)
+    s = run(capsys, "traces", "--n", 300, "--split", "val", "--no-reflection", "--slip-rate", 0.5,
+            "--out", out)
     recs = read_pairs(out, need_completion=True)
     assert s["acceptance_rate"] < 0.95 and s["reflection_rate"] == 0
-    assert all("Wait" not in r["completion"] and parse_verdict(r["completion"]) == r["label"] for r in recs)
+    assert all("Wait" not in r["completion"] and parse_verdict(r["completion"]) == r["label"]
+               for r in recs)
 
 
-@pytest.mark.parametrize("kind", [["--no-reflection"], [], ["--reflections", "0.35,0.4,0.15,0.05,0.05"]],
+@pytest.mark.parametrize("kind",
+                         [["--no-reflection"], [], ["--reflections", "0.35,0.4,0.15,0.05,0.05"]],
                          ids=["plain", "reflection", "reproduce-reflection"])
 def test_no_kept_trace_is_right_for_a_wrong_reason(tmp_path, capsys, kind):
-    """Over 3,000 items at a high slip rate, every kept trace's verdict rests on a true check (the spec is
-    test_tasks.wrong_reason); the rejected ones are counted. Before the fix 9% of kept plain traces were
-    slipped first passes that matched neither response and defaulted to "So A is right."."""
+    """Over 3,000 items at a high slip rate, every kept trace's verdict rests on a true check (the
+    spec is test_tasks.wrong_reason); the rejected ones are counted. Before the fix 9% of kept plain
+    traces were slipped first passes that matched neither response and defaulted to "So A is
+    right."."""
     out = tmp_path / "t.jsonl"
     s = run(capsys, "traces", "--n", 3000, "--slip-rate", 0.3, *kind, "--out", out)
     recs = read_pairs(out, need_completion=True)
@@ -120,10 +129,11 @@ def test_no_kept_trace_is_right_for_a_wrong_reason(tmp_path, capsys, kind):
 
 
 def test_plain_and_reflection_data_draw_the_same_first_passes(tmp_path):
-    """data_gen's two teachers differ only by reflection: draw j of item i has the same first pass (same slip,
-    same decision) with and without --no-reflection."""
+    """data_gen's two teachers differ only by reflection: draw j of item i has the same first pass
+    (same slip, same decision) with and without --no-reflection."""
     def draws(*flags):
-        args = data_gen.parse_args(["traces", "--n", "400", "--k", "3", *flags, "--out", str(tmp_path / "x")])
+        args = data_gen.parse_args(["traces", "--n", "400", "--k", "3", *flags, "--out",
+                                    str(tmp_path / "x")])
         data_gen.check_args(args)
         return list(data_gen.program_completions(args, data_gen.load_items(args)))
     first = lambda c: c.split("\n</think>\n")[0].split("\nWait, ")[0]
@@ -131,8 +141,10 @@ def test_plain_and_reflection_data_draw_the_same_first_passes(tmp_path):
     assert [it for it, _ in plain] == [it for it, _ in refl]
     for (_, ps), (_, rs) in zip(plain, refl):
         assert [first(c) for c in ps] == [first(c) for c in rs]
-        assert [c.split("\n</think>\n")[1][2] for c in ps] == [first(c)[-11] for c in rs]  # "So X is right."
-    assert sum("Wait" in c for _, rs in refl for c in rs) > 400  # and the reflection teacher does reflect
+        # "So X is right."
+        assert [c.split("\n</think>\n")[1][2] for c in ps] == [first(c)[-11] for c in rs]
+    # and the reflection teacher does reflect
+    assert sum("Wait" in c for _, rs in refl for c in rs) > 400
 
 
 def test_wrong_kinds_flag_reaches_the_pairs(tmp_path, capsys):
@@ -149,33 +161,40 @@ def test_traces_are_reproducible_from_the_seed(tmp_path, capsys):
 
 def test_programmatic_teacher_refuses_other_questions(tmp_path):
     data = tmp_path / "d.jsonl"
-    data.write_text(json.dumps({"id": "q9", "question": "Is the sky blue?", "response_a": "Yes. The answer is 1.",
+    data.write_text(json.dumps({"id": "q9", "question": "Is the sky blue?",
+                                "response_a": "Yes. The answer is 1.",
                                 "response_b": "No. The answer is 0.", "label": "A"}) + "\n")
     with pytest.raises(ValueError, match="item q9: .*--teacher"):
         data_gen.main(["traces", "--data", str(data), "--out", str(tmp_path / "o.jsonl")])
 
 
-# ------------------------------------------------------------------------------------------------ model teacher
+# ------------------------------------------------------------------------------------------------
+# model teacher
 
 def test_model_teacher_rejection_sampling_end_to_end(tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
     run(capsys, "pairs", "--n", 8, "--split", "test", "--out", pairs)
     recs = read_pairs(pairs)
-    tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "\n</think>\n[[A]] [[B]]"
+    tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"])
+                     + "\n</think>\n[[A]] [[B]]"
                      for r in recs] * 4, 400)
     tiny_teacher(tmp_path / "teacher", tok)
     out = tmp_path / "traces.jsonl"
-    s = run(capsys, "traces", "--teacher", tmp_path / "teacher", "--data", pairs, "--k", 4, "--max-keep", 4,
-            "--max-new-tokens", 24, "--max-think-tokens", 6, "--budget", 1, "--batch-size", 3, "--out", out)
+    s = run(capsys, "traces", "--teacher", tmp_path / "teacher", "--data", pairs, "--k", 4,
+            "--max-keep", 4, "--max-new-tokens", 24, "--max-think-tokens", 6, "--budget", 1,
+            "--batch-size", 3, "--out", out)
     assert s["items"] == 8 and s["drawn"] == 32 and s["mean_tokens_drawn"] <= 24
-    assert 0.2 < s["acceptance_rate"] < 0.8  # near chance: the random teacher's verdict is a coin flip
+    # near chance: the random teacher's verdict is a coin flip
+    assert 0.2 < s["acceptance_rate"] < 0.8
     kept = read_pairs(out, need_completion=True)
     assert len(kept) == s["kept"] > 0
     for r in kept:
         assert parse_verdict(r["completion"]) == r["label"] and r["source"].startswith("model:")
         assert r["completion"].endswith("]]") and "<|im_end|>" not in r["completion"]
-        assert r["completion"].startswith("Wait")  # its own `</think>` was suppressed and "Wait" forced
-    assert s["reflection_rate"] > 0  # (random letters glued to "Wait" do not make it a word, hence not all)
+        # its own `</think>` was suppressed and "Wait" forced
+        assert r["completion"].startswith("Wait")
+    # (random letters glued to "Wait" do not make it a word, hence not all)
+    assert s["reflection_rate"] > 0
 
 
 def test_skip_bad_reports_how_many_lines_were_skipped(tmp_path, capsys):
@@ -186,5 +205,6 @@ def test_skip_bad_reports_how_many_lines_were_skipped(tmp_path, capsys):
         data_gen.main(["traces", "--data", str(pairs), "--out", str(tmp_path / "t.jsonl")])
     s = run(capsys, "traces", "--data", pairs, "--skip-bad", "--out", tmp_path / "t.jsonl")
     assert s["items"] == 4
-    data_gen.main(["traces", "--data", str(pairs), "--skip-bad", "--out", str(tmp_path / "u.jsonl")])
+    data_gen.main(["traces", "--data", str(pairs), "--skip-bad", "--out",
+                   str(tmp_path / "u.jsonl")])
     assert "skipped 1 bad line (first: " in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""Readers audit the code: every module and every public function or class in j1_min/ says what it is for."""
+"""Readers audit the code: every module and every public function or class in j1_min/ says what it
+is for."""
 from __future__ import annotations
 
 import ast
@@ -10,7 +11,8 @@ PKG = Path(__file__).resolve().parents[1] / "j1_min"
 
 
 def public_defs(tree: ast.Module):
-    """Module-level functions and classes, and the methods of public classes, whose names do not start with _."""
+    """Module-level functions and classes, and the methods of public classes, whose names do not
+    start with _."""
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
             yield node.name, node
@@ -26,7 +28,8 @@ def test_every_module_and_public_function_has_a_docstring():
         tree = ast.parse(f.read_text())
         if not ast.get_docstring(tree):
             missing.append(f"{f.name}: module")
-        missing += [f"{f.name}: {name}" for name, node in public_defs(tree) if not ast.get_docstring(node)]
+        missing += [f"{f.name}: {name}" for name, node in public_defs(tree)
+                    if not ast.get_docstring(node)]
     assert not missing, "no docstring: " + ", ".join(missing)
 
 
@@ -47,23 +50,29 @@ def test_every_code_reference_in_the_docs_resolves_and_its_line_anchor_is_curren
             elif name not in definitions(path):
                 bad.append(f"{doc.name}: {file} defines no {name}")
         bad += stale_links(doc)[1]
-    assert not bad, "\n".join(bad) + "\n(python scripts/doc_anchors.py sets every anchor to today's line)"
+    assert not bad, "\n".join(
+        bad) + "\n(python scripts/doc_anchors.py sets every anchor to today's line)"
 
 
 def test_readme_layout_table_states_each_files_size_in_lines():
     rows = re.findall(r"^\| `([\w/]+\.py)` \| (\d+) \|", (ROOT / "README.md").read_text(), re.M)
     assert len(rows) >= 10
-    for file, lines in rows:  # within 10%, so an edit need not touch README every time, a rewrite does
+    # within 10%, so an edit need not touch README every time, a rewrite does
+    for file, lines in rows:
         actual = len((ROOT / file).read_text().splitlines())
-        assert abs(actual - int(lines)) <= 0.1 * actual, f"README says {file} has {lines} lines; it has {actual}"
+        assert abs(actual - int(
+            lines)) <= 0.1 * actual, f"README says {file} has {lines} lines; it has {actual}"
 
 
 def test_nothing_cites_a_document_outside_the_repository():
-    """Code, tests, scripts and docs stand on their own: nothing points at the team's design notes or their numbered
-    pitfalls, which are not part of the project (the reason is written where it is needed instead)."""
+    """Code, tests, scripts and docs stand on their own: nothing points at the team's design notes
+    or their numbered pitfalls, which are not part of the project (the reason is written where it is
+    needed instead)."""
     outside = re.compile(r"\bDESIGN\b|\bpitfall\s*\d|\.\./shared\b")
     files = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".sh", ".toml", ".json")
-             and not any(part.startswith(".") or part in ("runs", "build") for part in p.relative_to(ROOT).parts)]
+             and not any(part.startswith(".") or part in ("runs", "build")
+                         for part in p.relative_to(ROOT).parts)]
     bad = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in files if p != Path(__file__)
-           for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if outside.search(line)]
+           for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+           if outside.search(line)]
     assert len(files) > 40 and not bad, "\n".join(bad)

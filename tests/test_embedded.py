@@ -1,4 +1,5 @@
-"""The embedded default judge: judge.py runs on it end to end, and transformers reads it exactly as we do."""
+"""The embedded default judge: judge.py runs on it end to end, and transformers reads it exactly as
+we do."""
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ from j1_min.tokenizer import Tokenizer
 from j1_min.checkpoint import load_model
 
 CKPT, DATA = judge.CKPT, judge.DATA
-# Until scripts/reproduce.sh trains a judge worth shipping (issue 7), j1_min/embedded/ is absent and these are skipped.
-pytestmark = pytest.mark.skipif(not CKPT.exists(), reason="the embedded judge is not shipped yet (issue 7)")
+# Until scripts/reproduce.sh trains a judge worth shipping (issue 7), j1_min/embedded/ is absent and
+# these are skipped.
+pytestmark = pytest.mark.skipif(not CKPT.exists(), reason="the embedded judge is not shipped yet "
+                                                          "(issue 7)")
 
 
 def test_judge_py_runs_the_embedded_default_end_to_end(capsys, tmp_path):
@@ -28,7 +31,8 @@ def test_judge_py_runs_the_embedded_default_end_to_end(capsys, tmp_path):
     assert len(rows) == 24
     assert sum(r["verdict"] is not None for r in rows) >= 22  # verdicts parse for nearly all items
     ended_by_itself = [r for r in rows if not r["forced_end"] and r["verdict"] is not None]
-    assert ended_by_itself and all(r["num_waits"] == 2 for r in ended_by_itself)  # tried to stop 3 times: 2 waits
+    # tried to stop 3 times: 2 waits
+    assert ended_by_itself and all(r["num_waits"] == 2 for r in ended_by_itself)
     assert all(r["completion"].count("</think>") == 1 for r in rows if r["verdict"] is not None)
 
 
@@ -41,10 +45,11 @@ def test_transformers_and_our_loader_give_the_same_greedy_verdicts():
     prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in items]
     gens = generate(ours, prompts, 300, stop_ids=[tok.eos_id])
     for p, g, r in zip(prompts, gens, items):
-        assert hf_tok.decode(p) == tok.decode(p)  # the same ids mean the same text to both tokenizers
+        # the same ids mean the same text to both tokenizers
+        assert hf_tok.decode(p) == tok.decode(p)
         with torch.no_grad():
-            ref = hf.generate(torch.tensor([p]), max_new_tokens=300, do_sample=False, eos_token_id=tok.eos_id,
-                              pad_token_id=tok.eos_id)[0, len(p):].tolist()
+            ref = hf.generate(torch.tensor([p]), max_new_tokens=300, do_sample=False,
+                              eos_token_id=tok.eos_id, pad_token_id=tok.eos_id)[0, len(p):].tolist()
         assert ref == g.tokens
         assert parse_verdict(hf_tok.decode(ref[:-1] if ref[-1] == tok.eos_id else ref)) == \
             parse_verdict(completion_text(tok, g)) is not None
@@ -58,7 +63,8 @@ def test_the_embedded_folder_says_how_it_was_made():
 
 
 def command_blocks():
-    """(page, command, printed output) for each ```text block in docs/ that starts with `$ python judge.py`."""
+    """(page, command, printed output) for each ```text block in docs/ that starts with `$ python
+    judge.py`."""
     for page in sorted((judge.EMBEDDED.parents[1] / "docs").glob("*.md")):
         for block in re.findall(r"```text\n(.*?)```", page.read_text(), re.S):
             first, _, printed = block.partition("\n")
@@ -72,5 +78,7 @@ def test_the_worked_examples_in_docs_are_what_their_commands_print_today(capsys)
     for page, command, printed in blocks:
         judge.main(shlex.split(command))
         out = capsys.readouterr().out
-        assert [l.rstrip() for l in out.splitlines()] == [l.rstrip() for l in printed.splitlines()], \
-            f"{page}: `python judge.py {command}` prints something else today; paste its output into the page"
+        assert [l.rstrip() for l in out.splitlines()] == [l.rstrip()
+                                                          for l in printed.splitlines()], \
+            f"{page}: `python judge.py {command}` prints something else today; paste its output " \
+            "into the page"

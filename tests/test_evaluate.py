@@ -9,8 +9,9 @@ from j1_min.checkpoint import load_model
 
 
 def j(id_, order, verdict, label, budget=0, sample=0):
-    return {"id": id_, "order": order, "budget": budget, "sample": sample, "verdict": verdict, "label": label,
-            "correct": verdict == label, "think_tokens": 10, "tokens": 12, "num_waits": budget}
+    return {"id": id_, "order": order, "budget": budget, "sample": sample, "verdict": verdict,
+            "label": label, "correct": verdict == label, "think_tokens": 10, "tokens": 12,
+            "num_waits": budget}
 
 
 def test_majority_needs_a_strict_winner():
@@ -43,11 +44,13 @@ def test_interval_is_the_normal_approximation():
 
 @pytest.fixture(scope="module")
 def judge_model(tmp_path_factory):
-    items = [{"id": f"q{i}", "question": f"What is {i} + 1?", "response_a": f"The answer is {i + 1}.",
-              "response_b": f"The answer is {i + 2}.", "label": "AB"[i % 2]} for i in range(6)]
+    items = [{"id": f"q{i}", "question": f"What is {i} + 1?",
+              "response_a": f"The answer is {i + 1}.", "response_b": f"The answer is {i + 2}.",
+              "label": "AB"[i % 2]} for i in range(6)]
     tok = judge_tokenizer(items)
     d = tmp_path_factory.mktemp("judge")
-    planted_judge(tok, "A", strength=8.0).save_pretrained(d)  # always answers [[A]]: a pure position bias
+    # always answers [[A]]: a pure position bias
+    planted_judge(tok, "A", strength=8.0).save_pretrained(d)
     return load_model(d)[0], tok, items
 
 
@@ -75,14 +78,17 @@ def test_budgets_in_one_call_equal_separate_calls(judge_model):
         mine = [r for r in together if r["budget"] == b]
         assert [r["completion"] for r in mine] == [r["completion"] for r in alone]
         assert [r["num_waits"] for r in mine] == [r["num_waits"] for r in alone]
-        assert max(r["num_waits"] for r in mine) == min(b, 1)  # it tries to stop at once, then rambles after Wait
+        # it tries to stop at once, then rambles after Wait
+        assert max(r["num_waits"] for r in mine) == min(b, 1)
 
 
 def test_a_samples_by_budgets_grid_forks_and_each_cell_equals_its_own_call(judge_model):
-    """Parallel x sequential scaling: K samples at several budgets in one call, sample k of every budget on stream
-    k (so each sample's budgets fork from one row), equal the same samples judged one budget at a time."""
+    """Parallel x sequential scaling: K samples at several budgets in one call, sample k of every
+    budget on stream k (so each sample's budgets fork from one row), equal the same samples judged
+    one budget at a time."""
     model, tok, items = judge_model
-    kw = dict(max_new_tokens=24, max_think_tokens=12, batch_size=4, samples=3, temperature=1.0, seed=7, swap=True)
+    kw = dict(max_new_tokens=24, max_think_tokens=12, batch_size=4, samples=3, temperature=1.0,
+              seed=7, swap=True)
     together = judge_pairs(model, tok, items, budgets=(0, 1, 2), **kw)
     for b in (0, 1, 2):
         alone = judge_pairs(model, tok, items, budgets=(b,), **kw)

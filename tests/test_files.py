@@ -1,4 +1,5 @@
-"""j1_min/files.py: an atomic write leaves the old file or the whole new one, with a plain write's permissions."""
+"""j1_min/files.py: an atomic write leaves the old file or the whole new one, with a plain write's
+permissions."""
 from __future__ import annotations
 
 import os
@@ -30,10 +31,12 @@ def test_writing_into_a_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_an_atomic_write_has_the_permissions_a_plain_write_would_have(tmp_path):
-    old = os.umask(0o027)  # a umask that neither 0o600 (mkstemp) nor 0o644 (the usual default) would satisfy
+    # a umask that neither 0o600 (mkstemp) nor 0o644 (the usual default) would satisfy
+    old = os.umask(0o027)
     try:
         (tmp_path / "plain").write_bytes(b"x")
         atomic_write(tmp_path / "atomic", lambda p: Path(p).write_bytes(b"x"))
     finally:
         os.umask(old)
-    assert (tmp_path / "atomic").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "atomic").stat().st_mode & 0o777 == (
+        tmp_path / "plain").stat().st_mode & 0o777 == 0o640

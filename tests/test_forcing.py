@@ -1,6 +1,7 @@
-"""s1 budget forcing (j1_min/forcing.py through sampling.generate): the end of thinking is found in the text however
-the tokenizer splits it, each of s1's rules holds, the KV cache stays right through every roll-back, and the cached
-sampler writes what s1's own loop, written out below with full forwards, writes."""
+"""s1 budget forcing (j1_min/forcing.py through sampling.generate): the end of thinking is found in
+the text however the tokenizer splits it, each of s1's rules holds, the KV cache stays right through
+every roll-back, and the cached sampler writes what s1's own loop, written out below with full
+forwards, writes."""
 from __future__ import annotations
 
 import pytest
@@ -19,17 +20,20 @@ C = TOK.c
 
 
 def forced(budget, end=0, wait=(5, 6), **kw):
-    """Budget-forcing keyword arguments for the stand-in vocabulary: marker = the text of `end` (ids)."""
+    """Budget-forcing keyword arguments for the stand-in vocabulary: marker = the text of `end`
+    (ids)."""
     end = end if isinstance(end, tuple) else (end,)
     return dict(tokenizer=TOK, think_end=C(*end), wait=C(*wait), budget=budget, **kw)
 
 
-# ------------------------------------------------------------------------------------------------ the rules, one by one
-# `flat` gives every token the same logit, so greedy takes the lowest id it may: 0, or 1 when 0 is banned.
+# ------------------------------------------------------------------------------------------------
+# the rules, one by one `flat` gives every token the same logit, so greedy takes the lowest id it
+# may: 0, or 1 when 0 is banned.
 
 def test_each_suppressed_end_is_replaced_by_wait_and_a_new_token_follows_it(flat):
     g = generate(flat, [[1, 2]], 12, **forced(3))[0]
-    assert g.tokens[:10] == [5, 6, 1, 5, 6, 1, 5, 6, 1, 0]  # after each Wait, 0 (the marker) is banned once
+    # after each Wait, 0 (the marker) is banned once
+    assert g.tokens[:10] == [5, 6, 1, 5, 6, 1, 5, 6, 1, 0]
     assert g.forced[:10] == [T_, T_, F_] * 3 + [F_]
     assert g.num_waits == 3 and g.suppressed_at == [0, 3, 6] and g.removed == [C(0)] * 3
     assert g.think_tokens == 9 and g.answer_start == 10 and not g.forced_end
@@ -37,17 +41,21 @@ def test_each_suppressed_end_is_replaced_by_wait_and_a_new_token_follows_it(flat
 
 def test_a_marker_of_several_tokens_is_rolled_back_whole(flat):
     g = generate(flat, [[1, 2]], 14, **forced(3, end=(0, 0)))[0]
-    assert g.tokens[:11] == [5, 6, 1, 5, 6, 1, 5, 6, 1, 0, 0]  # the first 0 of each marker left .tokens too
+    # the first 0 of each marker left .tokens too
+    assert g.tokens[:11] == [5, 6, 1, 5, 6, 1, 5, 6, 1, 0, 0]
     assert g.num_waits == 3 and g.think_tokens == 9 and g.answer_start == 11
 
 
 def test_a_stop_while_thinking_is_an_end_of_thinking(flat):
     g = generate(flat, [[1]], 10, stop_ids=[0], **forced(2, end=7))[0]
-    assert g.tokens == [5, 6, 1, 5, 6, 1, 7, 0] and g.stopped  # two stops became Waits; the third, the marker
+    # two stops became Waits; the third, the marker
+    assert g.tokens == [5, 6, 1, 5, 6, 1, 7, 0] and g.stopped
     assert g.forced == [T_, T_, F_, T_, T_, F_, T_, F_]
-    assert g.num_waits == 2 and g.removed == [C(0)] * 2 and g.think_tokens == 6 and g.answer_start == 7
+    assert g.num_waits == 2 and g.removed == [
+        C(0)] * 2 and g.think_tokens == 6 and g.answer_start == 7
     g = generate(flat, [[1]], 10, stop_ids=[0], **forced(0, end=7))[0]
-    assert g.tokens == [7, 0] and g.forced == [T_, F_] and g.answer_start == 1 and g.think_tokens == 0
+    assert g.tokens == [7, 0] and g.forced == [T_,
+                                               F_] and g.answer_start == 1 and g.think_tokens == 0
 
 
 def test_without_think_end_a_stop_just_stops(flat):
@@ -56,7 +64,8 @@ def test_without_think_end_a_stop_just_stops(flat):
 
 
 def test_the_cap_never_cuts_a_forced_wait_and_forces_a_newline_before_the_marker(flat):
-    # the cap of 1 falls inside the first "Wait" (5, 6): the Wait is finished, then "\n" + marker + answer prefix
+    # the cap of 1 falls inside the first "Wait" (5, 6): the Wait is finished, then "\n" + marker +
+    # answer prefix
     g = generate(flat, [[1, 2]], 12, **forced(5, max_think_tokens=1, answer_prefix=C(8)))[0]
     assert g.tokens[:6] == [5, 6, 9, 0, 8, 0] and g.forced[:5] == [T_] * 5
     assert g.num_waits == 1 and g.forced_end and g.think_tokens == 2 and g.answer_start == 4
@@ -64,7 +73,8 @@ def test_the_cap_never_cuts_a_forced_wait_and_forces_a_newline_before_the_marker
 
 def test_the_cap_adds_no_newline_after_one(flat):
     tok = TableTokenizer(V, {0: "\n", 9: "\t"})  # the flat model's own token is now a line break
-    g = generate(flat, [[1, 2]], 8, tokenizer=tok, think_end=tok.c(7), max_think_tokens=2, answer_prefix=tok.c(8))[0]
+    g = generate(flat, [[1, 2]], 8, tokenizer=tok, think_end=tok.c(7), max_think_tokens=2,
+                 answer_prefix=tok.c(8))[0]
     assert g.tokens[:4] == [0, 0, 7, 8] and g.forced[:4] == [F_, F_, T_, T_] and g.answer_start == 3
     g = generate(flat, [[1, 2]], 8, **forced(0, end=7, max_think_tokens=2, answer_prefix=C(8)))[0]
     assert g.tokens[:5] == [0, 0, 9, 7, 8] and g.answer_start == 4  # 0 is not a line break in TOK
@@ -91,7 +101,8 @@ def test_per_row_budgets_are_independent(flat):
 def test_forced_tokens_are_never_stops_and_stops_are_banned_right_after_a_wait(flat):
     g = generate(flat, [[1]], 8, stop_ids=[5], **forced(1))[0]  # "Wait" (5, 6) holds the stop id 5
     assert g.tokens[:4] == [5, 6, 1, 0] and g.forced[:4] == [T_, T_, F_, F_] and not g.stopped
-    g = generate(flat, [[1]], 8, stop_ids=[1], **forced(1))[0]  # after a Wait, 0 (marker) and 1 (stop) are banned
+    # after a Wait, 0 (marker) and 1 (stop) are banned
+    g = generate(flat, [[1]], 8, stop_ids=[1], **forced(1))[0]
     assert g.tokens[:4] == [5, 6, 2, 0] and g.answer_start == 4
 
 
@@ -105,14 +116,16 @@ def test_common_random_numbers_budgets_of_one_stream_agree_until_the_first_end(m
     first = plain.index(end)
     assert a.tokens[:first + 1] == plain[:first + 1] and b.tokens[:first] == plain[:first]
     assert b.tokens[first:first + 2] == w
-    c, d = generate(model, [[3, 4, 5]] * 2, 30, budget=[1, 1], **kw)  # default streams: repeats differ
+    # default streams: repeats differ
+    c, d = generate(model, [[3, 4, 5]] * 2, 30, budget=[1, 1], **kw)
     assert c.tokens != d.tokens
 
 
-# ------------------------------------------------------------------------------------------------ the text-level marker
+# ------------------------------------------------------------------------------------------------
+# the text-level marker
 
-FUSED = TableTokenizer(V, {10: "So", 11: " B", 12: ".</", 13: "think", 14: ">\n", 15: ">\n\n", 16: "</think>",
-                           17: "x</think>", 18: "</", 19: ">", 20: "think>"})
+FUSED = TableTokenizer(V, {10: "So", 11: " B", 12: ".</", 13: "think", 14: ">\n", 15: ">\n\n",
+                           16: "</think>", 17: "x</think>", 18: "</", 19: ">", 20: "think>"})
 
 
 @pytest.mark.parametrize("tokens,new,want", [
@@ -131,22 +144,29 @@ def test_marker_cut_finds_the_marker_however_it_is_split(tokens, new, want):
 
 
 def test_a_fused_marker_leaves_no_trace_and_its_text_before_is_refed(model):
-    """A real model, a marker it writes as '.</' 'think' '>\\n': after the roll-back, every sampled token is still
-    the greedy choice given the final visible tokens (a stale cache entry would change the continuation)."""
+    """A real model, a marker it writes as '.</' 'think' '>\\n': after the roll-back, every sampled
+    token is still the greedy choice given the final visible tokens (a stale cache entry would
+    change the continuation)."""
     p = [40, 7]
     plain = generate(model, [p], 30)[0].tokens
-    assert len(set(plain[:6])) == 6 and not {50, 51, 70, 80, 81} & set(plain[:6])  # distinct tokens to rename
+    # distinct tokens to rename
+    assert len(set(plain[:6])) == 6 and not {50, 51, 70, 80, 81} & set(plain[:6])
     names = {plain[3]: ".</", plain[4]: "think", plain[5]: ">\n"}
-    tok = TableTokenizer(V, {**names, 70: ".", 80: "</", 81: ">"})  # 80, 81: the tokenizer can write the marker
-    g = generate(model, [p], 30, tokenizer=tok, think_end="</think>", wait=tok.c(50, 51), budget=1)[0]
+    # 80, 81: the tokenizer can write the marker
+    tok = TableTokenizer(V, {**names, 70: ".", 80: "</", 81: ">"})
+    g = generate(model, [p], 30, tokenizer=tok, think_end="</think>", wait=tok.c(50, 51),
+                 budget=1)[0]
     assert g.suppressed_at == [4] and g.removed == ["</think>\n"]
-    assert g.tokens[:6] == plain[:3] + [70, 50, 51] and g.forced[3:6] == [T_, T_, T_]  # "." re-fed, then Wait
-    check_cached_equals_recompute(model, p, g, 2, set(marker(tok, "</think>", tok.c(50, 51), "").openers))
+    # "." re-fed, then Wait
+    assert g.tokens[:6] == plain[:3] + [70, 50, 51] and g.forced[3:6] == [T_, T_, T_]
+    check_cached_equals_recompute(model, p, g, 2,
+                                  set(marker(tok, "</think>", tok.c(50, 51), "").openers))
 
 
 def check_cached_equals_recompute(model, prompt, g, wait_len, banned_after_wait):
-    """Every sampled token is the argmax of a full forward over the prompt and the tokens before it (with the
-    first token after each forced "Wait", of wait_len tokens, taken among the tokens not banned)."""
+    """Every sampled token is the argmax of a full forward over the prompt and the tokens before it
+    (with the first token after each forced "Wait", of wait_len tokens, taken among the tokens not
+    banned)."""
     logits = recompute_logits(model, prompt, g.tokens)
     after = {i + wait_len for i in g.suppressed_at}
     for i, (t, f) in enumerate(zip(g.tokens, g.forced)):
@@ -157,7 +177,8 @@ def check_cached_equals_recompute(model, prompt, g, wait_len, banned_after_wait)
             assert int(row.argmax()) == t, i
 
 
-# ------------------------------------------------------------------------------------------------ real tokenizers
+# ------------------------------------------------------------------------------------------------
+# real tokenizers
 
 def prompt_of(tok, i):
     return tok.encode(TRACES[i][0], allow_special=True)
@@ -167,7 +188,8 @@ def test_the_overfit_trace_is_forced_once_at_budget_1_and_twice_at_budget_2(judg
     model, tok = judge
     p = prompt_of(tok, 0)
     plain = generate(model, [p], 80, **forcing_kwargs(tok, 0))[0]
-    assert tok.decode(plain.tokens) == TRACES[0][1]  # the trace, unchanged, with its '.</' 'think' '>\n'
+    # the trace, unchanged, with its '.</' 'think' '>\n'
+    assert tok.decode(plain.tokens) == TRACES[0][1]
     for budget in (1, 2):
         g = generate(model, [p], 80, **forcing_kwargs(tok, budget))[0]
         text = tok.decode(g.tokens)
@@ -180,11 +202,11 @@ def test_the_overfit_trace_is_forced_once_at_budget_1_and_twice_at_budget_2(judg
 
 
 def s1_loop(model, tok, prompt, budget, max_new, cap=None):
-    """s1's thinking_n_ignore loop in its own style, one phase at a time, with a full forward for every token
-    and no cache: think until the text holds `</think>` or a stop is sampled; cut the tokens where the marker starts
-    (the text before it in the token that holds its start is re-encoded); append Wait; think again, the first
-    token not a stop nor a marker opener (min_tokens=1). Then the marker (after a stop) or s1's length path, and
-    the answer."""
+    """s1's thinking_n_ignore loop in its own style, one phase at a time, with a full forward for
+    every token and no cache: think until the text holds `</think>` or a stop is sampled; cut the
+    tokens where the marker starts (the text before it in the token that holds its start is
+    re-encoded); append Wait; think again, the first token not a stop nor a marker opener
+    (min_tokens=1). Then the marker (after a stop) or s1's length path, and the answer."""
     stop, wait = {tok.eos_id}, tok.encode("Wait")
     openers = set(marker(tok, THINK_END, "Wait", ANSWER_PREFIX).openers)
 
@@ -237,7 +259,8 @@ def test_the_cached_sampler_writes_what_s1s_own_loop_writes(judge, cap):
     with torch.no_grad():
         for i in range(len(TRACES)):
             p = prompt_of(tok, i)
-            gens = generate(model, [p] * 4, 70, **{**forcing_kwargs(tok, 0, cap), "budget": [0, 1, 2, 3]})
+            gens = generate(model, [p] * 4, 70,
+                            **{**forcing_kwargs(tok, 0, cap), "budget": [0, 1, 2, 3]})
             for budget, g in enumerate(gens):
                 ref = s1_loop(model, tok, p, budget, 70, cap)
                 assert tok.decode(g.tokens) == tok.decode(ref), (i, budget)
@@ -245,8 +268,9 @@ def test_the_cached_sampler_writes_what_s1s_own_loop_writes(judge, cap):
 
 
 def test_parser_and_sampler_agree_where_thinking_ends(judge):
-    """The verdict is read after the first `</think>` of the text; that is the marker the sampler accepted or
-    forced, never one it suppressed, and a row that never ended its thinking has none."""
+    """The verdict is read after the first `</think>` of the text; that is the marker the sampler
+    accepted or forced, never one it suppressed, and a row that never ended its thinking has
+    none."""
     model, tok = judge
     prompts = [prompt_of(tok, i) for i in range(len(TRACES)) for _ in range(4)]
     gens = generate(model, prompts, 60, temperature=1.0, seed=0,

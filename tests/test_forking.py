@@ -1,6 +1,7 @@
-"""Forking (forcing.Row, sampling.generate): the rows of one prompt and random stream at budgets 0..B are decoded as
-one row that forks at each smaller budget's end of thinking. Each budget's result must be exactly what a call at
-that budget alone returns, and the sweep must decode about what its longest budget decodes."""
+"""Forking (forcing.Row, sampling.generate): the rows of one prompt and random stream at budgets
+0..B are decoded as one row that forks at each smaller budget's end of thinking. Each budget's
+result must be exactly what a call at that budget alone returns, and the sweep must decode about
+what its longest budget decodes."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,8 @@ BUDGETS = [0, 1, 2, 3]
 
 
 def assert_same(swept, alone):
-    """Field by field; log-probs to float rounding (a batch of other rows changes how the matmuls are blocked)."""
+    """Field by field; log-probs to float rounding (a batch of other rows changes how the matmuls
+    are blocked)."""
     for s, a in zip(swept, alone):
         s, a = dataclasses.asdict(s), dataclasses.asdict(a)
         assert s.pop("logprobs") == pytest.approx(a.pop("logprobs"), rel=1e-5, abs=1e-5)
@@ -25,9 +27,11 @@ def assert_same(swept, alone):
 
 
 def sweep_and_alone(model, prompts, max_new, **kw):
-    """(the sweep's Generations, each budget's own call), for every prompt x budget, sample k = stream k."""
+    """(the sweep's Generations, each budget's own call), for every prompt x budget, sample k =
+    stream k."""
     rows = [(p, b) for p in prompts for b in BUDGETS]
-    swept = generate(model, [p for p, _ in rows], max_new, budget=[b for _, b in rows], streams=[0] * len(rows), **kw)
+    swept = generate(model, [p for p, _ in rows], max_new, budget=[b for _, b in rows],
+                     streams=[0] * len(rows), **kw)
     alone = [generate(model, [p], max_new, budget=b, streams=[0], **kw)[0] for p, b in rows]
     return swept, alone
 
@@ -35,8 +39,9 @@ def sweep_and_alone(model, prompts, max_new, **kw):
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 @pytest.mark.parametrize("cap", [None, 14])
 def test_each_budget_of_a_forked_sweep_is_exactly_its_own_call(judge, temperature, cap):
-    """On J1-7B's tokenizer family (a marker of several tokens, fused with text) and Qwen3's (one added token),
-    greedy and sampled, with and without the thinking cap; TRACES[2] ends its turn without closing its thinking."""
+    """On J1-7B's tokenizer family (a marker of several tokens, fused with text) and Qwen3's (one
+    added token), greedy and sampled, with and without the thinking cap; TRACES[2] ends its turn
+    without closing its thinking."""
     model, tok = judge
     prompts = [tok.encode(p, allow_special=True) for p, _ in TRACES]
     kw = {**forcing_kwargs(tok, 0, cap), "temperature": temperature, "seed": 3}
@@ -47,12 +52,13 @@ def test_each_budget_of_a_forked_sweep_is_exactly_its_own_call(judge, temperatur
 
 
 @pytest.mark.parametrize("end", [(7,), (7, 8)])
-def test_a_sampled_random_model_forks_exactly_with_stops_and_markers_of_one_or_two_tokens(model, end):
-    """A random model at temperature 1.2 over many prompts: stops sampled while thinking, markers of one or two
-    tokens, the cap; every budget's row equals its own call, field by field."""
+def test_a_sampled_random_model_forks_exactly_with_stops_and_markers_of_one_or_two_tokens(
+        model, end):
+    """A random model at temperature 1.2 over many prompts: stops sampled while thinking, markers of
+    one or two tokens, the cap; every budget's row equals its own call, field by field."""
     tok = TableTokenizer(V)
-    kw = dict(tokenizer=tok, think_end=tok.c(*end), wait=tok.c(50, 51), answer_prefix=tok.c(60), stop_ids=[9, 11],
-              max_think_tokens=40, temperature=1.2, seed=0)
+    kw = dict(tokenizer=tok, think_end=tok.c(*end), wait=tok.c(50, 51), answer_prefix=tok.c(60),
+              stop_ids=[9, 11], max_think_tokens=40, temperature=1.2, seed=0)
     prompts = [[1 + i, 2, 3] for i in range(12)]
     swept, alone = sweep_and_alone(model, prompts, 60, **kw)
     assert_same(swept, alone)
@@ -60,8 +66,9 @@ def test_a_sampled_random_model_forks_exactly_with_stops_and_markers_of_one_or_t
 
 
 def test_a_sweep_decodes_its_longest_budget_and_the_smaller_budgets_answers(judge):
-    """Decoded row-steps (one token of one row through the model) of a budget 0-3 sweep: the budget-3 row's tokens
-    plus, for each smaller budget, the tokens it writes after its accepted end of thinking, not four whole rows."""
+    """Decoded row-steps (one token of one row through the model) of a budget 0-3 sweep: the
+    budget-3 row's tokens plus, for each smaller budget, the tokens it writes after its accepted end
+    of thinking, not four whole rows."""
     model, tok = judge
     steps = []
     forward = model.hidden_states

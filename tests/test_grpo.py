@@ -112,7 +112,8 @@ def test_clip_eps_high_widens_only_the_upper_side():
     mask = torch.ones(2, 1)
     for eps_high, up_loss, up_grad in ((None, -1.2, 0.0), (0.28, -1.25, -1.25)):
         logp = torch.tensor([[LN(1.25)], [LN(0.75)]], requires_grad=True)
-        loss, stats = grpo_loss(logp, old, None, adv, mask, clip_eps_high=eps_high, loss_type="dr_grpo")
+        loss, stats = grpo_loss(logp, old, None, adv, mask, clip_eps_high=eps_high,
+                                loss_type="dr_grpo")
         loss.backward()
         assert loss.item() == pytest.approx((up_loss + 0.8) / 2, abs=1e-6)
         assert logp.grad[0, 0].item() == pytest.approx(up_grad / 2, abs=1e-6)
@@ -144,10 +145,12 @@ def test_k3_is_nonnegative_and_zero_when_ref_equals_policy():
 
 
 def test_k3_gradient_is_one_minus_exp_ref_minus_logp():
-    # d/dlogp [e^(ref−logp) − (ref−logp) − 1] = 1 − e^(ref−logp): with ref−logp = ln2 → −1, −ln2 → +0.5
+    # d/dlogp [e^(ref−logp) − (ref−logp) − 1] = 1 − e^(ref−logp): with ref−logp = ln2 → −1, −ln2 →
+    # +0.5
     logp = torch.zeros(1, 2, requires_grad=True)
     ref = torch.tensor([[LN(2.0), -LN(2.0)]])
-    loss, _ = grpo_loss(logp, logp.detach(), ref, torch.zeros(1), torch.ones(1, 2), beta=1.0, loss_type="dr_grpo")
+    loss, _ = grpo_loss(logp, logp.detach(), ref, torch.zeros(1), torch.ones(1, 2), beta=1.0,
+                        loss_type="dr_grpo")
     loss.backward()
     assert torch.allclose(logp.grad, torch.tensor([[-1.0 / 2, 0.5 / 2]]), atol=1e-6)
 
@@ -169,7 +172,8 @@ def test_on_policy_step_is_the_plain_policy_gradient(loss_type):
     g = torch.Generator().manual_seed(1)
     logp = (-torch.rand(4, 6, generator=g) * 3).requires_grad_(True)
     adv = torch.tensor([1.5, -0.5, 0.0, 2.0])
-    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]]).float()
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0],
+                         [0, 0, 0, 0, 0, 0]]).float()
     loss, stats = grpo_loss(logp, logp.detach(), None, adv, mask, loss_type=loss_type)
     loss.backward()
     expected = -adv[:, None] * mask / _normaliser(loss_type, mask)
@@ -270,44 +274,52 @@ def test_micro_batches_weighted_by_loss_normalizer_give_the_whole_batch_loss(los
     mask[2] = False  # a sequence with no sampled token
     whole, _ = grpo_loss(logp, old, None, adv, mask, loss_type=loss_type)
     total = loss_normalizer(mask, loss_type)
-    parts = sum(grpo_loss(logp[s:s + 2], old[s:s + 2], None, adv[s:s + 2], mask[s:s + 2], loss_type=loss_type)[0]
+    parts = sum(grpo_loss(logp[s:s + 2], old[s:s + 2], None, adv[s:s + 2], mask[s:s + 2],
+                          loss_type=loss_type)[0]
                 * loss_normalizer(mask[s:s + 2], loss_type) / total for s in (0, 2, 4))
     assert torch.allclose(parts, whole, atol=1e-6)
 
 
-# ---------------------------------------------------------------- REINFORCE++: k1 in the reward, returns, whitening
+# ---------------------------------------------------------------- REINFORCE++: k1 in the reward,
+# returns, whitening
 
 def reinforce_reference(R, logp, ref, mask, beta, gamma, group=None):
     """REINFORCE++ written out from its equations, one token at a time, in float64 Python:
-    k1_t = clamp(logp_t − ref_t, −10, 10); r_t = −β·k1_t + R·[t = last sampled token], 0 where unmasked;
-    G_t = Σ_{s ≥ t} γ^(s−t) r_s; A = (G − μ) / sqrt(max(σ², 1e-8)) with μ, σ² over every masked token."""
+    k1_t = clamp(logp_t − ref_t, −10, 10); r_t = −β·k1_t + R·[t = last sampled token], 0 where
+    unmasked; G_t = Σ_{s ≥ t} γ^(s−t) r_s; A = (G − μ) / sqrt(max(σ², 1e-8)) with μ, σ² over every
+    masked token."""
     R, logp, ref, mask = (x.double().tolist() for x in (R, logp, ref, mask))
     if group:
-        R = [r - sum(R[i // group * group:(i // group + 1) * group]) / group for i, r in enumerate(R)]
+        R = [r - sum(R[i // group * group:(i // group + 1) * group]) / group
+             for i, r in enumerate(R)]
     G = []
     for i, row in enumerate(mask):
         last = max((t for t, m in enumerate(row) if m), default=None)
-        r = [(-beta * min(10.0, max(-10.0, logp[i][t] - ref[i][t])) + (R[i] if t == last else 0.0)) * row[t]
+        r = [(-beta * min(10.0, max(-10.0, logp[i][t] - ref[i][t])) + (R[i] if t == last else 0.0))
+             * row[t]
              for t in range(len(row))]
-        G.append([sum(gamma ** (s - t) * r[s] for s in range(t, len(row))) for t in range(len(row))])
+        G.append([sum(gamma ** (s - t) * r[s] for s in range(t, len(row)))
+                  for t in range(len(row))])
     vals = [g for gi, mi in zip(G, mask) for g, m in zip(gi, mi) if m]
     mu = sum(vals) / len(vals)
     var = sum((v - mu) ** 2 for v in vals) / len(vals)
-    A = [[(g - mu) / math.sqrt(max(var, 1e-8)) * m for g, m in zip(gi, mi)] for gi, mi in zip(G, mask)]
+    A = [[(g - mu) / math.sqrt(max(var, 1e-8)) * m for g, m in zip(gi, mi)]
+         for gi, mi in zip(G, mask)]
     return torch.tensor(G, dtype=torch.float64), torch.tensor(A, dtype=torch.float64)
 
 
 def reinforce_batch():
-    """4 sequences of 4, 6, 2 and 5 completion tokens (T = 7), forced tokens inside rows 0 and 3 and at the end of
-    row 1, and log-ratios beyond ±10 on some sampled tokens (the clamp must act) and on forced ones (must not
-    count)."""
+    """4 sequences of 4, 6, 2 and 5 completion tokens (T = 7), forced tokens inside rows 0 and 3 and
+    at the end of row 1, and log-ratios beyond ±10 on some sampled tokens (the clamp must act) and
+    on forced ones (must not count)."""
     g = torch.Generator().manual_seed(4)
     mask = torch.tensor([[1, 0, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0, 0],
                          [1, 1, 0, 1, 1, 0, 0]], dtype=torch.float)
     mask[1, 5] = 0  # row 1's sixth token is forced: the reward lands on its fifth
     logp = -torch.rand(4, 7, generator=g) * 3
     ref = logp + torch.randn(4, 7, generator=g) * 0.5
-    ref[0, 2], ref[3, 4] = logp[0, 2] + 14.0, logp[3, 4] - 12.5  # |k1| > 10 on sampled tokens: clamped
+    # |k1| > 10 on sampled tokens: clamped
+    ref[0, 2], ref[3, 4] = logp[0, 2] + 14.0, logp[3, 4] - 12.5
     ref[0, 1], ref[3, 2] = logp[0, 1] + 50.0, -1e4               # forced tokens: ignored
     return torch.tensor([1.0, 0.0, 1.0, 0.0]), logp, ref, mask
 
@@ -323,14 +335,16 @@ def test_reinforce_pp_returns_and_advantages_match_the_equations_in_float64(beta
     A = reinforce_pp_advantages(R, mask, kl, beta=beta, gamma=gamma)
     assert torch.allclose(G.double(), G_ref, atol=1e-5)
     assert torch.allclose(A.double(), A_ref, atol=1e-5)
-    assert G[1, 4].item() == pytest.approx(-beta * kl[1, 4].item())  # row 1 (R = 0) ends on its 5th token
+    # row 1 (R = 0) ends on its 5th token
+    assert G[1, 4].item() == pytest.approx(-beta * kl[1, 4].item())
 
 
 def test_reinforce_pp_baseline_subtracts_the_group_mean_reward_before_whitening():
     from j1_min.grpo import k1_kl, reinforce_pp_advantages
     R, logp, ref, mask = reinforce_batch()
     A = reinforce_pp_advantages(R, mask, k1_kl(logp, ref, mask), beta=0.1, group_size=2)
-    assert torch.allclose(A.double(), reinforce_reference(R, logp, ref, mask, 0.1, 1.0, group=2)[1], atol=1e-5)
+    assert torch.allclose(A.double(), reinforce_reference(R, logp, ref, mask, 0.1, 1.0, group=2)[1],
+                          atol=1e-5)
     with pytest.raises(ValueError, match="gamma 1"):
         reinforce_pp_advantages(R, mask, None, gamma=0.9, group_size=2)
 
@@ -340,15 +354,18 @@ def test_forced_tokens_carry_no_kl_no_reward_and_no_advantage():
     R, logp, ref, mask = reinforce_batch()
     A = reinforce_pp_advantages(R, mask, k1_kl(logp, ref, mask), beta=0.1)
     ref2 = ref.clone()
-    ref2[mask == 0] = torch.randn(int((mask == 0).sum()))  # anything at the forced and padding positions
+    # anything at the forced and padding positions
+    ref2[mask == 0] = torch.randn(int((mask == 0).sum()))
     assert torch.equal(A, reinforce_pp_advantages(R, mask, k1_kl(logp, ref2, mask), beta=0.1))
     assert (A[mask == 0] == 0).all()
-    assert masked_mean(A, mask).abs().item() < 1e-6  # whitened: mean 0, variance 1 over the sampled tokens
+    # whitened: mean 0, variance 1 over the sampled tokens
+    assert masked_mean(A, mask).abs().item() < 1e-6
     assert masked_mean(A ** 2, mask).item() == pytest.approx(1, abs=1e-5)
 
 
 def test_reinforce_pp_advantages_pass_through_the_loss_per_token():
-    # with ρ = 1 the "dapo" gradient is −A_t / |M| on every sampled token: per-token advantages reach the loss
+    # with ρ = 1 the "dapo" gradient is −A_t / |M| on every sampled token: per-token advantages
+    # reach the loss
     from j1_min.grpo import reinforce_pp_advantages
     R, logp, _, mask = reinforce_batch()
     A = reinforce_pp_advantages(R, mask, gamma=0.9)
@@ -372,8 +389,9 @@ def _whiten_on_rank(rank, init, rows, out):
 
 
 def test_whitening_over_two_ddp_processes_equals_whitening_on_one(tmp_path):
-    """Rank 0 holds 1 sequence, rank 1 the other 3: each whitens with the statistics of all 4 (REINFORCE++'s
-    global batch), so together they give what one process gives on the whole batch."""
+    """Rank 0 holds 1 sequence, rank 1 the other 3: each whitens with the statistics of all 4
+    (REINFORCE++'s global batch), so together they give what one process gives on the whole
+    batch."""
     import torch.multiprocessing as mp
 
     from j1_min.grpo import k1_kl, reinforce_pp_advantages
@@ -383,5 +401,6 @@ def test_whitening_over_two_ddp_processes_equals_whitening_on_one(tmp_path):
     whole = reinforce_pp_advantages(R, mask, k1_kl(logp, ref, mask), beta=0.1, gamma=0.9)
     parts = torch.cat([torch.load(tmp_path / f"A.{r}") for r in (0, 1)])
     assert torch.allclose(parts, whole, atol=1e-6)
-    alone = reinforce_pp_advantages(R[1:], mask[1:], k1_kl(logp, ref, mask)[1:], beta=0.1, gamma=0.9)
+    alone = reinforce_pp_advantages(R[1:], mask[1:], k1_kl(logp, ref, mask)[1:], beta=0.1,
+                                    gamma=0.9)
     assert not torch.allclose(parts[1:], alone, atol=1e-3)  # local whitening would differ

@@ -1,4 +1,5 @@
-"""judge.py on any checkpoint: the table, --swap, --samples, --budgets, --out, one pair, and clear user errors."""
+"""judge.py on any checkpoint: the table, --swap, --samples, --budgets, --out, one pair, and clear
+user errors."""
 from __future__ import annotations
 
 import json
@@ -28,39 +29,45 @@ def run(setup, capsys, *argv):
 
 
 def test_budgets_table_and_out_file(setup, capsys, tmp_path):
-    out = run(setup, capsys, "--ckpt", setup / "biased", "--data", setup / "test.jsonl", "--budgets", "0,1,2",
-              "--max-think-tokens", "6", "--max-new-tokens", "20", "--out", tmp_path / "j.jsonl")
+    out = run(setup, capsys, "--ckpt", setup / "biased", "--data", setup / "test.jsonl",
+              "--budgets", "0,1,2", "--max-think-tokens", "6", "--max-new-tokens", "20", "--out",
+              tmp_path / "j.jsonl")
     assert "scaling gain acc(2) - acc(0)" in out
     rows = [json.loads(l) for l in (tmp_path / "j.jsonl").read_text().splitlines()]
     assert len(rows) == 30 and {r["budget"] for r in rows} == {0, 1, 2}
     assert all(r["num_waits"] <= r["budget"] for r in rows)
-    # the planted judge closes its thinking at once; with a budget that becomes "Wait", rambling, the forced end
-    # and `\n[[`, after which it says A; at budget 0 nothing follows its own </think> but noise
+    # the planted judge closes its thinking at once; with a budget that becomes "Wait", rambling,
+    # the forced end and `\n[[`, after which it says A; at budget 0 nothing follows its own </think>
+    # but noise
     assert all(r["verdict"] == "A" for r in rows if r["budget"] > 0)
     assert all(r["verdict"] is None for r in rows if r["budget"] == 0)
-    assert {"id", "order", "verdict", "correct", "completion", "think_tokens", "num_waits"} <= set(rows[0])
+    assert {"id", "order", "verdict", "correct", "completion", "think_tokens",
+            "num_waits"} <= set(rows[0])
 
 
 def test_swap_scores_a_position_biased_judge_zero(setup, capsys, tmp_path):
-    run(setup, capsys, "--ckpt", setup / "biased", "--data", setup / "test.jsonl", "--swap", "--max-think-tokens",
-        "0", "--max-new-tokens", "8", "--out", tmp_path / "s.jsonl")
+    run(setup, capsys, "--ckpt", setup / "biased", "--data", setup / "test.jsonl", "--swap",
+        "--max-think-tokens", "0", "--max-new-tokens", "8", "--out", tmp_path / "s.jsonl")
     rows = [json.loads(l) for l in (tmp_path / "s.jsonl").read_text().splitlines()]
     from j1_min.evaluate import score
-    assert score(rows)[0]["accuracy"] == 0.0  # right in one order, wrong in the other, for every pair
+    # right in one order, wrong in the other, for every pair
+    assert score(rows)[0]["accuracy"] == 0.0
     assert sum(r["correct"] for r in rows) == 10  # exactly half of the 20 single-order judgments
 
 
 def test_samples_majority_vote_uses_k_samples(setup, capsys, tmp_path):
     run(setup, capsys, "--ckpt", setup / "coin", "--data", setup / "test.jsonl", "--samples", "5",
-        "--temperature", "1.0", "--max-think-tokens", "0", "--max-new-tokens", "8", "--out", tmp_path / "m.jsonl")
+        "--temperature", "1.0", "--max-think-tokens", "0", "--max-new-tokens", "8", "--out",
+        tmp_path / "m.jsonl")
     rows = [json.loads(l) for l in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert len(rows) == 50 and {r["sample"] for r in rows} == set(range(5))
     assert 0 < sum(r["verdict"] == "A" for r in rows) < 50  # the coin flips both ways
 
 
 def test_one_pair_from_flags_prints_its_verdict(setup, capsys):
-    out = run(setup, capsys, "--ckpt", setup / "biased", "--question", "What is 2 + 2?", "--a", "The answer is 4.",
-              "--b", "The answer is 5.", "--max-think-tokens", "0", "--max-new-tokens", "8")
+    out = run(setup, capsys, "--ckpt", setup / "biased", "--question", "What is 2 + 2?", "--a",
+              "The answer is 4.", "--b", "The answer is 5.", "--max-think-tokens", "0",
+              "--max-new-tokens", "8")
     assert "verdict A" in out and "accuracy" not in out  # no label, so no score
 
 
@@ -82,7 +89,8 @@ def test_an_existing_out_file_is_not_overwritten(setup, capsys, tmp_path):
     out = tmp_path / "keep.jsonl"
     out.write_text("precious\n")
     with pytest.raises(SystemExit):
-        judge.run_cli(["--ckpt", str(setup / "biased"), "--data", str(setup / "test.jsonl"), "--out", str(out)])
+        judge.run_cli(["--ckpt", str(setup / "biased"), "--data", str(setup / "test.jsonl"),
+                       "--out", str(out)])
     assert out.read_text() == "precious\n" and "--force" in capsys.readouterr().err
 
 
@@ -94,18 +102,20 @@ def test_pairs_sharing_an_id_are_scored_as_separate_items(setup, capsys, tmp_pat
     pairs = [{**p, "id": "same", "label": "A"} for p in make_pairs(20, "test", seed=1)]
     pairs[0]["label"] = "B"  # the always-A judge is right on 19 of the 20
     write_jsonl(tmp_path / "dup.jsonl", pairs)
-    out = run(setup, capsys, "--ckpt", setup / "biased", "--data", tmp_path / "dup.jsonl", "--max-think-tokens",
-              "0", "--max-new-tokens", "8", "--out", tmp_path / "j.jsonl")
+    out = run(setup, capsys, "--ckpt", setup / "biased", "--data", tmp_path / "dup.jsonl",
+              "--max-think-tokens", "0", "--max-new-tokens", "8", "--out", tmp_path / "j.jsonl")
     assert "    0     0.950" in out
     from j1_min.evaluate import score
     rows = lines(tmp_path / "j.jsonl")
     assert [r["item"] for r in rows] == list(range(20)) and score(rows)[0]["n"] == 20
 
 
-def test_an_interrupted_run_keeps_its_judgments_and_resume_finishes_it_as_one_run_would(setup, capsys, tmp_path,
+def test_an_interrupted_run_keeps_its_judgments_and_resume_finishes_it_as_one_run_would(
+        setup, capsys, tmp_path,
                                                                                        monkeypatch):
-    argv = ["--ckpt", setup / "coin", "--data", setup / "test.jsonl", "--temperature", "1", "--seed", "5",
-            "--max-think-tokens", "0", "--max-new-tokens", "8", "--batch-size", "3", "--budgets", "0,1"]
+    argv = ["--ckpt", setup / "coin", "--data", setup / "test.jsonl", "--temperature", "1",
+            "--seed", "5", "--max-think-tokens", "0", "--max-new-tokens", "8", "--batch-size", "3",
+            "--budgets", "0,1"]
     run(setup, capsys, *argv, "--out", tmp_path / "whole.jsonl")
     calls, real = [0], judge.judge_pairs
 
@@ -121,7 +131,8 @@ def test_an_interrupted_run_keeps_its_judgments_and_resume_finishes_it_as_one_ru
     assert e.value.code == 130 and "--resume" in capsys.readouterr().err
     partial = tmp_path / "j.jsonl.partial"
     assert not out.exists() and sorted({r["item"] for r in lines(partial)[1:]}) == list(range(6))
-    with pytest.raises(SystemExit):  # the same command without --resume does not start over silently
+    # the same command without --resume does not start over silently
+    with pytest.raises(SystemExit):
         judge.run_cli([*map(str, argv), "--out", str(out)])
     assert "--resume" in capsys.readouterr().err
     with pytest.raises(ValueError, match="other settings: seed 5 there, 6 now"):
@@ -136,29 +147,33 @@ def test_an_interrupted_run_keeps_its_judgments_and_resume_finishes_it_as_one_ru
 @pytest.mark.parametrize("extra, per_call", [((), [4, 4, 2]), (("--swap",), [2] * 5),
                                               (("--samples", "3", "--temperature", "1"), [1] * 10),
                                               (("--budgets", "0,1,2,3"), [4, 4, 2])])
-def test_batch_size_counts_rows_decoded_at_once_and_budgets_add_none(setup, capsys, monkeypatch, extra, per_call):
-    """--batch-size 4: four rows of one pair, order and sample each; a sweep's budgets fork from one row."""
+def test_batch_size_counts_rows_decoded_at_once_and_budgets_add_none(setup, capsys, monkeypatch,
+                                                                     extra, per_call):
+    """--batch-size 4: four rows of one pair, order and sample each; a sweep's budgets fork from one
+    row."""
     calls, real = [], judge.judge_pairs
 
     def counted(model, tok, items, **kw):
         calls.append((len(items), kw["batch_size"]))
         return real(model, tok, items, **kw)
     monkeypatch.setattr(judge, "judge_pairs", counted)
-    run(setup, capsys, "--ckpt", setup / "coin", "--data", setup / "test.jsonl", "--max-think-tokens", "0",
-        "--max-new-tokens", "4", "--batch-size", "4", *extra)
+    run(setup, capsys, "--ckpt", setup / "coin", "--data", setup / "test.jsonl",
+        "--max-think-tokens", "0", "--max-new-tokens", "4", "--batch-size", "4", *extra)
     assert [n for n, _ in calls] == per_call and {b for _, b in calls} == {max(per_call)}
 
 
-def test_the_order_a_rewardbench_pair_is_shown_in_depends_on_order_seed_not_on_seed(setup, capsys, tmp_path):
+def test_the_order_a_rewardbench_pair_is_shown_in_depends_on_order_seed_not_on_seed(
+        setup, capsys, tmp_path):
     rb = tmp_path / "rb.jsonl"
-    rb.write_text("".join(json.dumps({"id": i, "prompt": p["question"], "chosen": "The answer is 1.",
-                                      "rejected": "The answer is 2."}) + "\n"
+    rb.write_text("".join(json.dumps({"id": i, "prompt": p["question"],
+                                      "chosen": "The answer is 1.", "rejected": "The answer is 2."})
+                          + "\n"
                           for i, p in enumerate(make_pairs(10, "test", seed=0))))
     shown = {}
     for seed, order_seed in ((0, 0), (1, 0), (0, 1)):
         out = tmp_path / f"{seed}-{order_seed}.jsonl"
-        run(setup, capsys, "--ckpt", setup / "biased", "--data", rb, "--seed", seed, "--order-seed", order_seed,
-            "--max-think-tokens", "0", "--max-new-tokens", "8", "--out", out)
+        run(setup, capsys, "--ckpt", setup / "biased", "--data", rb, "--seed", seed, "--order-seed",
+            order_seed, "--max-think-tokens", "0", "--max-new-tokens", "8", "--out", out)
         shown[seed, order_seed] = [(r["label"], r["ab_seed"]) for r in lines(out)]
     assert shown[0, 0] == shown[1, 0]  # another sampling seed judges the same pairs as shown
     assert [s for s, _ in shown[0, 0]] != [s for s, _ in shown[0, 1]]
@@ -169,10 +184,11 @@ def test_a_prompt_too_long_for_the_context_is_named_by_file_line_and_id(setup, c
     pairs = make_pairs(3, "test", seed=0)
     pairs[1]["question"] = "What is 1 + 1? " * 400
     write_jsonl(tmp_path / "long.jsonl", pairs)
-    with pytest.raises(ValueError, match=f"long.jsonl, line 2 \\(id {pairs[1]['id']}\\): .* tokens, over the"):
+    with pytest.raises(ValueError, match=f"long.jsonl, line 2 \\(id {pairs[1]['id']}\\): .* "
+                                         "tokens, over the"):
         run(setup, capsys, "--ckpt", setup / "biased", "--data", tmp_path / "long.jsonl")
-    out = run(setup, capsys, "--ckpt", setup / "biased", "--data", tmp_path / "long.jsonl", "--skip-bad",
-              "--max-think-tokens", "0", "--max-new-tokens", "8")
+    out = run(setup, capsys, "--ckpt", setup / "biased", "--data", tmp_path / "long.jsonl",
+              "--skip-bad", "--max-think-tokens", "0", "--max-new-tokens", "8")
     assert "skipped 1 bad line" in out and "on 2 pairs" in out
 
 
@@ -180,7 +196,8 @@ def test_non_utf8_standard_input_names_its_line(setup, capsys, monkeypatch):
     import io
     import sys
     good = json.dumps(make_pairs(1, "test", seed=0)[0]).encode()
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(good + b"\n" + b'{"question": "\xff"}\n')))
+    monkeypatch.setattr(sys, "stdin",
+                        io.TextIOWrapper(io.BytesIO(good + b"\n" + b'{"question": "\xff"}\n')))
     with pytest.raises(SystemExit) as e:
         judge.run_cli(["--ckpt", str(setup / "biased"), "--data", "-"])
     err = capsys.readouterr().err

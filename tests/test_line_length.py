@@ -10,11 +10,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH = 100
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("j1_min/**/README.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+        *sorted(ROOT.glob("j1_min/**/README.md"))]
 
 
 def long_lines(text: str) -> list[int]:
-    """Line numbers of prose lines over WIDTH characters (fenced code blocks and table rows skipped)."""
+    """Line numbers of prose lines over WIDTH characters (fenced code blocks and table rows
+    skipped)."""
     bad, fenced = [], False
     for n, line in enumerate(text.splitlines(), 1):
         if line.startswith("```"):

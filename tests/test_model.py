@@ -1,4 +1,5 @@
-"""The model equals transformers on the same weights, and its KV cache equals a full forward pass."""
+"""The model equals transformers on the same weights, and its KV cache equals a full forward
+pass."""
 from __future__ import annotations
 
 import json
@@ -24,7 +25,8 @@ def test_logits_match_transformers_loading_its_checkpoint(arch, saved_hf):
     with torch.no_grad():
         ref, got = hf(x).logits, ours(x)
     assert got.shape == (2, 37, 320)
-    assert ref.abs().max() > 1.0  # the random weights give logits far from zero, so the check has teeth
+    # the random weights give logits far from zero, so the check has teeth
+    assert ref.abs().max() > 1.0
     assert (ref - got).abs().max() < 1e-4
 
 
@@ -42,7 +44,8 @@ def test_transformers_loads_our_save_pretrained_with_same_logits(arch, saved_hf,
 
 
 def test_bias_and_qk_norm_follow_the_architecture(saved_hf):
-    names = {a: set(load_model(saved_hf(a)[1])[0].state_dict()) for a in ("qwen2", "llama", "qwen3")}
+    names = {a: set(load_model(saved_hf(a)[1])[0].state_dict())
+             for a in ("qwen2", "llama", "qwen3")}
     assert "model.layers.0.self_attn.q_proj.bias" in names["qwen2"]
     assert "model.layers.0.self_attn.o_proj.bias" not in names["qwen2"]
     assert "model.layers.0.self_attn.q_proj.bias" not in names["llama"]
@@ -54,7 +57,8 @@ def model():
     from conftest import hf_model
     import tempfile
     d = tempfile.mkdtemp()
-    hf_model("qwen3").save_pretrained(d)  # the hardest case: q/k norm and head_dim != hidden / heads
+    # the hardest case: q/k norm and head_dim != hidden / heads
+    hf_model("qwen3").save_pretrained(d)
     return load_model(d)[0]
 
 
@@ -88,7 +92,8 @@ def test_rows_of_different_lengths_decode_like_separate_sequences(model):
     cache = model.new_cache(2, 40)
     padded = torch.stack([a, torch.cat([b, torch.zeros(9, dtype=torch.long)])])  # right padding
     model(padded, cache)
-    cache.lengths = torch.tensor([20, 11])  # the padding slots are dropped: they are overwritten next
+    # the padding slots are dropped: they are overwritten next
+    cache.lengths = torch.tensor([20, 11])
     nxt = torch.tensor([[5, 6, 7], [8, 9, 10]])
     got = model(nxt, cache)  # (2, 3, V)
     ref_a = model(torch.cat([a, nxt[0]])[None])[0, -3:]
@@ -99,10 +104,12 @@ def test_rows_of_different_lengths_decode_like_separate_sequences(model):
 
 @torch.no_grad()
 def test_one_token_decode_of_rows_at_different_positions_equals_separate_sequences(model):
-    """The one-query path (model.decode_attention, not SDPA) with a mask that differs per row and GQA."""
+    """The one-query path (model.decode_attention, not SDPA) with a mask that differs per row and
+    GQA."""
     seqs = [batch(B=1, T=n, seed=n)[0] for n in (23, 7, 15)]
     cache = model.new_cache(3, 40)
-    model(torch.stack([torch.cat([s, torch.zeros(23 - len(s), dtype=torch.long)]) for s in seqs]), cache)
+    model(torch.stack([torch.cat([s, torch.zeros(23 - len(s), dtype=torch.long)]) for s in seqs]),
+          cache)
     cache.lengths = torch.tensor([23, 7, 15])
     for step in range(6):
         nxt = torch.tensor([[3 + step], [40 + step], [90 + step]])
@@ -141,8 +148,9 @@ def test_cache_select_repeats_a_prefilled_row(model):
 
 @pytest.mark.parametrize("capacity", [3, 8])
 def test_cache_reorder_moves_rows_in_place_and_grows_when_they_outnumber_its_room(model, capacity):
-    """reorder([2, 0, 0, 1, 2]) on rows of lengths 5, 9, 12: a finished row's slot refilled, a row copied twice,
-    more rows than the room of 3 (the cache grows), and each row then decodes like its own full sequence."""
+    """reorder([2, 0, 0, 1, 2]) on rows of lengths 5, 9, 12: a finished row's slot refilled, a row
+    copied twice, more rows than the room of 3 (the cache grows), and each row then decodes like its
+    own full sequence."""
     x = batch(B=3, T=12)
     lens = [5, 9, 12]
     cache = model.new_cache(3, 20, capacity)
@@ -166,7 +174,8 @@ def test_cache_overflow_is_a_clear_error(model):
 
 def test_qwen25_7b_config_builds_on_meta_with_exact_parameter_count():
     from pathlib import Path
-    path = Path(__file__).resolve().parent / "fixtures" / "qwen2.5-7b-config.json"  # Qwen2.5-7B's published config
+    # Qwen2.5-7B's published config
+    path = Path(__file__).resolve().parent / "fixtures" / "qwen2.5-7b-config.json"
     cfg = config_from_hf(json.loads(path.read_text()))
     with torch.device("meta"):
         m = Transformer(cfg)
@@ -175,8 +184,9 @@ def test_qwen25_7b_config_builds_on_meta_with_exact_parameter_count():
 
 
 def test_transformers5_config_spelling_reads_the_same_as_transformers4():
-    v4 = dict(model_type="qwen2", vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-              num_attention_heads=2, num_key_value_heads=1, rope_theta=1e6, torch_dtype="bfloat16")
+    v4 = dict(model_type="qwen2", vocab_size=10, hidden_size=8, intermediate_size=16,
+              num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, rope_theta=1e6,
+              torch_dtype="bfloat16")
     v5 = {k: v for k, v in v4.items() if k not in ("rope_theta", "torch_dtype")}
     v5.update(rope_parameters={"rope_type": "default", "rope_theta": 1e6}, dtype="bfloat16")
     assert config_from_hf(v4) == config_from_hf(v5)
@@ -184,13 +194,14 @@ def test_transformers5_config_spelling_reads_the_same_as_transformers4():
 
 @pytest.mark.parametrize("change,message", [
     ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope scaling"),
-    ({"rope_parameters": {"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0}}, "rope scaling"),
+    ({"rope_parameters": {"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0}},
+     "rope scaling"),
     ({"use_sliding_window": True}, "sliding-window"),
     ({"model_type": "mistral"}, "not supported"),
     ({"hidden_act": "gelu"}, "hidden_act"),
 ])
 def test_settings_that_change_the_math_are_refused(change, message):
-    base = dict(model_type="qwen2", vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                num_attention_heads=2)
+    base = dict(model_type="qwen2", vocab_size=10, hidden_size=8, intermediate_size=16,
+                num_hidden_layers=1, num_attention_heads=2)
     with pytest.raises(CheckpointError, match=message):
         config_from_hf({**base, **change})

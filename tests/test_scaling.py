@@ -1,6 +1,6 @@
-"""Specifications for j1_min/scaling.py and scripts/results.py on small synthetic judge.py outputs: the K that
-matches parallel to sequential compute, majority votes, the paired bootstrap of the difference in scaling gain,
-and the tables and plots the script writes."""
+"""Specifications for j1_min/scaling.py and scripts/results.py on small synthetic judge.py outputs:
+the K that matches parallel to sequential compute, majority votes, the paired bootstrap of the
+difference in scaling gain, and the tables and plots the script writes."""
 from __future__ import annotations
 
 import json
@@ -11,22 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from j1_min.scaling import bootstrap_interval, item_scores, matched_k, paired_differences, pool_seeds
+from j1_min.scaling import (bootstrap_interval, item_scores, matched_k, paired_differences,
+                            pool_seeds)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def judgments(right, think=(50, 100, 160, 190), n=200, samples=1, budgets=(0, 1, 2, 3)):
-    """judge.py --out records: right(item, budget, sample) -> bool, `think` tokens at each budget."""
+    """judge.py --out records: right(item, budget, sample) -> bool, `think` tokens at each
+    budget."""
     out = []
     for i in range(n):
         label = "AB"[i % 2]
         for b in budgets:
             for k in range(samples):
                 ok = right(i, b, k)
-                out.append({"item": i, "id": f"x{i}", "order": "AB", "budget": b, "sample": k, "label": label,
-                            "verdict": label if ok else "BA"[i % 2], "correct": ok, "think_tokens": think[b],
-                            "num_waits": b, "tokens": think[b] + 4})
+                out.append({"item": i, "id": f"x{i}", "order": "AB", "budget": b, "sample": k,
+                            "label": label, "verdict": label if ok else "BA"[i % 2], "correct": ok,
+                            "think_tokens": think[b], "num_waits": b, "tokens": think[b] + 4})
     return out
 
 
@@ -35,14 +37,17 @@ def write(path: Path, records: list[dict]) -> None:
 
 
 def test_matched_k_is_the_rounded_ratio_of_thinking_tokens_to_budget_0():
-    assert matched_k(judgments(lambda i, b, k: True)) == {1: 2, 2: 3, 3: 4}  # 100/50, 160/50 = 3.2, 190/50 = 3.8
-    assert matched_k(judgments(lambda i, b, k: True, think=(80, 60, 90, 100))) == {1: 1, 2: 1, 3: 1}  # at least 1
+    # 100/50, 160/50 = 3.2, 190/50 = 3.8
+    assert matched_k(judgments(lambda i, b, k: True)) == {1: 2, 2: 3, 3: 4}
+    # at least 1
+    assert matched_k(judgments(lambda i, b, k: True, think=(80, 60, 90, 100))) == {1: 1, 2: 1, 3: 1}
     with pytest.raises(ValueError, match="budget 0"):
         matched_k(judgments(lambda i, b, k: True, think=(0, 10, 20, 30)))
 
 
 def test_a_vote_takes_the_majority_of_the_first_k_samples_and_a_tie_scores_half():
-    js = judgments(lambda i, b, k: k != 1, n=4, samples=3, budgets=(0,))  # samples: right, wrong, right
+    # samples: right, wrong, right
+    js = judgments(lambda i, b, k: k != 1, n=4, samples=3, budgets=(0,))
     assert item_scores(js, 0, 1) == {i: 1.0 for i in range(4)}
     assert item_scores(js, 0, 2) == {i: 0.5 for i in range(4)}  # one each: a coin flip
     assert item_scores(js, 0, 3) == {i: 1.0 for i in range(4)}
@@ -50,7 +55,8 @@ def test_a_vote_takes_the_majority_of_the_first_k_samples_and_a_tie_scores_half(
 
 def test_both_orders_must_be_right_for_an_item_to_score():
     js = judgments(lambda i, b, k: True, n=3, budgets=(0,))
-    js += [{**j, "order": "BA", "correct": False, "verdict": j["label"] * 0 + ("B" if j["label"] == "A" else "A")}
+    js += [{**j, "order": "BA", "correct": False,
+            "verdict": j["label"] * 0 + ("B" if j["label"] == "A" else "A")}
            for j in js if j["item"] == 1]
     assert item_scores(js, 0) == {0: 1.0, 1: 0.0, 2: 1.0}
 
@@ -73,8 +79,9 @@ def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
 
 
 def test_the_paired_bootstrap_finds_a_gain_difference_that_two_separate_intervals_would_miss():
-    """Two rows that agree on every pair except 40 of 1000, where row 1's forcing fixed the verdict: the gain
-    difference is 0.04 and its paired interval excludes 0, though each row's accuracy interval is ±0.03."""
+    """Two rows that agree on every pair except 40 of 1000, where row 1's forcing fixed the verdict:
+    the gain difference is 0.04 and its paired interval excludes 0, though each row's accuracy
+    interval is ±0.03."""
     base = lambda i: random.Random(i).random() < 0.7
     row1 = judgments(lambda i, b, k: base(i) or (b == 3 and i < 40 and not base(i)), n=1000)
     row2 = judgments(lambda i, b, k: base(i), n=1000)
@@ -90,7 +97,8 @@ def test_pooling_over_seeds_averages_each_pairs_difference():
     assert pool_seeds([{0: 1.0, 1: 0.0}, {0: 0.0, 1: 0.0}, {0: 1.0}]) == {0: 2 / 3, 1: 0.0}
 
 
-# ------------------------------------------------------------------------------------------------ scripts/results.py
+# ------------------------------------------------------------------------------------------------
+# scripts/results.py
 
 def results(*argv):
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "results.py"), *map(str, argv)],
@@ -99,22 +107,28 @@ def results(*argv):
 
 @pytest.fixture
 def seeds(tmp_path):
-    """Two seed folders: J1-SFT gains nothing from forcing, J1-SFT + GRPO's third Wait fixes a tenth of its wrong
-    verdicts; parallel passes of 4 samples (the first always right, so a 2-vote ties and scores half);
-    an RL log whose validation says GRPO, though REINFORCE++'s last training reward is higher."""
+    """Two seed folders: J1-SFT gains nothing from forcing, J1-SFT + GRPO's third Wait fixes a tenth
+    of its wrong verdicts; parallel passes of 4 samples (the first always right, so a 2-vote ties
+    and scores half); an RL log whose validation says GRPO, though REINFORCE++'s last training
+    reward is higher."""
     dirs = []
     for s in range(2):
         d = tmp_path / f"seed{s}"
         d.mkdir()
         base = lambda i: random.Random(i * 7 + s).random() < 0.75
         write(d / "judge_j1_sft.jsonl", judgments(lambda i, b, k: base(i)))
-        write(d / "judge_j1_grpo.jsonl", judgments(lambda i, b, k: base(i) or (b == 3 and i % 10 == 0)))
+        write(d / "judge_j1_grpo.jsonl",
+              judgments(lambda i, b, k: base(i) or (b == 3 and i % 10 == 0)))
         for row in ("j1_sft", "j1_grpo"):
-            write(d / f"parallel_{row}.jsonl", judgments(lambda i, b, k: base(i) or k == 0, samples=4, budgets=(0,)))
+            write(d / f"parallel_{row}.jsonl",
+                  judgments(lambda i, b, k: base(i) or k == 0, samples=4, budgets=(0,)))
         for row, val, reward in (("j1_grpo", 0.8, 0.7), ("j1_reinforce_pp", 0.7, 0.9)):
-            write(d / f"{row}.pt.log.jsonl", [{"config": {"prompts": 8}}, {"step": 0, "val_acc_budget0": 0.6},
-                                               *({"step": t, "reward": reward, "flat_groups": 4} for t in (1, 2)),
-                                               {"step": 2, "val_acc_budget0": val, "val_acc_budget2": val}])
+            write(d / f"{row}.pt.log.jsonl",
+                  [{"config": {"prompts": 8}}, {"step": 0, "val_acc_budget0": 0.6},
+                                               *({"step": t, "reward": reward, "flat_groups": 4}
+                                                 for t in (1, 2)),
+                                               {"step": 2, "val_acc_budget0": val,
+                                                "val_acc_budget2": val}])
         dirs.append(d)
     return dirs
 
@@ -123,19 +137,25 @@ def test_results_prints_the_tables_and_draws_both_plots(seeds, tmp_path):
     r = results(*seeds, "--plot", tmp_path / "s.png", "--rl-plot", tmp_path / "rl.png")
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert out.count("| J1-SFT + GRPO | seed1 | ") == 1 + 1 + 3  # sequential, fixed/broken, parallel at b = 1, 2, 3
+    # sequential, fixed/broken, parallel at b = 1, 2, 3
+    assert out.count("| J1-SFT + GRPO | seed1 | ") == 1 + 1 + 3
     assert "| J1-SFT + GRPO | seed1 | 0 / 0 | 0 / 0 | " in out  # only the third Wait fixed verdicts
-    assert "| J1-SFT (reflection traces) | seed0 | 3 | 4 | 0.760 (190) |" in out  # budget 3 matched by K = 4
-    line = next(ln for ln in out.splitlines() if ln.startswith("| J1-SFT (reflection traces) | J1-SFT + GRPO |"))
+    # budget 3 matched by K = 4
+    assert "| J1-SFT (reflection traces) | seed0 | 3 | 4 | 0.760 (190) |" in out
+    line = next(ln for ln in out.splitlines()
+                if ln.startswith("| J1-SFT (reflection traces) | J1-SFT + GRPO |"))
     pooled = line.split("|")[3]  # J1-SFT's gain (0) minus GRPO's (about 0.03): its interval below 0
-    assert float(pooled.split("[")[0]) < -0.01 and float(pooled.split("[")[1].split(",")[1].rstrip("] ")) < 0
-    assert (tmp_path / "s.png").stat().st_size > 1000 and (tmp_path / "rl.png").stat().st_size > 1000
+    assert float(pooled.split("[")[0]) < -0.01 and float(
+        pooled.split("[")[1].split(",")[1].rstrip("] ")) < 0
+    assert (tmp_path / "s.png").stat().st_size > 1000 and (tmp_path
+                                                           / "rl.png").stat().st_size > 1000
     again = results(*seeds, "--plot", tmp_path / "s.png")
     assert again.returncode == 2 and "exists" in again.stderr  # never overwritten without --force
 
 
 def test_matched_k_and_better_rl_print_one_answer_chosen_without_the_test_pairs(seeds):
     assert results("--matched-k", seeds[0] / "judge_j1_sft.jsonl").stdout.strip() == "4"
-    assert results("--better-rl", seeds[0]).stdout.strip() == "j1_grpo"  # validation, not training reward
+    # validation, not training reward
+    assert results("--better-rl", seeds[0]).stdout.strip() == "j1_grpo"
     bad = results("--better-rl", seeds[0] / "nowhere")
     assert bad.returncode == 2 and "--better-rl" in bad.stderr

@@ -1,4 +1,5 @@
-"""Specifications for j1_min/sft.py: a trace as token ids with the prompt masked out, and its micro-batches."""
+"""Specifications for j1_min/sft.py: a trace as token ids with the prompt masked out, and its
+micro-batches."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,8 @@ from j1_min.judge_format import build_prompt, encode_prompt
 from j1_min.sft import sft_batches, sft_example
 from j1_min.tokenizer import train_bpe
 
-J1 = {"id": "x1", "question": "Q?", "response_a": "ra", "response_b": "rb", "label": "A", "note": "kept"}
+J1 = {"id": "x1", "question": "Q?", "response_a": "ra", "response_b": "rb", "label": "A",
+      "note": "kept"}
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,8 @@ def test_sft_example_is_prompt_then_completion_then_end_of_turn(tok):
     ids, n_prompt = sft_example(tok, rec)
     assert ids[:n_prompt] == encode_prompt(tok, "Q?", "ra", "rb") and ids[-1] == tok.eos_id
     assert tok.decode(ids[n_prompt:]) == rec["completion"] + "<|im_end|>"
-    assert sft_example(tok, {**rec, "completion": rec["completion"] + "<|im_end|>\n"}) == (ids, n_prompt)
+    assert sft_example(tok, {**rec,
+                             "completion": rec["completion"] + "<|im_end|>\n"}) == (ids, n_prompt)
 
 
 def test_sft_example_makes_only_the_first_end_marker_special(tok):
@@ -35,10 +38,13 @@ def test_sft_example_makes_only_the_first_end_marker_special(tok):
 def test_sft_batches_shift_pad_and_mask_the_prompt():
     examples = [([1, 2, 3, 4, 5], 2), ([6, 7, 8], 1), ([9, 10, 11, 12], 3)]
     batches = sft_batches(examples, micro=2, pad_id=0)
-    assert [b[0].shape for b in batches] == [(2, 3), (1, 4)]  # shortest first, padded to the micro-batch's longest
+    # shortest first, padded to the micro-batch's longest
+    assert [b[0].shape for b in batches] == [(2, 3), (1, 4)]
     inp, tgt, mask = batches[0]
     assert inp.tolist() == [[6, 7, 0], [9, 10, 11]] and tgt.tolist() == [[7, 8, 0], [10, 11, 12]]
-    assert mask.tolist() == [[1, 1, 0], [0, 0, 1]]  # targets ids[n_prompt:] only; padding never counts
+    # targets ids[n_prompt:] only; padding never counts
+    assert mask.tolist() == [[1, 1, 0], [0, 0, 1]]
     total = sum(m.sum() for _, _, m in batches)
-    assert total == sum(len(ids) - p for ids, p in examples) and batches[1][2].tolist() == [[0, 1, 1, 1]]
+    assert total == sum(len(ids) - p
+                        for ids, p in examples) and batches[1][2].tolist() == [[0, 1, 1, 1]]
     assert isinstance(mask, torch.Tensor) and mask.dtype == torch.float32

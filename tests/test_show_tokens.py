@@ -1,5 +1,6 @@
-"""judge.py --show-tokens and j1_min/show_tokens.py: every token visible, forced ones and removed markers marked,
-and the verdict's log-probability under each option equal to what the sampler itself reports."""
+"""judge.py --show-tokens and j1_min/show_tokens.py: every token visible, forced ones and removed
+markers marked, and the verdict's log-probability under each option equal to what the sampler itself
+reports."""
 from __future__ import annotations
 
 import math
@@ -24,14 +25,17 @@ class Letters:
 
 
 def test_render_marks_forced_runs_and_removed_markers():
-    # "So B.\n" sampled, </think> removed there and "Wait" forced, "," sampled, then a forced end and answer prefix
-    gen = Generation(tokens=[0, 1, 2, 3, 4, 5, 6, 7, 8], forced=[0, 0, 0, 1, 0, 1, 1, 0, 0], suppressed_at=[3])
+    # "So B.\n" sampled, </think> removed there and "Wait" forced, "," sampled, then a forced end
+    # and answer prefix
+    gen = Generation(tokens=[0, 1, 2, 3, 4, 5, 6, 7, 8], forced=[0, 0, 0, 1, 0, 1, 1, 0, 0],
+                     suppressed_at=[3])
     assert render(Letters(), gen) == "So| B|.\n[-</think>][+Wait]|,|[+</think>|\n[[]|B|]]"
     colored = render(Letters(), gen, color=True)
     assert "\033[" in colored and "[+" not in colored and "Wait" in colored
     cut = Generation(tokens=[0, 1], forced=[0, 0], suppressed_at=[2])  # the forced Wait did not fit
     assert render(Letters(), cut).endswith("[-</think>]")
-    fused = Generation(tokens=[0, 3], forced=[0, 1], suppressed_at=[1], removed=["</think>\n"])  # '>\n' was one token
+    # '>\n' was one token
+    fused = Generation(tokens=[0, 3], forced=[0, 1], suppressed_at=[1], removed=["</think>\n"])
     assert render(Letters(), fused) == "So[-</think>\n][+Wait]"
 
 
@@ -53,15 +57,18 @@ def test_verdict_logprobs_equal_the_samplers(setup):
     with tempfile.TemporaryDirectory() as d:  # our model on the same weights
         model.save_pretrained(d)
         ours = load_model(d)[0]
-    prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in pairs for _ in range(4)]
-    gens = generate(ours, prompts, 30, temperature=1.0, seed=0, **forcing_kwargs(tok, 1, 6))  # 4 samples a pair
+    prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in pairs
+               for _ in range(4)]
+    # 4 samples a pair
+    gens = generate(ours, prompts, 30, temperature=1.0, seed=0, **forcing_kwargs(tok, 1, 6))
     checked = 0
     for prompt, g in zip(prompts, gens):
         lp = verdict_logprobs(ours, tok, prompt, g)
         if lp is None or g.forced[lp["at"]]:
             continue
         letter = tok.decode([g.tokens[lp["at"]]])
-        assert lp[letter] == pytest.approx(g.logprobs[lp["at"]], abs=1e-4)  # temperature 1: the same number
+        # temperature 1: the same number
+        assert lp[letter] == pytest.approx(g.logprobs[lp["at"]], abs=1e-4)
         assert math.exp(lp["A"]) + math.exp(lp["B"]) <= 1 + 1e-6
         checked += 1
     assert checked >= 5
@@ -69,8 +76,9 @@ def test_verdict_logprobs_equal_the_samplers(setup):
 
 def test_show_tokens_cli(setup, capsys):
     d, _, _ = setup
-    judge.main(["--ckpt", str(d / "coin"), "--data", str(d / "test.jsonl"), "--budget", "2", "--show-tokens", "1",
-                "--max-think-tokens", "12", "--max-new-tokens", "40", "--color", "never"])
+    judge.main(["--ckpt", str(d / "coin"), "--data", str(d / "test.jsonl"), "--budget", "2",
+                "--show-tokens", "1", "--max-think-tokens", "12", "--max-new-tokens", "40",
+                "--color", "never"])
     out = capsys.readouterr().out
     head = out.splitlines()[0]
     assert head.startswith("pair 1 (arith-test-0-1), budget 2, greedy: verdict")

@@ -1,5 +1,6 @@
-"""The code's shape: j1_min's modules import each other without a cycle, and no script or benchmark leans on another
-script or on a module's private names (what they share lives in j1_min/, under a public name)."""
+"""The code's shape: j1_min's modules import each other without a cycle, and no script or benchmark
+leans on another script or on a module's private names (what they share lives in j1_min/, under a
+public name)."""
 from __future__ import annotations
 
 import ast
@@ -10,8 +11,9 @@ PKG = "j1_min"
 
 
 def imports(path: Path, package: str = PKG) -> list[tuple[str, list[str]]]:
-    """Every import in a file, at any depth (a function's too), as (module, names imported from it): `import a.b`
-    gives ("a.b", []), `from .x import y` in package P gives ("P.x", ["y"]), `from . import x` gives ("P", ["x"])."""
+    """Every import in a file, at any depth (a function's too), as (module, names imported from it):
+    `import a.b` gives ("a.b", []), `from .x import y` in package P gives ("P.x", ["y"]), `from .
+    import x` gives ("P", ["x"])."""
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -36,7 +38,8 @@ def package_graph(folder: Path) -> dict[str, set[str]]:
                 continue
             if len(parts) > 1 and parts[1] in modules:
                 deps.add(parts[1])
-            deps |= {n for n in names if len(parts) == 1 and n in modules}  # from j1_min import x / from . import x
+            # from j1_min import x / from . import x
+            deps |= {n for n in names if len(parts) == 1 and n in modules}
         graph[path.stem] = deps - {path.stem}
     return graph
 
@@ -64,8 +67,9 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def leaning(path: Path, scripts: set[str], root: Path = ROOT) -> list[str]:
-    """What a script or benchmark takes that is not for sharing: a top-level script imported as a module, a
-    private name (`_x`) imported from a project module, or one read off an imported project module (`mod._x`)."""
+    """What a script or benchmark takes that is not for sharing: a top-level script imported as a
+    module, a private name (`_x`) imported from a project module, or one read off an imported
+    project module (`mod._x`)."""
     bad, aliases = [], set()
     tree = ast.parse(path.read_text())
     for module, names in imports(path):
@@ -76,11 +80,13 @@ def leaning(path: Path, scripts: set[str], root: Path = ROOT) -> list[str]:
             bad += [f"imports the private {module}.{n}" for n in names if n.startswith("_")]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            aliases |= {a.asname or a.name for a in node.names if a.name.split(".")[0] in scripts | {PKG}}
+            aliases |= {a.asname or a.name for a in node.names
+                        if a.name.split(".")[0] in scripts | {PKG}}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == PKG:
             aliases |= {a.asname or a.name for a in node.names}
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+            and not node.attr.startswith("__")
                 and isinstance(node.value, ast.Name) and node.value.id in aliases):
             bad.append(f"line {node.lineno}: reads the private {node.value.id}.{node.attr}")
     return [f"{path.relative_to(root)}: {b}" for b in bad]
@@ -88,7 +94,8 @@ def leaning(path: Path, scripts: set[str], root: Path = ROOT) -> list[str]:
 
 def test_the_package_imports_without_a_cycle():
     graph = package_graph(ROOT / PKG)
-    assert len(graph) > 15 and graph["rl"] >= {"grpo", "sampling", "runs"}  # the graph is really read
+    # the graph is really read
+    assert len(graph) > 15 and graph["rl"] >= {"grpo", "sampling", "runs"}
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
@@ -107,14 +114,17 @@ def test_the_cycle_check_finds_a_planted_cycle(tmp_path):
 def test_no_script_or_benchmark_uses_another_scripts_code_or_private_names():
     scripts = {p.stem for p in ROOT.glob("*.py")}
     assert {"train_sft", "train_grpo", "judge", "data_gen"} <= scripts
-    files = sorted([*ROOT.glob("*.py"), *(ROOT / "bench").glob("*.py"), *(ROOT / "scripts").glob("*.py")])
+    files = sorted([*ROOT.glob("*.py"), *(ROOT / "bench").glob("*.py"),
+                    *(ROOT / "scripts").glob("*.py")])
     bad = [b for p in files for b in leaning(p, scripts - {p.stem})]
     assert not bad, "\n".join(bad)
 
 
 def test_the_leaning_check_sees_each_kind(tmp_path):
-    (tmp_path / "x.py").write_text("from train_sft import TINY\nfrom j1_min.sampling import _decode\n"
-                                   "import j1_min.sampling as S\nS._families = None\nimport torch._C\n")
+    (tmp_path / "x.py").write_text("from train_sft import TINY\nfrom j1_min.sampling import "
+                                   "_decode\nimport j1_min.sampling as S\nS._families = "
+                                   "None\nimport torch._C\n")
     assert leaning(tmp_path / "x.py", {"train_sft"}, tmp_path) == [
-        "x.py: imports the script train_sft.py", "x.py: imports the private j1_min.sampling._decode",
+        "x.py: imports the script train_sft.py", "x.py: imports the private "
+                                                 "j1_min.sampling._decode",
         "x.py: line 4: reads the private S._families"]

@@ -1,7 +1,8 @@
-"""Specifications for j1_min/tasks.py and j1_min/teacher.py: the arithmetic preference task and the programmatic teacher.
+"""Specifications for j1_min/tasks.py and j1_min/teacher.py: the arithmetic preference task and the
+programmatic teacher.
 
-The checks parse questions and answers with their own regular expressions and compute with Python's operators,
-independently of the generator."""
+The checks parse questions and answers with their own regular expressions and compute with Python's
+operators, independently of the generator."""
 from __future__ import annotations
 
 import random
@@ -48,8 +49,10 @@ def test_labeled_response_is_right_and_the_other_wrong(pairs):
 
 def test_every_response_ends_with_the_answer_sentence_and_bare_is_a_style(pairs):
     responses = [it[k] for it in pairs["train"] for k in ("response_a", "response_b")]
-    assert all(re.search(r"The answer is -?\d+\.$", r) for r in responses)  # a plain integer: no separators
-    assert sum(bool(re.fullmatch(r"The answer is \d+\.", r)) for r in responses) > len(responses) / 5
+    # a plain integer: no separators
+    assert all(re.search(r"The answer is -?\d+\.$", r) for r in responses)
+    assert sum(bool(re.fullmatch(r"The answer is \d+\.", r))
+               for r in responses) > len(responses) / 5
     assert len({re.sub(r"\d+", "N", r.split(" ")[0]) for r in responses}) >= 3  # several styles
 
 
@@ -60,7 +63,8 @@ def test_wrong_answers_are_plausible_not_random(pairs):
         true, n = TRUE[op](a, b), answers(it)
         w = n["B" if it["label"] == "A" else "A"]
         kinds[it["wrong_kind"]] += 1
-        one_digit = abs(w - true) in {10 ** k for k in range(8)}  # a carry, a borrow or one digit, off by one
+        # a carry, a borrow or one digit, off by one
+        one_digit = abs(w - true) in {10 ** k for k in range(8)}
         power = w in (true * 10, true / 10)
         swapped = sorted(str(w)) == sorted(str(true))
         assert one_digit or power or swapped, (it, w)
@@ -101,7 +105,8 @@ def test_difficulty_knobs_set_operand_digits_and_ops():
             assert 1 <= len(str(a)) <= 2 and 1 <= len(str(b)) <= 2
         else:
             assert len(str(a)) == 3 and len(str(b)) == 2
-    for it in make_pairs(300, "train", seed=0):  # the default: 2-3 digit + and -, 2-3 digit times 2..9
+    # the default: 2-3 digit + and -, 2-3 digit times 2..9
+    for it in make_pairs(300, "train", seed=0):
         a, op, b = question(it)
         assert (2 <= len(str(a)) <= 3 and 2 <= b <= 9) if op == "*" else 2 <= len(str(b)) <= 3
 
@@ -111,14 +116,16 @@ def test_wrong_kinds_knob_sets_how_the_wrong_response_is_wrong():
     assert diff.wrong_kinds == ("carry", "swap")  # canonical order
     kinds = Counter(it["wrong_kind"] for it in make_pairs(400, "train", diff=diff))
     assert set(kinds) <= {"carry", "swap", "digit"} and min(kinds["carry"], kinds["swap"]) > 100
-    assert kinds["digit"] < 10  # only the fallback, where neither kind fits (a carry-free sum and a 444)
-    assert make_pairs(60, "val", 2, parse_difficulty()) == make_pairs(60, "val", 2)  # the default is the default
+    # only the fallback, where neither kind fits (a carry-free sum and a 444)
+    assert kinds["digit"] < 10
+    # the default is the default
+    assert make_pairs(60, "val", 2, parse_difficulty()) == make_pairs(60, "val", 2)
 
 
 @pytest.mark.parametrize("digits, mul, ops, kinds", [
-    ("0-2", "2x1", "+", "swap"), ("3-2", "2x1", "+", "swap"), ("x", "2x1", "+", "swap"), ("2", "2", "+", "swap"),
-    ("2", "2x1", "/", "swap"), ("2", "2x1", "", "swap"), ("2", "2x1", "+", "swap,swap"), ("2", "2x1", "+", "sign"),
-    ("2", "2x1", "+", "")])
+    ("0-2", "2x1", "+", "swap"), ("3-2", "2x1", "+", "swap"), ("x", "2x1", "+", "swap"),
+    ("2", "2", "+", "swap"), ("2", "2x1", "/", "swap"), ("2", "2x1", "", "swap"),
+    ("2", "2x1", "+", "swap,swap"), ("2", "2x1", "+", "sign"), ("2", "2x1", "+", "")])
 def test_bad_difficulty_knobs_are_errors(digits, mul, ops, kinds):
     with pytest.raises(ValueError, match="--digits|--mul-digits|--ops|--wrong-kinds"):
         parse_difficulty(digits, mul, ops, kinds)
@@ -131,11 +138,13 @@ def test_too_few_distinct_questions_is_an_error_not_a_hang():
         make_pairs(5, "dev")
 
 
-# ------------------------------------------------------------------------------------------------ the teacher
+# ------------------------------------------------------------------------------------------------
+# the teacher
 
 def traces(items, slip_rate, reflections, seed=0):
     rng = random.Random(seed)
-    return [(it, teacher_trace(it["question"], it["response_a"], it["response_b"], rng, slip_rate, reflections))
+    return [(it, teacher_trace(it["question"], it["response_a"], it["response_b"], rng, slip_rate,
+                               reflections))
             for it in items]
 
 
@@ -156,7 +165,8 @@ def test_column_lines_of_a_slip_free_trace_are_true_arithmetic(pairs):
                 assert x - y - bi + 10 * bo == d and bo == (x - y - bi < 0), line
                 seen["-"] += 1
             elif m := re.fullmatch(r"(\d)\*(\d)(?:\+(\d+))?=(\d+)", line):
-                assert int(m.group(1)) * int(m.group(2)) + int(m.group(3) or 0) == int(m.group(4)), line
+                assert int(m.group(1)) * int(m.group(2)) + int(m.group(3)
+                                                               or 0) == int(m.group(4)), line
                 seen["*"] += 1
     assert min(seen.values()) > 300
 
@@ -165,7 +175,8 @@ def test_plain_traces_with_slips_are_sometimes_wrong(pairs):
     results = traces(pairs["val"], 1.0, (1.0,))
     assert all("Wait" not in t["completion"] for _, t in results)
     wrong = sum(parse_verdict(t["completion"]) != it["label"] for it, t in results)
-    assert 0.2 * len(results) < wrong < 0.8 * len(results)  # slips that miss both answers end in a coin flip
+    # slips that miss both answers end in a coin flip
+    assert 0.2 * len(results) < wrong < 0.8 * len(results)
 
 
 def test_one_reflection_catches_every_slip(pairs):
@@ -173,7 +184,8 @@ def test_one_reflection_catches_every_slip(pairs):
     assert all(t["slipped"] and t["num_reflections"] == 1 for _, t in results)
     assert all(parse_verdict(t["completion"]) == it["label"] for it, t in results)
     changed = [t for _, t in results if t["changed"]]
-    assert len(changed) > 0.2 * len(results) and all(reflection_changed(t["completion"]) for t in changed)
+    assert len(changed) > 0.2 * len(results) and all(reflection_changed(t["completion"])
+                                                     for t in changed)
 
 
 def test_reflections_check_by_an_independent_route(pairs):
@@ -182,7 +194,8 @@ def test_reflections_check_by_an_independent_route(pairs):
         a, op, b = question(it)
         head = re.search(r"Wait, check [AB]: (\d+)([-+*])(\d+)", t["completion"])
         assert head.group(2) == route[op]
-        if op == "*":  # the other decomposition: b times each digit of a, not a times b's column again
+        # the other decomposition: b times each digit of a, not a times b's column again
+        if op == "*":
             assert (int(head.group(1)), int(head.group(3))) == (b, a)
         else:
             assert int(head.group(3)) == b
@@ -204,20 +217,25 @@ def test_reflection_mix_gives_zero_one_and_two_reflections(pairs):
 
 def test_traces_are_compact_in_tiny_bpe_tokens(pairs):
     results = traces(pairs["train"][:600], 0.2, (0.3, 0.5, 0.2))
-    tok = train_bpe([build_prompt(it["question"], it["response_a"], it["response_b"]) + t["completion"]
+    tok = train_bpe([build_prompt(it["question"], it["response_a"], it["response_b"])
+                     + t["completion"]
                      for it, t in results], 512)
-    one = [len(tok.encode(t["completion"], allow_special=True)) for _, t in results if t["num_reflections"] == 1]
-    assert statistics.mean(one) < 200  # a whole trace with one reflection stays near or under ~200 tokens (a tiny model's context)
+    one = [len(tok.encode(t["completion"], allow_special=True)) for _, t in results
+           if t["num_reflections"] == 1]
+    # a whole trace with one reflection stays near or under ~200 tokens (a tiny model's context)
+    assert statistics.mean(one) < 200
     assert all(tok.encode(d) == [tok.encode(d)[0]] for d in "0123456789")
 
 
-# ------------------------------------------------------------------------------------------------ right for a wrong reason
+# ------------------------------------------------------------------------------------------------
+# right for a wrong reason
 
 def wrong_reason(it, completion) -> bool:
-    """The specification, by its own parse and Python's arithmetic: a trace is right for a wrong reason when its
-    verdict is the label but the last thinking segment's result (the first pass's `=N`, or the last reflection's
-    `=N` or `x<y`) is false arithmetic, or the decision does not follow from the segment's last yes/no, or the
-    first pass found no response that matches (both "no"), or the verdict is not the last decision."""
+    """The specification, by its own parse and Python's arithmetic: a trace is right for a wrong
+    reason when its verdict is the label but the last thinking segment's result (the first pass's
+    `=N`, or the last reflection's `=N` or `x<y`) is false arithmetic, or the decision does not
+    follow from the segment's last yes/no, or the first pass found no response that matches (both
+    "no"), or the verdict is not the last decision."""
     if parse_verdict(completion) != it["label"]:
         return False
     thinking, answer = completion.split("\n</think>\n")
@@ -233,23 +251,29 @@ def wrong_reason(it, completion) -> bool:
     results = [int(ln[1:]) for ln in lines if re.fullmatch(r"=\d+", ln)]
     true_result = int(x) < int(y) if less else results[-1] == truth
     decision = re.fullmatch(r"So ([AB]) is right\.", lines[-1]).group(1)
-    follows = decision == ("B" if lines[-2].endswith("yes.") else "A") and answer == f"[[{decision}]]"
+    follows = decision == ("B" if lines[-2].endswith("yes.")
+                           else "A") and answer == f"[[{decision}]]"
     return not (true_result and follows)
 
 
 @pytest.mark.parametrize("reflections", [(1.0,), (0.3, 0.5, 0.2)], ids=["plain", "reflection"])
-def test_the_spec_finds_right_for_a_wrong_reason_traces_before_rejection_and_grounded_agrees(pairs, reflections):
+def test_the_spec_finds_right_for_a_wrong_reason_traces_before_rejection_and_grounded_agrees(
+        pairs, reflections):
     results = traces(pairs["train"], 0.3, reflections)
     bad = [t for it, t in results if wrong_reason(it, t["completion"])]
     right = [(it, t) for it, t in results if parse_verdict(t["completion"]) == it["label"]]
-    if reflections == (1.0,):  # slipped plain traces that matched neither response and defaulted to A
-        assert len(bad) > 100 and all(parse_verdict(t["completion"]) == "A" and t["slipped"] for t in bad)
-    else:  # a slipped first pass that matched neither response is always followed by a true re-check
+    # slipped plain traces that matched neither response and defaulted to A
+    if reflections == (1.0,):
+        assert len(bad) > 100 and all(parse_verdict(t["completion"]) == "A" and t["slipped"]
+                                      for t in bad)
+    # a slipped first pass that matched neither response is always followed by a true re-check
+    else:
         assert not bad
     assert all(grounded(it["question"], it["response_a"], it["response_b"], t["completion"])
                == (not wrong_reason(it, t["completion"])) for it, t in right)
     assert not any(grounded(it["question"], it["response_a"], it["response_b"], t["completion"])
-                   for it, t in results if (it, t) not in right)  # a wrong verdict is never grounded
+                   # a wrong verdict is never grounded
+                   for it, t in results if (it, t) not in right)
 
 
 def test_grounded_refuses_a_verdict_that_is_not_the_last_decision_and_free_text(pairs):
@@ -257,14 +281,17 @@ def test_grounded_refuses_a_verdict_that_is_not_the_last_decision_and_free_text(
     q, ra, rb, c = it["question"], it["response_a"], it["response_b"], t["completion"]
     flipped = c[:-3] + ("B]]" if c.endswith("A]]") else "A]]")
     assert grounded(q, ra, rb, c) and not grounded(q, ra, rb, flipped)
-    assert not grounded(q, ra, rb, "I just know.\n</think>\n[[A]]") and not grounded("Why?", ra, rb, c)
+    assert not grounded(q, ra, rb,
+                        "I just know.\n</think>\n[[A]]") and not grounded("Why?", ra, rb, c)
 
 
 def test_plain_and_reflection_teachers_draw_the_same_first_pass(pairs):
-    """Identical but for reflection: from the same random state, the same slip and the same first decision; the
-    plain trace is the reflection trace cut before its first "Wait" and closed on that decision."""
+    """Identical but for reflection: from the same random state, the same slip and the same first
+    decision; the plain trace is the reflection trace cut before its first "Wait" and closed on that
+    decision."""
     for seed, it in enumerate(pairs["val"]):
-        plain, refl = (teacher_trace(it["question"], it["response_a"], it["response_b"], random.Random(seed), 0.5, w)
+        plain, refl = (teacher_trace(it["question"], it["response_a"], it["response_b"],
+                                     random.Random(seed), 0.5, w)
                        for w in ((1.0,), (0.2, 0.5, 0.3)))
         first = refl["completion"].split("\n</think>\n")[0].split("\nWait, ")[0]
         decision = re.fullmatch(r"So ([AB]) is right\.", first.split("\n")[-1]).group(1)

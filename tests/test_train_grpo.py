@@ -1,5 +1,5 @@
-"""train_grpo.py: the loss sees only sampled completion tokens, sampler and trainer log-probs agree, the loop learns
-from the reward, resumes exactly, and refuses bad input with a clear message."""
+"""train_grpo.py: the loss sees only sampled completion tokens, sampler and trainer log-probs agree,
+the loop learns from the reward, resumes exactly, and refuses bad input with a clear message."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,8 @@ import train_grpo
 from conftest import tiny_teacher
 from j1_min.checkpoint import load_model
 from j1_min.data import read_pairs, write_jsonl
-from j1_min.judge_format import build_prompt, completion_text, encode_prompt, forcing_kwargs, parse_verdict
+from j1_min.judge_format import (build_prompt, completion_text, encode_prompt, forcing_kwargs,
+                                 parse_verdict)
 from j1_min.rl import group_budgets, parse_budget, rollout_tensors
 from j1_min.sampling import Generation, generate, selected_logprobs
 from j1_min.tasks import make_pairs
@@ -22,24 +23,28 @@ from j1_min.tokenizer import Tokenizer, train_bpe
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """RL pairs all labelled A, and the coin-flip teacher of conftest: after the forced end of thinking and the
-    answer prefix `\\n[[` it says A or B with equal probability. The reward (1 for A) is all there is to learn."""
+    """RL pairs all labelled A, and the coin-flip teacher of conftest: after the forced end of
+    thinking and the answer prefix `\\n[[` it says A or B with equal probability. The reward (1 for
+    A) is all there is to learn."""
     d = tmp_path_factory.mktemp("grpo")
     pairs = make_pairs(64, "train", seed=0)
     for r in pairs:
         if r["label"] == "B":
             r["response_a"], r["response_b"], r["label"] = r["response_b"], r["response_a"], "A"
     write_jsonl(d / "rl.jsonl", pairs)
-    tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"]) + "\n</think>\n[[A]] [[B]]"
+    tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"])
+                     + "\n</think>\n[[A]] [[B]]"
                      for r in pairs] * 2, 400)
-    tiny_teacher(d / "teacher", tok, strength=8.0)  # keeps the format: the verdict is what is learned
+    # keeps the format: the verdict is what is learned
+    tiny_teacher(d / "teacher", tok, strength=8.0)
     return d
 
 
 def args(setup, out, *extra):
     return ["--ckpt", str(setup / "teacher"), "--data", str(setup / "rl.jsonl"), "--out", str(out),
-            "--prompts", "4", "--group", "4", "--max-new-tokens", "16", "--max-think-tokens", "4", "--budget", "1",
-            "--lr", "3e-3", "--steps", "4", "--eval-every", "0", "--seed", "3", *map(str, extra)]
+            "--prompts", "4", "--group", "4", "--max-new-tokens", "16", "--max-think-tokens", "4",
+            "--budget", "1", "--lr", "3e-3", "--steps", "4", "--eval-every", "0", "--seed", "3",
+            *map(str, extra)]
 
 
 def log_of(out):
@@ -47,7 +52,8 @@ def log_of(out):
 
 
 def share_of_a(path, setup) -> float:
-    """Share of `[[A]]` verdicts in 128 rollouts sampled as train_grpo samples them (temperature 1, budget 1)."""
+    """Share of `[[A]]` verdicts in 128 rollouts sampled as train_grpo samples them (temperature 1,
+    budget 1)."""
     model, tok = load_model(path)[0], Tokenizer.from_path(setup / "teacher")
     prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"])
                for r in read_pairs(setup / "rl.jsonl") for _ in range(2)]
@@ -61,16 +67,19 @@ def test_rollout_mask_keeps_only_sampled_completion_tokens():
             Generation(tokens=[6], forced=[False], logprobs=[-0.2])]
     inp, tgt, index, old, mask = rollout_tensors(prompts, gens, 5, "cpu")
     assert mask.tolist() == [[1, 0, 1, 0, 0], [1, 0, 0, 0, 0]]  # no prompt, forced or padding token
-    assert tgt.gather(1, index)[0, :3].tolist() == [7, 8, 9] and tgt.gather(1, index)[1, 0].item() == 6
+    assert tgt.gather(1, index)[0, :3].tolist() == [7, 8,
+                                                    9] and tgt.gather(1, index)[1, 0].item() == 6
     assert old[0, :3].tolist() == pytest.approx([-0.1, 0.0, -0.3])
-    assert inp[0, :5].tolist() == [1, 2, 3, 7, 8]  # the model reads prompt + completion, shifted by one
+    # the model reads prompt + completion, shifted by one
+    assert inp[0, :5].tolist() == [1, 2, 3, 7, 8]
 
 
 def test_sampler_logprobs_equal_the_trainers_recomputation(setup):
     model = load_model(setup / "teacher")[0]
     tok = Tokenizer.from_path(setup / "teacher")
     recs = read_pairs(setup / "rl.jsonl")[:3]
-    prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in recs for _ in range(2)]
+    prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"]) for r in recs
+               for _ in range(2)]
     gens = generate(model, prompts, 12, temperature=0.7, seed=1, **forcing_kwargs(tok, 1, 4))
     inp, tgt, index, old, mask = rollout_tensors(prompts, gens, 12, "cpu")
     with torch.no_grad():
@@ -87,18 +96,22 @@ def test_rl_raises_the_share_of_the_rewarded_verdict(setup, tmp_path, algo):
     log = [r for r in log_of(tmp_path / "rl.pt") if "reward" in r]
     assert 0.35 < before < 0.65  # the coin flip (128 samples)
     assert after > 0.85, (before, after)
-    assert all(r["logp_diff_max"] < 1e-4 for r in log)  # sampler and trainer log-probs agree (same temperature, same dtype)
+    # sampler and trainer log-probs agree (same temperature, same dtype)
+    assert all(r["logp_diff_max"] < 1e-4 for r in log)
     assert all(r["waits"] > 0 for r in log)  # budget forcing ran during rollouts
 
 
-@pytest.mark.parametrize("extra", [[], ["--beta", "0.1"], ["--algo", "reinforce_pp", "--beta", "0.1"],
+@pytest.mark.parametrize("extra",
+                         [[], ["--beta", "0.1"], ["--algo", "reinforce_pp", "--beta", "0.1"],
                                    ["--budget", "0-3"]])
 def test_kill_and_resume_gives_identical_weights(setup, tmp_path, extra):
-    """With β > 0 too: the KL reference after --resume is --ckpt's model, as in the uninterrupted run."""
+    """With β > 0 too: the KL reference after --resume is --ckpt's model, as in the uninterrupted
+    run."""
     train_grpo.main(args(setup, tmp_path / "full.pt", *extra))
     train_grpo.main(args(setup, tmp_path / "part.pt", "--stop-after", "2", *extra))
     train_grpo.main(args(setup, tmp_path / "part.pt", "--resume", tmp_path / "part.pt", *extra))
-    a, b = load_model(tmp_path / "full.pt")[0].state_dict(), load_model(tmp_path / "part.pt")[0].state_dict()
+    a, b = load_model(tmp_path
+                      / "full.pt")[0].state_dict(), load_model(tmp_path / "part.pt")[0].state_dict()
     assert max((a[k] - b[k]).abs().max().item() for k in a) == 0.0  # bit-identical on CPU
     rewards = [r["reward"] for r in log_of(tmp_path / "full.pt") if "reward" in r]
     assert rewards == [r["reward"] for r in log_of(tmp_path / "part.pt") if "reward" in r]
@@ -112,7 +125,8 @@ def test_a_budget_range_draws_each_groups_budget_uniformly_from_the_seed_and_ste
     draws = [b for step in range(500) for b in group_budgets((0, 3), 8, step, seed=1)]
     counts = [draws.count(b) for b in range(4)]
     assert min(counts) > 0.2 * len(draws) and max(counts) < 0.3 * len(draws)  # uniform over 0..3
-    assert group_budgets((0, 3), 8, 7, 1) == group_budgets((0, 3), 8, 7, 1) != group_budgets((0, 3), 8, 7, 2)
+    assert group_budgets((0, 3), 8, 7, 1) == group_budgets((0, 3), 8, 7,
+                                                           1) != group_budgets((0, 3), 8, 7, 2)
     assert set(group_budgets((2, 2), 8, 7, 1)) == {2}
 
 
@@ -120,15 +134,20 @@ def test_budget_range_and_flat_share_are_logged_per_step(setup, tmp_path):
     out = tmp_path / "range.pt"
     train_grpo.main(args(setup, out, "--budget", "0-3", "--max-think-tokens", "12"))
     steps = [r for r in log_of(out) if "reward" in r]
-    assert [r["budget_mean"] for r in steps] == [sum(group_budgets((0, 3), 4, s, 3)) / 4 for s in range(4)]
-    assert all(r["flat_share"] == r["flat_groups"] / 4 and r["waits"] <= r["budget_mean"] for r in steps)
-    assert len({r["budget_mean"] for r in steps}) > 1 and log_of(out)[0]["config"]["budget"] == "0-3"
+    assert [r["budget_mean"] for r in steps] == [sum(group_budgets((0, 3), 4, s, 3)) / 4
+                                                 for s in range(4)]
+    assert all(r["flat_share"] == r["flat_groups"] / 4 and r["waits"] <= r["budget_mean"]
+               for r in steps)
+    assert len({r["budget_mean"]
+                for r in steps}) > 1 and log_of(out)[0]["config"]["budget"] == "0-3"
 
 
-# ---------------------------------------------------------------- each option, end to end through main()
+# ---------------------------------------------------------------- each option, end to end through
+# main()
 
 def run(setup, tmp_path, name, *extra):
-    """Run main() with the test's settings plus `extra`; return (the step lines of its log, its final weights)."""
+    """Run main() with the test's settings plus `extra`; return (the step lines of its log, its
+    final weights)."""
     out = tmp_path / f"{name}.pt"
     train_grpo.main(args(setup, out, "--steps", "2", *extra))
     return [r for r in log_of(out) if "reward" in r], load_model(out)[0].state_dict()
@@ -144,9 +163,10 @@ def start(setup):
 
 
 def test_top_p_half_still_trains_tokens_that_were_alone_in_their_nucleus(setup, tmp_path, start):
-    # At temperature 10 the planted `]]` after a verdict has p ≈ 0.6 (the other ~400 tokens share the rest), so at
-    # top-p 0.5 it is its nucleus's only token, while [[A]] and [[B]] share theirs. Under the temperature alone its
-    # log p < 0 has a gradient; renormalised over the nucleus it was 0, and `]]`'s lm_head row never moved.
+    # At temperature 10 the planted `]]` after a verdict has p ≈ 0.6 (the other ~400 tokens share
+    # the rest), so at top-p 0.5 it is its nucleus's only token, while [[A]] and [[B]] share theirs.
+    # Under the temperature alone its log p < 0 has a gradient; renormalised over the nucleus it was
+    # 0, and `]]`'s lm_head row never moved.
     log, w = run(setup, tmp_path, "p05", "--top-p", "0.5", "--temperature", "10")
     ket = Tokenizer.from_path(setup / "teacher").encode("]]")[0]
     assert sum(r["flat_groups"] for r in log) < 8  # some groups carry signal
@@ -154,9 +174,11 @@ def test_top_p_half_still_trains_tokens_that_were_alone_in_their_nucleus(setup, 
 
 
 def test_top_p_with_beta_keeps_k3_finite_and_positive(setup, tmp_path, start):
-    # at temperature 10 many tokens sit at the nucleus's edge: one inside the policy's nucleus but outside the
-    # reference's gave ref log p = −inf and k3 = inf when log-probs were renormalised over the nucleus
-    log, w = run(setup, tmp_path, "p09", "--top-p", "0.9", "--beta", "0.1", "--steps", "4", "--temperature", "10")
+    # at temperature 10 many tokens sit at the nucleus's edge: one inside the policy's nucleus but
+    # outside the reference's gave ref log p = −inf and k3 = inf when log-probs were renormalised
+    # over the nucleus
+    log, w = run(setup, tmp_path, "p09", "--top-p", "0.9", "--beta", "0.1", "--steps", "4",
+                 "--temperature", "10")
     assert all(math.isfinite(r["k3"]) for r in log) and log[-1]["k3"] > 0
     assert log[0]["k3"] == 0.0  # the first step's policy is the reference
     assert all(torch.isfinite(v).all() for v in w.values())
@@ -165,7 +187,8 @@ def test_top_p_with_beta_keeps_k3_finite_and_positive(setup, tmp_path, start):
 
 
 def test_bfloat16_keeps_float32_master_weights_so_lr_1e6_moves_them(setup, tmp_path, start):
-    # pure bf16 weights stepped by AdamW at 1e-6 lost every update to rounding (bf16 keeps ~3 digits)
+    # pure bf16 weights stepped by AdamW at 1e-6 lost every update to rounding (bf16 keeps ~3
+    # digits)
     _, w = run(setup, tmp_path, "bf16", "--dtype", "bfloat16", "--lr", "1e-6")
     _, w32 = run(setup, tmp_path, "f32", "--lr", "1e-6")
     saved = torch.load(tmp_path / "bf16.pt", weights_only=True)["model"]
@@ -176,7 +199,8 @@ def test_bfloat16_keeps_float32_master_weights_so_lr_1e6_moves_them(setup, tmp_p
     moved = big & (d32 != 0)
     assert moved.sum() > 1000
     assert (d16[moved].abs() < 1e-5).all()  # steps of ~lr, not bf16 rounding (~1e-4 at |w| = 0.02)
-    assert (d16[moved].sign() == d32[moved].sign()).float().mean() > 0.9  # the float32 run's update, in bf16
+    # the float32 run's update, in bf16
+    assert (d16[moved].sign() == d32[moved].sign()).float().mean() > 0.9
 
 
 def test_ppo_epochs_take_several_steps_and_their_stats_are_averaged(setup, tmp_path):
@@ -188,8 +212,9 @@ def test_ppo_epochs_take_several_steps_and_their_stats_are_averaged(setup, tmp_p
 
 
 def test_top_k_1_samples_the_planted_path_even_at_temperature_10(setup, tmp_path):
-    # at temperature 10 the ~400 unplanted tokens get a share at every position and many rollouts lose their
-    # verdict; top-k 1 keeps only the most likely token (both of the tied `A` and `B` after `[[`)
+    # at temperature 10 the ~400 unplanted tokens get a share at every position and many rollouts
+    # lose their verdict; top-k 1 keeps only the most likely token (both of the tied `A` and `B`
+    # after `[[`)
     plain, _ = run(setup, tmp_path, "k0", "--temperature", "10", "--prompts", "8")
     top1, _ = run(setup, tmp_path, "k1", "--temperature", "10", "--prompts", "8", "--top-k", "1")
     assert min(r["no_verdict"] for r in plain) > 0.1
@@ -198,14 +223,16 @@ def test_top_k_1_samples_the_planted_path_even_at_temperature_10(setup, tmp_path
 
 def test_clip_eps_and_clip_eps_high_reach_the_loss(setup, tmp_path):
     tight, _ = run(setup, tmp_path, "tight", "--ppo-epochs", "2", "--clip-eps", "1e-4")
-    high, _ = run(setup, tmp_path, "high", "--ppo-epochs", "2", "--clip-eps", "1e-4", "--clip-eps-high", "10")
+    high, _ = run(setup, tmp_path, "high", "--ppo-epochs", "2", "--clip-eps", "1e-4",
+                  "--clip-eps-high", "10")
     default, _ = run(setup, tmp_path, "default", "--ppo-epochs", "2")
     assert default[0]["clip_frac"] < tight[0]["clip_frac"]
     assert high[0]["clip_frac"] < tight[0]["clip_frac"]  # only the lower side still clips
 
 
 def test_loss_types_and_reward_scaling_give_different_updates(setup, tmp_path):
-    # temperature 10 makes the completions' lengths differ, without which grpo and dapo weigh tokens alike
+    # temperature 10 makes the completions' lengths differ, without which grpo and dapo weigh tokens
+    # alike
     hot = ["--temperature", "10", "--prompts", "8"]
     options = [["--loss-type", "grpo"], ["--loss-type", "dapo"], ["--loss-type", "dr_grpo"],
                ["--scale-rewards", "none"]]
@@ -214,10 +241,12 @@ def test_loss_types_and_reward_scaling_give_different_updates(setup, tmp_path):
 
 
 def test_format_penalty_scores_a_missing_verdict_below_a_wrong_one(setup, tmp_path):
-    hot = ["--temperature", "10", "--prompts", "8"]  # many rollouts lose their verdict at temperature 10
+    # many rollouts lose their verdict at temperature 10
+    hot = ["--temperature", "10", "--prompts", "8"]
     plain, _ = run(setup, tmp_path, "fp0", *hot)
     pen, _ = run(setup, tmp_path, "fp1", *hot, "--format-penalty", "1")
-    assert plain[0]["no_verdict"] > 0  # the same rollouts at step 1: the same weights, the same seed
+    # the same rollouts at step 1: the same weights, the same seed
+    assert plain[0]["no_verdict"] > 0
     assert pen[0]["reward"] == pytest.approx(plain[0]["reward"] - plain[0]["no_verdict"])
 
 
@@ -232,11 +261,13 @@ def test_clip_grad_bounds_the_update(setup, tmp_path, start):
     log, w = run(setup, tmp_path, "cg", "--clip-grad", "1e-12")
     _, w0 = run(setup, tmp_path, "cg0", "--clip-grad", "0")
     assert log[0]["grad_norm"] > 1e-6  # logged before clipping
-    assert 0 < max_change(w, start) < 0.01 * max_change(w0, start)  # Adam's step on a 1e-12 gradient is ~eps-bound
+    # Adam's step on a 1e-12 gradient is ~eps-bound
+    assert 0 < max_change(w, start) < 0.01 * max_change(w0, start)
 
 
 def test_nan_log_probs_stop_the_run_with_a_message_and_nothing_is_saved(setup, tmp_path, capsys):
-    # one NaN weight in lm_head makes every log-probability NaN: the ratio is NaN, and an update would spread it
+    # one NaN weight in lm_head makes every log-probability NaN: the ratio is NaN, and an update
+    # would spread it
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -283,15 +314,17 @@ def test_bad_input_stops_with_a_clear_message(setup, tmp_path, case, message, ca
         shutil.copytree(setup / "teacher", ckpt)
         (ckpt / "tokenizer.json").write_text(hf.to_str())
     with pytest.raises(SystemExit) as e:
-        train_grpo.run_cli(["--ckpt", str(ckpt), "--data", str(data), "--out", str(tmp_path / "o.pt"), *extra])
+        train_grpo.run_cli(["--ckpt", str(ckpt), "--data", str(data), "--out",
+                            str(tmp_path / "o.pt"), *extra])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra", [[], ["--algo", "reinforce_pp", "--beta", "0.05"]])
 def test_runs_under_torchrun_with_two_processes(setup, tmp_path, extra):
-    """Each rank samples its own groups; DDP averages the gradients; rank 0 alone writes the checkpoint and log.
-    REINFORCE++ whitens with both ranks' statistics (the all-reduce must pair up on both)."""
+    """Each rank samples its own groups; DDP averages the gradients; rank 0 alone writes the
+    checkpoint and log. REINFORCE++ whitens with both ranks' statistics (the all-reduce must pair up
+    on both)."""
     import os
     import subprocess
     import sys
@@ -300,11 +333,13 @@ def test_runs_under_torchrun_with_two_processes(setup, tmp_path, extra):
     out = tmp_path / "ddp.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(root / "train_grpo.py"), *args(setup, out, "--steps", "2", *extra)]
-    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, cwd=root)
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     log = [r for r in log_of(out) if "reward" in r]
     assert [r["step"] for r in log] == [1, 2]  # one line per step: rank 1 does not log
-    assert load_model(out)[0] is not None and torch.load(out, weights_only=True)["run_config"]["world"] == 2
+    assert load_model(out)[0] is not None and torch.load(out, weights_only=True)["run_config"][
+        "world"] == 2
 
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "j1_min" / "embedded" / "j1-tiny"
@@ -314,18 +349,21 @@ WEAKEN_STEPS, GRPO_STEPS = 20, 20  # SFT steps that plant the bias; GRPO steps t
 @pytest.mark.slow
 @pytest.mark.skipif(not EMBEDDED.exists(), reason="needs the embedded judge (issue 7)")
 def test_grpo_undoes_a_planted_position_bias_on_the_real_task(tmp_path):
-    """The honest learning test (issue 6), on the synthetic task with real rollouts and the real reward.
+    """The honest learning test (issue 6), on the synthetic task with real rollouts and the real
+    reward.
 
-    The weak start is deliberate: the embedded judge after WEAKEN_STEPS SFT steps on teacher traces in which 70%
-    of the [[B]] verdicts were rewritten to [[A]], whatever the thinking concluded. Its reasoning is intact; its
-    verdict after "So B is right." is now A most of the time, so greedy accuracy on 200 held-out pairs falls to
-    about the share of A labels, while sampled rollouts still say B often enough for GRPO's groups to differ.
-    (Rewriting all of them leaves every group flat, all A, and GRPO has no signal: measured, 0.50 -> 0.50.) GRPO_STEPS
-    steps of GRPO with the correctness reward must raise it by at least 0.12: two greedy evaluations of one judge
-    on 200 independent pairs differ by binomial noise of about sqrt(2 * 0.25 / 200) = 0.05 (one s.d.), so 0.12 is
-    more than twice that. (Starting from a brief SFT of a new model does not work at this size: after 150 steps
-    on an easy split it writes verdicts at chance, and GRPO from there only drifted; measured, see issue 6.)
-    Measured on 2 CPU cores (about 4 minutes): 0.50 -> 0.66, no verdict 0.0 -> 0.005."""
+    The weak start is deliberate: the embedded judge after WEAKEN_STEPS SFT steps on teacher traces
+    in which 70% of the [[B]] verdicts were rewritten to [[A]], whatever the thinking concluded. Its
+    reasoning is intact; its verdict after "So B is right." is now A most of the time, so greedy
+    accuracy on 200 held-out pairs falls to about the share of A labels, while sampled rollouts
+    still say B often enough for GRPO's groups to differ. (Rewriting all of them leaves every group
+    flat, all A, and GRPO has no signal: measured, 0.50 -> 0.50.) GRPO_STEPS steps of GRPO with the
+    correctness reward must raise it by at least 0.12: two greedy evaluations of one judge on 200
+    independent pairs differ by binomial noise of about sqrt(2 * 0.25 / 200) = 0.05 (one s.d.), so
+    0.12 is more than twice that. (Starting from a brief SFT of a new model does not work at this
+    size: after 150 steps on an easy split it writes verdicts at chance, and GRPO from there only
+    drifted; measured, see issue 6.) Measured on 2 CPU cores (about 4 minutes): 0.50 -> 0.66, no
+    verdict 0.0 -> 0.005."""
     import random
 
     import train_sft
@@ -334,23 +372,27 @@ def test_grpo_undoes_a_planted_position_bias_on_the_real_task(tmp_path):
     traces = []
     for r in make_pairs(400, "train", seed=5):
         c = teacher_trace(r["question"], r["response_a"], r["response_b"], rng)["completion"]
-        if rng.random() < 0.7:  # the planted bias: 70% of B verdicts become A, whatever the thinking concluded
+        # the planted bias: 70% of B verdicts become A, whatever the thinking concluded
+        if rng.random() < 0.7:
             c = c.replace("[[B]]", "[[A]]")
         traces.append({**r, "completion": c})
     write_jsonl(tmp_path / "biased.jsonl", traces)
     write_jsonl(tmp_path / "rl.jsonl", make_pairs(2000, "train", seed=6))
     write_jsonl(tmp_path / "val.jsonl", make_pairs(200, "val", seed=7))
     train_sft.main(["--data", str(tmp_path / "biased.jsonl"), "--init", str(EMBEDDED), "--steps",
-                    str(WEAKEN_STEPS), "--batch", "16", "--micro", "16", "--lr", "3e-4", "--warmup", "2",
-                    "--seed", "0", "--out", str(tmp_path / "weak.pt")])
-    train_grpo.main(["--ckpt", str(tmp_path / "weak.pt"), "--data", str(tmp_path / "rl.jsonl"), "--val",
-                     str(tmp_path / "val.jsonl"), "--eval-items", "200", "--eval-every", "0", "--eval-budget", "0",
-                     "--steps", str(GRPO_STEPS), "--prompts", "8", "--group", "8", "--lr", "1e-4",
-                     "--max-new-tokens", "400", "--seed", "0", "--out", str(tmp_path / "rl.pt")])
+                    str(WEAKEN_STEPS), "--batch", "16", "--micro", "16", "--lr", "3e-4", "--warmup",
+                    "2", "--seed", "0", "--out", str(tmp_path / "weak.pt")])
+    train_grpo.main(["--ckpt", str(tmp_path / "weak.pt"), "--data", str(tmp_path / "rl.jsonl"),
+                     "--val", str(tmp_path / "val.jsonl"), "--eval-items", "200", "--eval-every",
+                     "0", "--eval-budget", "0", "--steps", str(GRPO_STEPS), "--prompts", "8",
+                     "--group", "8", "--lr", "1e-4", "--max-new-tokens", "400", "--seed", "0",
+                     "--out", str(tmp_path / "rl.pt")])
     evals = [r for r in log_of(tmp_path / "rl.pt") if "val_acc_budget0" in r]
-    (before, after), no_verdict = (e["val_acc_budget0"] for e in evals), evals[0]["val_no_verdict_budget0"]
+    (before, after), no_verdict = (e["val_acc_budget0"]
+                                   for e in evals), evals[0]["val_no_verdict_budget0"]
     assert [e["step"] for e in evals] == [0, GRPO_STEPS]
-    assert no_verdict < 0.05  # the weak start writes verdicts: what GRPO fixes is the judgment, not the format
+    # the weak start writes verdicts: what GRPO fixes is the judgment, not the format
+    assert no_verdict < 0.05
     assert after - before >= 0.12, (before, after)
 
 
@@ -372,8 +414,10 @@ def test_resume_with_another_learning_rate_is_refused(setup, tmp_path):
 
 
 @pytest.mark.parametrize("nan_from", [1, 3])
-def test_a_non_finite_policy_is_never_saved_and_the_stop_names_a_finite_file_or_none(setup, tmp_path, capsys,
-                                                                                     monkeypatch, nan_from):
+def test_a_non_finite_policy_is_never_saved_and_the_stop_names_a_finite_file_or_none(
+        setup, tmp_path, capsys,
+                                                                                     monkeypatch,
+        nan_from):
     import j1_min.rl as rl
     calls, real = [0], rl.grpo_loss
 
@@ -386,13 +430,16 @@ def test_a_non_finite_policy_is_never_saved_and_the_stop_names_a_finite_file_or_
     with pytest.raises(SystemExit) as e:
         train_grpo.run_cli(args(setup, out, "--save-every", "1"))
     err = capsys.readouterr().err
-    # the RL step's own guard stops at the non-finite gradient, before the optimizer changes any weight
-    assert e.value.code == 2 and "is nan" in err and "no update was made" in err and "Traceback" not in err
+    # the RL step's own guard stops at the non-finite gradient, before the optimizer changes any
+    # weight
+    assert e.value.code == 2 and "is nan" in err and "no update was made" in err \
+        and "Traceback" not in err
     if nan_from == 1:
         assert not out.exists()
     else:
         ck = torch.load(out, weights_only=True)
-        assert ck["train_state"]["step"] == nan_from - 1 and all(t.isfinite().all() for t in ck["model"].values())
+        assert ck["train_state"]["step"] == nan_from - 1 and all(t.isfinite().all()
+                                                                 for t in ck["model"].values())
 
 
 def test_a_prompt_too_long_is_named_at_load_or_skipped_and_counted(setup, tmp_path, capsys):
@@ -400,9 +447,11 @@ def test_a_prompt_too_long_is_named_at_load_or_skipped_and_counted(setup, tmp_pa
     pairs[2] = {**pairs[2], "question": "What is 1 + 1? " * 300}
     data = tmp_path / "rl.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in pairs))
-    with pytest.raises(ValueError, match=f"{data}, line 3 \\(id {pairs[2]['id']}\\): .* tokens, over"):
+    with pytest.raises(ValueError, match=f"{data}, line 3 \\(id {pairs[2]['id']}\\): .* tokens, "
+                                         "over"):
         train_grpo.main(args(setup, tmp_path / "a.pt", "--data", data))
-    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "a.log.jsonl").exists()  # no step was run
+    # no step was run
+    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "a.log.jsonl").exists()
     train_grpo.main(args(setup, tmp_path / "b.pt", "--data", data, "--skip-bad", "--steps", "1"))
     assert "--data: skipped 1 bad line (first: " in capsys.readouterr().out
     config = log_of(tmp_path / "b.pt")[0]["config"]

@@ -1,4 +1,5 @@
-"""train_sft.py: masked loss, accumulation = one big batch, kill-and-resume = uninterrupted, DDP = one process."""
+"""train_sft.py: masked loss, accumulation = one big batch, kill-and-resume = uninterrupted, DDP =
+one process."""
 from __future__ import annotations
 
 import json
@@ -25,14 +26,16 @@ def trace(i: int) -> dict:
     label = "A" if i % 2 == 0 else "B"
     ra, rb = (right, wrong) if label == "A" else (wrong, right)
     return {"id": f"t{i}", "question": f"What is {a} + {b}?", "response_a": f"The answer is {ra}.",
-            "response_b": f"The answer is {rb}.", "label": label, "verdict": label, "has_reflection": False,
-            "source": "test",
-            "completion": f"{a} + {b} = {right}.\nA says {ra}. B says {rb}.\nSo {label} is right.\n</think>\n[[{label}]]"}
+            "response_b": f"The answer is {rb}.", "label": label, "verdict": label,
+            "has_reflection": False, "source": "test",
+            "completion": f"{a} + {b} = {right}.\nA says {ra}. B says {rb}.\nSo {label} is "
+                          f"right.\n</think>\n[[{label}]]"}
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A traces file, a held-out file, and a tiny random Qwen2 folder with a tokenizer trained on the traces."""
+    """A traces file, a held-out file, and a tiny random Qwen2 folder with a tokenizer trained on
+    the traces."""
     import transformers
     d = tmp_path_factory.mktemp("sft")
     train, val = [trace(i) for i in range(40)], [trace(i) for i in range(100, 108)]
@@ -41,8 +44,9 @@ def files(tmp_path_factory):
     tok = train_bpe([json.dumps(r) for r in train], vocab_size=300)
     torch.manual_seed(0)
     cfg = transformers.Qwen2Config(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                   max_position_embeddings=512, tie_word_embeddings=True)
+                                   num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, max_position_embeddings=512,
+                                   tie_word_embeddings=True)
     transformers.Qwen2ForCausalLM(cfg).save_pretrained(d / "init")
     (d / "init" / "tokenizer.json").write_text(tok.to_json())
     return d
@@ -69,15 +73,18 @@ def test_prompt_positions_carry_no_gradient(files):
     inp, tgt, mask = sft_batches(ex, 3, 0)[0]
     grads = {}
 
-    def keep_grad(module, inputs, output):  # the final hidden states: position t feeds only the logits at t
+    # the final hidden states: position t feeds only the logits at t
+    def keep_grad(module, inputs, output):
         output.register_hook(lambda g: grads.__setitem__("g", g))
     model.model.norm.register_forward_hook(keep_grad)
     sft_nll(model, inp, tgt, mask).backward()
     g = grads["g"].abs().sum(-1)  # (b, T-1): gradient reaching each position's logits
     for r, (ids, n_prompt) in enumerate(sorted(ex, key=lambda e: len(e[0]))):
         assert g[r, :n_prompt - 1].max() == 0  # prompt targets: no gradient
-        assert (g[r, n_prompt - 1:len(ids) - 1] > 0).all()  # every completion target (and <|im_end|>): gradient
-        assert g[r, len(ids) - 1:].max() == 0 if len(ids) - 1 < g.shape[1] else True  # padding: none
+        # every completion target (and <|im_end|>): gradient
+        assert (g[r, n_prompt - 1:len(ids) - 1] > 0).all()
+        # padding: none
+        assert g[r, len(ids) - 1:].max() == 0 if len(ids) - 1 < g.shape[1] else True
 
 
 def test_gradient_accumulation_equals_one_big_batch(files, tmp_path):
@@ -88,10 +95,11 @@ def test_gradient_accumulation_equals_one_big_batch(files, tmp_path):
 
 def test_kill_and_resume_gives_identical_weights(files, tmp_path):
     full = run(files, tmp_path / "full.pt")
-    run(files, tmp_path / "part.pt", "--stop-after", "3")  # the process "dies" right after step 3's checkpoint
+    # the process "dies" right after step 3's checkpoint
+    run(files, tmp_path / "part.pt", "--stop-after", "3")
     resumed = run(files, tmp_path / "part.pt", "--resume", tmp_path / "part.pt")
-    # Bit-identical: the same float32 CPU ops run in the same order on the same data (the data order is a pure
-    # function of seed and step, and the optimizer state is restored exactly).
+    # Bit-identical: the same float32 CPU ops run in the same order on the same data (the data order
+    # is a pure function of seed and step, and the optimizer state is restored exactly).
     assert max_diff(full, resumed) == 0.0
     log = [json.loads(l) for l in (tmp_path / "part.log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6]
@@ -99,14 +107,17 @@ def test_kill_and_resume_gives_identical_weights(files, tmp_path):
 
 def test_two_processes_give_the_loss_curve_of_one(files, tmp_path):
     def curve(out, nproc):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               str(ROOT / "train_sft.py")] if nproc > 1 else [sys.executable, str(ROOT / "train_sft.py")]
-        cmd += ["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out", str(out),
-                "--batch", "8", "--micro", "2", "--steps", "4", "--eval-every", "0", "--seed", "1"]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", str(ROOT / "train_sft.py")] if nproc > 1 else [
+                   sys.executable, str(ROOT / "train_sft.py")]
+        cmd += ["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out",
+                str(out), "--batch", "8", "--micro", "2", "--steps", "4", "--eval-every", "0",
+                "--seed", "1"]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
         assert done.returncode == 0, done.stderr[-3000:]
-        return [r["loss"] for r in map(json.loads, out.with_suffix(".log.jsonl").read_text().splitlines())
+        return [r["loss"] for r in map(json.loads,
+                                       out.with_suffix(".log.jsonl").read_text().splitlines())
                 if "loss" in r]
     one, two = curve(tmp_path / "one.pt", 1), curve(tmp_path / "two.pt", 2)
     assert len(one) == len(two) == 4
@@ -116,7 +127,8 @@ def test_two_processes_give_the_loss_curve_of_one(files, tmp_path):
 
 def test_thirty_steps_lower_the_loss(files, tmp_path):
     run(files, tmp_path / "s.pt", "--steps", "30", "--lr", "1e-2")
-    losses = [r["loss"] for r in map(json.loads, (tmp_path / "s.log.jsonl").read_text().splitlines()) if "loss" in r]
+    losses = [r["loss"] for r in map(
+        json.loads, (tmp_path / "s.log.jsonl").read_text().splitlines()) if "loss" in r]
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
 
 
@@ -145,14 +157,16 @@ def test_bad_input_stops_with_a_clear_message(files, tmp_path, case, message, ca
         import shutil
         init = tmp_path / "init"
         shutil.copytree(files / "init", init)
-        (init / "tokenizer.json").write_text(train_bpe([json.dumps(trace(i)) for i in range(40)] * 5,
+        (init / "tokenizer.json").write_text(train_bpe([json.dumps(trace(i)) for i in range(40)]
+                                                       * 5,
                                                        vocab_size=1000).to_json())
     elif case == "no_folder":
         out = tmp_path / "missing" / "o.pt"
     elif case == "exists":
         out.write_text("precious")
     with pytest.raises(SystemExit) as e:
-        train_sft.run_cli(["--data", str(data), "--init", str(init), "--out", str(out), "--steps", "1"])
+        train_sft.run_cli(["--data", str(data), "--init", str(init), "--out", str(out), "--steps",
+                           "1"])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
     if case == "exists":
@@ -160,8 +174,8 @@ def test_bad_input_stops_with_a_clear_message(files, tmp_path, case, message, ca
 
 
 def named_checkpoint(err: str, out: Path):
-    """The file a NaN stop names, checked: it exists and its model maps a prompt to finite logits. None when the
-    message says that there is none, in which case --out must not exist either."""
+    """The file a NaN stop names, checked: it exists and its model maps a prompt to finite logits.
+    None when the message says that there is none, in which case --out must not exist either."""
     if "no checkpoint with finite weights was written" in err:
         assert not out.exists()
         return None
@@ -174,13 +188,15 @@ def named_checkpoint(err: str, out: Path):
 
 
 @pytest.mark.parametrize("save_every", ["1", "100"])
-def test_a_non_finite_loss_never_reaches_a_save_and_the_message_names_a_finite_file_or_none(files, tmp_path,
-                                                                                           capsys, save_every):
+def test_a_non_finite_loss_never_reaches_a_save_and_the_message_names_a_finite_file_or_none(
+        files, tmp_path,
+                                                                                           capsys,
+        save_every):
     out = tmp_path / "n.pt"
     with pytest.raises(SystemExit) as e:  # lr 1e30: step 1 is finite, then the model overflows
-        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out", str(out),
-                           "--steps", "50", "--lr", "1e30", "--warmup", "1", "--clip", "0", "--save-every", save_every,
-                           "--eval-every", "0"])
+        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"),
+                           "--out", str(out), "--steps", "50", "--lr", "1e30", "--warmup", "1",
+                           "--clip", "0", "--save-every", save_every, "--eval-every", "0"])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "stopping without saving" in err
@@ -196,8 +212,9 @@ def test_a_nan_stop_names_the_last_checkpoint_written(files, tmp_path, capsys, m
     monkeypatch.setattr(train_sft, "sft_nll", nan_from_step_4)
     out = tmp_path / "n.pt"
     with pytest.raises(SystemExit):
-        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out", str(out),
-                           "--batch", "8", "--micro", "8", "--steps", "6", "--save-every", "2", "--eval-every", "0"])
+        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"),
+                           "--out", str(out), "--batch", "8", "--micro", "8", "--steps", "6",
+                           "--save-every", "2", "--eval-every", "0"])
     err = capsys.readouterr().err
     assert "loss is nan at step 4" in err and named_checkpoint(err, out) == out
     assert torch.load(out, weights_only=True)["train_state"]["step"] == 2
@@ -208,8 +225,9 @@ def test_resume_never_overwrites_another_existing_file(files, tmp_path, capsys):
     precious = tmp_path / "traces.jsonl"
     precious.write_text("precious\n")
     with pytest.raises(SystemExit) as e:
-        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out",
-                           str(precious), "--resume", str(tmp_path / "part.pt"), "--steps", "4"])
+        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"),
+                           "--out", str(precious), "--resume", str(tmp_path / "part.pt"), "--steps",
+                           "4"])
     assert e.value.code == 2 and "--force" in capsys.readouterr().err
     assert precious.read_text() == "precious\n"
 
@@ -218,8 +236,8 @@ def test_a_missing_checkpoint_does_not_truncate_its_log(files, tmp_path, capsys)
     log = tmp_path / "o.log.jsonl"
     log.write_text('{"step": 1, "loss": 2.0}\n')
     with pytest.raises(SystemExit) as e:
-        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"), "--out",
-                           str(tmp_path / "o.pt"), "--steps", "1"])
+        train_sft.run_cli(["--data", str(files / "train.jsonl"), "--init", str(files / "init"),
+                           "--out", str(tmp_path / "o.pt"), "--steps", "1"])
     assert e.value.code == 2 and "o.log.jsonl exists" in capsys.readouterr().err
     assert log.read_text() == '{"step": 1, "loss": 2.0}\n'
 
@@ -232,13 +250,15 @@ def test_resume_refuses_changed_settings_and_warns_about_more_steps(files, tmp_p
         with pytest.raises(ValueError) as e:
             run(files, part, "--resume", part, flag, value)
         assert flag in str(e.value)
-    (tmp_path / "other.jsonl").write_text((files / "train.jsonl").read_text().replace("What is 10", "What is 11"))
+    (tmp_path / "other.jsonl").write_text(
+        (files / "train.jsonl").read_text().replace("What is 10", "What is 11"))
     with pytest.raises(ValueError, match="--data-sha256"):
         run(files, part, "--resume", part, "--data", tmp_path / "other.jsonl")
     run(files, part, "--resume", part, "--steps", "8")
     assert "warning: resuming with a changed setting: --steps 6 -> 8" in capsys.readouterr().out
     log = [json.loads(l) for l in part.with_suffix(".log.jsonl").read_text().splitlines()]
-    assert log[0]["config"]["steps"] == 6  # the log is appended to: the first run's lines are still there
+    # the log is appended to: the first run's lines are still there
+    assert log[0]["config"]["steps"] == 6
     resumed = [r for r in log if "resumed_at" in r]
     assert len(resumed) == 1 and resumed[0]["changed"] == ["--steps 6 -> 8"]
     assert [r["step"] for r in log if "loss" in r] == list(range(1, 9))
@@ -254,7 +274,8 @@ def test_resuming_an_rl_run_says_what_the_file_is(files, tmp_path):
         run(files, tmp_path / "sft.pt", "--resume", rl)
 
 
-def test_a_trace_too_long_is_named_by_file_and_line_or_skipped_counted_and_logged(files, tmp_path, capsys):
+def test_a_trace_too_long_is_named_by_file_and_line_or_skipped_counted_and_logged(
+        files, tmp_path, capsys):
     long = {**trace(3), "completion": "1 + 1 = 2. " * 400 + "\n</think>\n[[A]]"}
     data = tmp_path / "d.jsonl"
     data.write_text("\n\n" + "".join(json.dumps(r) + "\n" for r in [trace(0), long, trace(1)]))
