@@ -25,7 +25,8 @@ import torch
 from . import runs, shard
 from .grpo import group_advantages, grpo_loss, k1_kl, loss_normalizer, reinforce_pp_advantages
 from .judge_format import J1_MIN, completion_text, parse_verdict, reward
-from .sampling import Generation, generate, selected_logprobs
+from .logprobs import selected_logprobs
+from .sampling import Generation, generate
 
 ALGOS = ("grpo", "reinforce_pp", "reinforce_pp_baseline")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from .judge_format import END_OF_TURN, J1_MIN, encode_prompt
-from .sampling import selected_logprobs
+from .logprobs import selected_logprobs
 
 
 def sft_example(tokenizer, record: dict, template=J1_MIN) -> tuple[list[int], int]:

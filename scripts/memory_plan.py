@@ -27,7 +27,7 @@ tests/test_shard.py):
   final norm, the token ids and RoPE's cos/sin. With --activation-checkpointing a block keeps only
   its input, and one block's activations are rebuilt at a time during the backward. Not counted: the
   lm_head chunk's logits (rows x 256 positions x vocab x 4 bytes x ~2,
-  j1_min/sampling.py:selected_logprobs), allocator slack and the CUDA context (~1-2 GB on a GPU).
+  j1_min/logprobs.py:selected_logprobs), allocator slack and the CUDA context (~1-2 GB on a GPU).
 * RL rollouts (train_grpo.py): the policy gathered into one full float32 copy per rank
   (shard.full_model, 4 bytes per parameter) and the KV cache, layers x 2 x kv-heads x head-dim x 4
   bytes per rollout token. They live during the rollout, when the gradients are freed and no
@@ -176,7 +176,7 @@ def measure(cfg: ModelConfig, dtype: str, rows: int = 2, length: int = 64) -> di
     import torch.distributed as dist
 
     from j1_min import shard
-    from j1_min.sampling import selected_logprobs
+    from j1_min.logprobs import selected_logprobs
     dist.init_process_group("gloo")
     model = Transformer(cfg)
     model.init_weights(seed=0)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import TableTokenizer
-from j1_min.sampling import Generation, generate, process_logits, sample, token_logprobs
+from j1_min.logprobs import token_logprobs
+from j1_min.sampling import Generation, generate, process_logits, sample
 from j1_min.checkpoint import load_model
 
 torch.set_num_threads(2)
@@ -175,7 +176,7 @@ def test_logprobs_are_under_the_temperature_alone_not_the_nucleus(model):
 
 
 def test_selected_logprobs_equal_full_logits_in_chunks_with_the_same_gradient(model):
-    from j1_min.sampling import selected_logprobs
+    from j1_min.logprobs import selected_logprobs
     kw = dict(temperature=0.8)
     inp = torch.randint(0, V, (3, 21), generator=torch.Generator().manual_seed(4))
     tgt = model(inp).argmax(-1).detach()
