@@ -71,6 +71,31 @@ def test_one_pair_from_flags_prints_its_verdict(setup, capsys):
     assert "verdict A" in out and "accuracy" not in out  # no label, so no score
 
 
+def test_one_labelled_pair_says_whether_its_verdict_is_right(setup, capsys):
+    argv = ["--ckpt", setup / "biased", "--question", "What is 2 + 2?", "--a", "The answer is 4.",
+            "--b", "The answer is 5.", "--max-think-tokens", "0", "--max-new-tokens", "8"]
+    assert "verdict A (right)" in run(setup, capsys, *argv, "--label", "A")
+    assert "verdict A (wrong; label B)" in run(setup, capsys, *argv, "--label", "B")
+
+
+def test_wait_text_is_what_forcing_writes(setup, capsys, tmp_path):
+    run(setup, capsys, "--ckpt", setup / "biased", "--data", setup / "test.jsonl", "--budget", "1",
+        "--wait-text", "Hmm", "--max-think-tokens", "6", "--max-new-tokens", "20", "--out",
+        tmp_path / "w.jsonl")
+    rows = [json.loads(l) for l in (tmp_path / "w.jsonl").read_text().splitlines()]
+    assert all(r["num_waits"] == 1 and "Hmm" in r["completion"] and "Wait" not in r["completion"]
+               for r in rows)
+
+
+def test_examples_prints_that_many_traces_and_plot_draws_the_table(setup, capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = run(setup, capsys, "--ckpt", setup / "biased", "--data", setup / "test.jsonl",
+              "--budgets", "0,1", "--max-think-tokens", "6", "--max-new-tokens", "20",
+              "--examples", "3", "--plot", tmp_path / "p.png")
+    assert out.count("\n--- ") == 3 and out.count("budget 1: verdict") == 3
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--question", "q", "--a", "x"], "--question, --a and --b"),
     (["--budgets", "0,x"], "--budgets"),
