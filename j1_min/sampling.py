@@ -283,11 +283,7 @@ def _decode(model, prompts, rows, rules, temperature, top_k, top_p, seed, stream
     Rows that would write the same tokens are decoded once (families); the others get copies of
     their results at the end."""
     device = model.lm_head.weight.device
-    occurrence, seen = [], {}  # the k-th repeat of a prompt in this call: its default stream
-    for p in prompts:
-        occurrence.append(seen.get(tuple(p), 0))
-        seen[tuple(p)] = occurrence[-1] + 1
-    streams = streams or occurrence
+    streams = streams or _repeat_index(prompts)
     lead_of = families(prompts, rows, streams, temperature)
     leaders = sorted(set(lead_of))
 
@@ -320,18 +316,7 @@ def _decode(model, prompts, rows, rules, temperature, top_k, top_p, seed, stream
         fresh = [i for i, row in enumerate(batch) if row.fresh]
         ban = (torch.tensor(fresh, device=device), banned) if fresh and len(banned) else None
         tok, lp = sample(logits, temperature, top_k, top_p, u, ban)  # (B,), (B,)
-        # (cache row it continues from, row, random stream, token to feed, positions to roll back)
-        went = []
-        for i, (row, rng, t, l) in enumerate(zip(batch, rngs, tok.tolist(), lp.tolist())):
-            t, roll = row.advance(t, l, rules)
-            if not row.done:
-                went.append((i, row, rng, t, roll))
-            # forked: the child continues from this row's cache and random stream
-            if row.spawn is not None:
-                child, t_child, roll_child = row.spawn
-                row.spawn = None
-                if not child.done:
-                    went.append((i, child, _copy_rng(rng), t_child, roll_child))
+        went = _advance(batch, rngs, tok.tolist(), lp.tolist(), rules)
         if not went:
             break
         went = _arrange(went, batch)
@@ -350,6 +335,32 @@ def _decode(model, prompts, rows, rules, temperature, top_k, top_p, seed, stream
     for i, j in enumerate(lead_of):
         if i != j:
             rows[i].gen = copy.deepcopy(rows[j].children.get(rows[i].budget, rows[j]).gen)
+
+
+def _repeat_index(prompts) -> list[int]:
+    """The k-th repeat of a prompt in this call is stream k: each row's default random stream."""
+    index, seen = [], {}
+    for p in prompts:
+        index.append(seen.get(tuple(p), 0))
+        seen[tuple(p)] = index[-1] + 1
+    return index
+
+
+def _advance(batch, rngs, tokens: list[int], logprobs: list[float], rules) -> list[tuple]:
+    """Each row takes its sampled token (forcing.Row.advance); the rows that go on, as (cache row it
+    continues from, row, random stream, token to feed, positions to roll back). A row that forked
+    brings its child, which continues from the same cache row with a copy of its random stream."""
+    went = []
+    for i, (row, rng, t, lp) in enumerate(zip(batch, rngs, tokens, logprobs)):
+        t, roll = row.advance(t, lp, rules)
+        if not row.done:
+            went.append((i, row, rng, t, roll))
+        if row.spawn is not None:
+            child, t_child, roll_child = row.spawn
+            row.spawn = None
+            if not child.done:
+                went.append((i, child, _copy_rng(rng), t_child, roll_child))
+    return went
 
 
 def _arrange(went: list[tuple], batch: list) -> list[tuple]:
