@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import torch
 from tqdm import tqdm
@@ -298,12 +297,7 @@ def evaluate(policy, tok, template, val, args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    shard.check_args(args, "RANK" in os.environ)
-    d = runs.setup_dist(args.device)
-    out = runs.check_out(args.out, args.force, args.resume, folder=args.shard)
-    if args.prompts % d.world:
-        raise ValueError(f"--prompts {args.prompts} must be divisible by the number of processes "
-                         f"({d.world})")
+    d, out = runs.begin(args, "--prompts", args.prompts)
     state, policy, ref, tok, template, data, prompts, val, config = setup(args, d)
     # before the optimizer
     shard.wrap(policy, args.dtype, args.activation_checkpointing, shard=args.shard)
@@ -341,16 +335,11 @@ def main(argv=None):
             if step == args.stop_after:
                 break
     bar.close()
-    if interrupted[0]:
-        saver.save(policy, tok, config, opt, step, {"step": step})
-        if d.main:
-            print(f"interrupted: saved step {step} to {out}; continue with --resume {out}")
     # sharded: every rank gathers the policy together
-    elif step == args.steps and val and (d.main or args.shard):
-        metrics = evaluate_and_log(step)
-        if d.main:
-            print(json.dumps(metrics))
-    runs.teardown(d)
+    final = step == args.steps and val and (d.main or args.shard)
+    runs.finish(d, out, step, interrupted[0],
+                lambda at: saver.save(policy, tok, config, opt, at, {"step": at}),
+                (lambda: evaluate_and_log(step)) if final else None)
 
 
 def run_cli(argv=None):

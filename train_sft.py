@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -243,12 +242,7 @@ def evaluate(model, tok, template, val, val_examples, args, d, autocast) -> dict
 
 def main(argv=None):
     args = parse_args(argv)
-    shard.check_args(args, "RANK" in os.environ)
-    d = runs.setup_dist(args.device)
-    out = runs.check_out(args.out, args.force, args.resume, folder=args.shard)
-    if args.batch % d.world:
-        raise ValueError(f"--batch {args.batch} must be divisible by the number of processes "
-                         f"({d.world})")
+    d, out = runs.begin(args, "--batch", args.batch)
     torch.manual_seed(args.seed)
     state, model, tok, template, examples, val, val_examples, config = setup(args, d)
     # before the optimizer sees it
@@ -281,16 +275,11 @@ def main(argv=None):
             if step == args.stop_after:
                 break
     bar.close()
-    if interrupted[0]:
-        saver.save(model, tok, config, opt, step, {"step": step})
-        if d.main:
-            print(f"interrupted: saved step {step} to {out}; continue with --resume {out}")
     # a sharded model evaluates on every rank together
-    elif step == args.steps and (d.main or args.shard):
-        metrics = evaluate_and_log(step)
-        if d.main:
-            print(json.dumps(metrics))
-    runs.teardown(d)
+    final = step == args.steps and (d.main or args.shard)
+    runs.finish(d, out, step, interrupted[0],
+                lambda at: saver.save(model, tok, config, opt, at, {"step": at}),
+                (lambda: evaluate_and_log(step)) if final else None)
 
 
 def run_cli(argv=None):

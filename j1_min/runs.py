@@ -91,6 +91,33 @@ def teardown(d: Dist) -> None:
         dist.destroy_process_group()
 
 
+def begin(args, flag: str, rows: int) -> tuple[Dist, Path]:
+    """The start of a training run, both trainers: --shard checked against torchrun, the process
+    group (or one process), --out checked before any work, and the global batch (`flag`, `rows`)
+    divisible by the number of processes. Returns (the Dist, --out's path)."""
+    shard.check_args(args, "RANK" in os.environ)
+    d = setup_dist(args.device)
+    out = check_out(args.out, args.force, args.resume, folder=args.shard)
+    if rows % d.world:
+        raise ValueError(f"{flag} {rows} must be divisible by the number of processes ({d.world})")
+    return d, out
+
+
+def finish(d: Dist, out, step: int, interrupted: bool, save, final_evaluation) -> None:
+    """The end of a training run, both trainers: after Ctrl-C, save(step) and say how to resume;
+    after the last step, final_evaluation() (None: there is none) and its metrics printed; then
+    teardown."""
+    if interrupted:
+        save(step)
+        if d.main:
+            print(f"interrupted: saved step {step} to {out}; continue with --resume {out}")
+    elif final_evaluation is not None:
+        metrics = final_evaluation()
+        if d.main:
+            print(json.dumps(metrics))
+    teardown(d)
+
+
 # ------------------------------------------------------------------------------------------------
 # files
 
