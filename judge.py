@@ -213,8 +213,8 @@ def judge_all(model, tok, items: Records, args, template) -> list[dict]:
     <out>.partial as soon as they exist (data.PartialJsonl), so a killed run loses one batch at
     most, and --resume goes on from the last whole batch there: batches are cut at the same items,
     so the result is what one uninterrupted run gives."""
-    # pairs per sampler call
-    pairs = max(1, args.batch_size // ((2 if args.swap else 1) * args.samples))
+    rows_per_pair = (2 if args.swap else 1) * args.samples  # decoded rows; budgets fork, add none
+    pairs = max(1, args.batch_size // rows_per_pair)  # pairs per sampler call
     kw = dict(budgets=args.budget_list, samples=args.samples, swap=args.swap,
               temperature=args.temperature, seed=args.seed, max_new_tokens=args.max_new_tokens,
               max_think_tokens=args.max_think_tokens, wait_text=args.wait_text)
@@ -226,10 +226,9 @@ def judge_all(model, tok, items: Records, args, template) -> list[dict]:
                     "dtype": args.dtype, "skip_bad": args.skip_bad, "template": template.to_dict()}
         partial = PartialJsonl(args.out, settings)
         done = partial.resume() if args.resume else []
-        per_item = len(args.budget_list) * args.samples * (2 if args.swap else 1)
         whole = Counter(j["item"] for j in done)
         first = 0
-        while whole.get(first) == per_item:
+        while whole.get(first) == rows_per_pair * len(args.budget_list):  # its judgments
             first += 1
         first -= first % pairs  # a batch torn by the kill is judged again, whole
         done = [j for j in done if j["item"] < first]

@@ -307,6 +307,9 @@ def main(argv=None):
     cfg = RLConfig.from_args(args)
     forcing = rollout_forcing(args, tok, template)
 
+    def save(at_step):
+        saver.save(policy, tok, config, opt, at_step, {"step": at_step})
+
     def evaluate_and_log(at_step):
         metrics = {"step": at_step, **evaluate(policy, tok, template, val, args)}
         log.write(metrics)
@@ -329,7 +332,7 @@ def main(argv=None):
                             len=f"{metrics['completion_len']:.0f}", flat=metrics["flat_groups"],
                             dlogp=f"{metrics['logp_diff_max']:.1e}")
             if step % args.save_every == 0 or step == args.steps or step == args.stop_after:
-                saver.save(policy, tok, config, opt, step, {"step": step})
+                save(step)
             if val and args.eval_every and step % args.eval_every == 0 and step < args.steps:
                 bar.write(json.dumps(evaluate_and_log(step)))
             if step == args.stop_after:
@@ -338,8 +341,7 @@ def main(argv=None):
     # sharded: every rank gathers the policy together
     final = step == args.steps and val and (d.main or args.shard)
     runs.finish(d, out, step, interrupted[0],
-                lambda at: saver.save(policy, tok, config, opt, at, {"step": at}),
-                (lambda: evaluate_and_log(step)) if final else None)
+                save, (lambda: evaluate_and_log(step)) if final else None)
 
 
 def run_cli(argv=None):

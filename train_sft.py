@@ -252,6 +252,9 @@ def main(argv=None):
     autocast = torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
     saver = runs.Saver(out, d.main, examples[0][0], state)  # never saves a non-finite model
 
+    def save(at_step):
+        saver.save(model, tok, config, opt, at_step, {"step": at_step})
+
     def evaluate_and_log(at_step):
         metrics = {"step": at_step,
                    **evaluate(model, tok, template, val, val_examples, args, d, autocast)}
@@ -269,7 +272,7 @@ def main(argv=None):
             bar.set_postfix(loss=f"{m['loss']:.4f}", lr=f"{m['lr']:.2e}",
                             tok_s=f"{m['target_tok_s']:.0f}")
             if step % args.save_every == 0 or step == args.steps or step == args.stop_after:
-                saver.save(model, tok, config, opt, step, {"step": step})
+                save(step)
             if args.eval_every and step % args.eval_every == 0 and step < args.steps:
                 bar.write(json.dumps(evaluate_and_log(step)))
             if step == args.stop_after:
@@ -278,8 +281,7 @@ def main(argv=None):
     # a sharded model evaluates on every rank together
     final = step == args.steps and (d.main or args.shard)
     runs.finish(d, out, step, interrupted[0],
-                lambda at: saver.save(model, tok, config, opt, at, {"step": at}),
-                (lambda: evaluate_and_log(step)) if final else None)
+                save, (lambda: evaluate_and_log(step)) if final else None)
 
 
 def run_cli(argv=None):

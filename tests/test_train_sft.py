@@ -105,6 +105,31 @@ def test_kill_and_resume_gives_identical_weights(files, tmp_path):
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6]
 
 
+def test_ctrl_c_saves_the_step_it_finished_and_resume_goes_on_to_the_same_weights(
+        files, tmp_path, monkeypatch, capsys):
+    import contextlib
+    flag = [False]  # what runs.ctrl_c's handler sets on SIGINT
+
+    @contextlib.contextmanager
+    def ctrl_c():
+        yield flag
+    real = train_sft.train_step
+
+    def step_then_ctrl_c(*a, **kw):
+        out = real(*a, **kw)
+        flag[0] = True  # Ctrl-C during the first step
+        return out
+    monkeypatch.setattr(train_sft.runs, "ctrl_c", ctrl_c)
+    monkeypatch.setattr(train_sft, "train_step", step_then_ctrl_c)
+    out = tmp_path / "part.pt"
+    run(files, out)
+    said = capsys.readouterr().out
+    assert f"interrupted: saved step 1 to {out}; continue with --resume {out}" in said
+    monkeypatch.undo()
+    resumed = run(files, out, "--resume", out)
+    assert max_diff(run(files, tmp_path / "full.pt"), resumed) == 0.0
+
+
 def test_two_processes_give_the_loss_curve_of_one(files, tmp_path):
     def curve(out, nproc):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
