@@ -37,7 +37,8 @@ RL_BUDGETS=${RL_BUDGETS:-0-3}      # the budget-forced RL row: each group's budg
 PAR_TEMPERATURE=${PAR_TEMPERATURE:-1.0}  # parallel scaling's sampling temperature (RL's rollout temperature)
 TEST_N=${TEST_N:-1000}
 EXPORT_ROW=${EXPORT_ROW:-j1_grpo}
-STOP_AFTER=${STOP_AFTER:-}         # "j1_sft": stop after J1-SFT (the difficulty search, on val.jsonl); "sft": both SFTs
+STOP_AFTER=${STOP_AFTER:-}         # "j1_sft": stop after J1-SFT (the difficulty search, on val.jsonl); "sft": both SFTs;
+                                   # an RL row's name (j1_reinforce_pp, ...): stop after that row (choosing RL_STEPS)
 mkdir -p "$OUT"
 TASK=(--digits "$DIGITS" --mul-digits "$MUL_DIGITS" --ops "$OPS" --wrong-kinds "$WRONG_KINDS")
 
@@ -96,6 +97,7 @@ for row in j1_reinforce_pp j1_grpo j1_grpo_budget; do
   step "RL on J1-SFT: $row (${RL_FLAGS[$row]})"
   # shellcheck disable=SC2086  # the flags are words
   train "$OUT/$row.pt" train_grpo.py --ckpt "$OUT/j1_sft.pt" "${RL[@]}" ${RL_FLAGS[$row]}
+  if [ "$STOP_AFTER" = "$row" ]; then cat "$OUT/times.log"; exit 0; fi
 done
 # the better RL, chosen on the last validation line of each J1-SFT RL log (results.py --better-rl), kept for resumes
 [ -e "$OUT/better_rl.txt" ] || python scripts/results.py --better-rl "$OUT" > "$OUT/better_rl.txt"
