@@ -89,8 +89,10 @@ step "SFT on plain traces (the ordinary judge)"
 train "$OUT/plain_sft.pt" train_sft.py --data "$OUT/traces_plain.jsonl" "${SFT[@]}"
 if [ "$STOP_AFTER" = sft ]; then cat "$OUT/times.log"; exit 0; fi
 
+# 600 new tokens in rollouts and validation, as on the test pairs: J1-SFT thinks ~370 tokens at budget 3, so a
+# 400-token cap would score many budget-forced rollouts 0 for length alone (and cut 10% of budget-2 validation)
 RL=(--data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --steps "$RL_STEPS" --prompts 8 --group 8 --lr "$RL_LR"
-    --max-new-tokens 400 --eval-every "$RL_EVAL_EVERY" --eval-items 200 --save-every 10 --seed "$SEED")
+    --max-new-tokens 600 --eval-every "$RL_EVAL_EVERY" --eval-items 200 --save-every 10 --seed "$SEED")
 declare -A RL_FLAGS=([j1_reinforce_pp]="--algo reinforce_pp" [j1_grpo]="--algo grpo"
                      [j1_grpo_budget]="--algo grpo --budget $RL_BUDGETS")
 for row in j1_reinforce_pp j1_grpo j1_grpo_budget; do
