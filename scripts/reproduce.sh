@@ -28,9 +28,10 @@ TRACES_N=${TRACES_N:-10000}
 # batch 32: 500 steps, about 1.6 epochs of 10,000 traces. Chosen on the validation pairs: J1-SFT at
 # 0.773 (400 steps: 0.673, under the 0.70-0.85 the experiment needs); docs/logs/difficulty/
 SFT_STEPS=${SFT_STEPS:-500}
-# RL steps (8 prompts x 8 samples each). Not yet measured: meant to reach the plateau of the validation reward in
-# the RL logs (results.py --rl-plot); 150 steps is what ~3 hours per seed on 2 cores leaves for four RL rows
-RL_STEPS=${RL_STEPS:-150}
+# RL steps (8 prompts x 8 samples each) and learning rate, chosen on the validation pairs (docs/logs/rl_choice/):
+# seed 0's J1-SFT + REINFORCE++ at lr 1e-5 held its validation accuracy flat (budget 0: 0.795 at steps 0, 25, 50,
+# 75), 3e-5 drifted down (0.775 at 75), 1e-4 collapsed (0.555 at 25); 100 steps covers that plateau
+RL_STEPS=${RL_STEPS:-100}
 RL_LR=${RL_LR:-1e-5}
 RL_EVAL_EVERY=${RL_EVAL_EVERY:-25}  # RL steps between validation points (200 pairs at budgets 0 and 2)
 RL_BUDGETS=${RL_BUDGETS:-0-3}      # the budget-forced RL row: each group's budget drawn from this range
