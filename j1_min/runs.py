@@ -135,8 +135,29 @@ def check_out(path, force: bool, resume, folder: bool = False) -> Path:
             raise ValueError(f"--out {path} exists; pass --force to overwrite it, or --resume "
                              f"{path} to continue it")
         check_output(path, force or same)
-    check_output(path.with_suffix(".log.jsonl"), force or same, "--out's log")
+    check_output(log_path(path), force or same, "--out's log")
     return path
+
+
+def log_path(out) -> Path:
+    """A run's log, next to its --out: `runs/j1_sft.pt` logs to `runs/j1_sft.log.jsonl`."""
+    return Path(out).with_suffix(".log.jsonl")
+
+
+def read_log(out) -> list[dict]:
+    """The lines of --out's log that stand: a resumed run goes back to its checkpoint's step, so
+    the lines a killed run wrote after that step (before the `resumed_at` line) are dropped."""
+    path = log_path(out)
+    try:
+        lines = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    kept = []
+    for r in lines:
+        if "resumed_at" in r:
+            kept = [k for k in kept if k.get("step", -1) <= r["resumed_at"]]
+        kept.append(r)
+    return kept
 
 
 def sha256(path) -> str:
@@ -155,7 +176,7 @@ class Log:
     """Metrics appended as JSON lines to `<out>.log.jsonl` (rank 0 only), each flushed at once."""
 
     def __init__(self, out: Path, enabled: bool, fresh: bool):
-        self.path = out.with_suffix(".log.jsonl")
+        self.path = log_path(out)
         self.enabled = enabled
         if enabled and fresh:
             self.path.write_text("")

@@ -25,9 +25,10 @@ prints as Markdown:
 --plot: accuracy against mean thinking tokens, sequential and parallel, one panel per row (a line
 per seed). --rl-plot: per RL row, the reward per step (and its 10-step mean), the share of flat
 groups per step (groups whose rewards are all equal carry no signal) and the validation accuracy at
-each evaluation, from <row>.pt.log.jsonl. --better-rl: of the J1-SFT RL rows, the one whose last
-validation line has the highest mean of val_acc_budget0 and val_acc_budget<eval budget> (ties: the
-first in ROWS); the test pairs are never read.
+each evaluation, from <row>.log.jsonl (runs.read_log: lines a resume superseded are dropped).
+--better-rl: of the J1-SFT RL rows, the one whose last validation line has the highest mean of
+val_acc_budget0 and val_acc_budget<eval budget> (ties: the first in ROWS); the test pairs are never
+read.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from j1_min import checks  # noqa: E402
 from j1_min.files import atomic_write  # noqa: E402
 from j1_min.evaluate import item_key, score  # noqa: E402
-from j1_min.runs import cli  # noqa: E402
+from j1_min.runs import cli, log_path, read_log  # noqa: E402
 # noqa: E402
 from j1_min.scaling import (bootstrap_interval, item_scores, matched_k, mean_think_tokens,
                             paired_differences, pool_seeds)
@@ -207,10 +208,10 @@ def plot_rl(dirs: list[Path], path: str, force: bool) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    logs = [(row, d.name, read_jsonl(d / f"{row}.pt.log.jsonl")) for row in RL_ROWS for d in dirs
-            if (d / f"{row}.pt.log.jsonl").exists()]
+    logs = [(row, d.name, read_log(d / f"{row}.pt")) for row in RL_ROWS for d in dirs
+            if log_path(d / f"{row}.pt").exists()]
     if not logs:
-        raise ValueError(f"--rl-plot: no <row>.pt.log.jsonl of an RL row ({', '.join(RL_ROWS)}) in "
+        raise ValueError(f"--rl-plot: no <row>.log.jsonl of an RL row ({', '.join(RL_ROWS)}) in "
                          "the folders")
     fig, axes = plt.subplots(1, len(logs), figsize=(3.6 * len(logs), 3.2), squeeze=False)
     for ax, (row, seed, log) in zip(axes[0], logs):
@@ -241,10 +242,10 @@ def better_rl(d: Path) -> str:
     """The J1-SFT RL row with the best last validation line (module docstring)."""
     best = None
     for row in BETTER_RL_CANDIDATES:
-        f = d / f"{row}.pt.log.jsonl"
+        f = log_path(d / f"{row}.pt")
         if not f.exists():
             continue
-        vals = [r for r in read_jsonl(f) if any(k.startswith("val_acc_") for k in r)]
+        vals = [r for r in read_log(d / f"{row}.pt") if any(k.startswith("val_acc_") for k in r)]
         if not vals:
             raise ValueError(f"{f}: no validation line (train_grpo.py --val)")
         last = vals[-1]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from j1_min.runs import Log, log_path, read_log
 from j1_min.scaling import (bootstrap_interval, item_scores, matched_k, paired_differences,
                             pool_seeds)
 
@@ -123,7 +124,8 @@ def seeds(tmp_path):
             write(d / f"parallel_{row}.jsonl",
                   judgments(lambda i, b, k: base(i) or k == 0, samples=4, budgets=(0,)))
         for row, val, reward in (("j1_grpo", 0.8, 0.7), ("j1_reinforce_pp", 0.7, 0.9)):
-            write(d / f"{row}.pt.log.jsonl",
+            # the name the trainers write (runs.Log)
+            write(log_path(d / f"{row}.pt"),
                   [{"config": {"prompts": 8}}, {"step": 0, "val_acc_budget0": 0.6},
                                                *({"step": t, "reward": reward, "flat_groups": 4}
                                                  for t in (1, 2)),
@@ -159,3 +161,17 @@ def test_matched_k_and_better_rl_print_one_answer_chosen_without_the_test_pairs(
     assert results("--better-rl", seeds[0]).stdout.strip() == "j1_grpo"
     bad = results("--better-rl", seeds[0] / "nowhere")
     assert bad.returncode == 2 and "--better-rl" in bad.stderr
+
+
+def test_read_log_drops_what_a_killed_run_wrote_after_the_step_it_resumed_from(tmp_path):
+    out = tmp_path / "row.pt"
+    log = Log(out, enabled=True, fresh=True)
+    assert log.path == log_path(out) == tmp_path / "row.log.jsonl"
+    for t in (1, 2, 3):  # killed after step 3; its checkpoint holds step 2
+        log.write({"step": t, "reward": 0.1 * t})
+    log.write({"step": 3, "val_acc_budget0": 0.9})
+    log = Log(out, enabled=True, fresh=False)  # the resumed run appends
+    log.write({"config": {}, "resumed_at": 2})
+    log.write({"step": 3, "reward": 0.5})
+    steps = [(r.get("step"), r.get("reward")) for r in read_log(out)]
+    assert steps == [(1, 0.1), (2, 0.2), (None, None), (3, 0.5)]
