@@ -59,7 +59,9 @@ train() {  # train OUTPUT SCRIPT ARGS...: a finished run is kept; an interrupted
   local out=$1 script=$2; shift 2
   if [ -e "$out.done" ]; then echo "(have $out)"; return; fi
   if [ -e "$out" ]; then timed "$(basename "$out")" python "$script" "$@" --out "$out" --resume "$out"
-  else timed "$(basename "$out")" python "$script" "$@" --out "$out"; fi
+  else  # a run killed before its first checkpoint left only a log, of steps nothing kept: start over
+    local fresh=(); [ -e "${out%.pt}.log.jsonl" ] && fresh=(--force)
+    timed "$(basename "$out")" python "$script" "$@" --out "$out" "${fresh[@]}"; fi
   touch "$out.done"
 }
 judged() {  # judged OUTPUT ARGS...: judge.py unless OUTPUT exists; an interrupted run continues from OUTPUT.partial
