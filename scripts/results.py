@@ -20,7 +20,12 @@ prints as Markdown:
    (j1_min/scaling.py says how K_b is matched), both with measured mean thinking tokens, and their
    paired difference;
 4. the difference in scaling gain between every two rows, pooled over seeds and per seed, with
-   paired bootstrap intervals over test pairs (finding 3 is the RL rows' gain against J1-SFT's).
+   paired bootstrap intervals over test pairs (finding 3 is the RL rows' gain against J1-SFT's);
+5. where the folder holds the test pairs (test.jsonl), per row and seed and budget, the share of
+   test pairs judged right for the right reason: the verdict is right and its trace's last check is
+   true and decides it (j1_min.teacher.grounded, the test the SFT data passed), and in brackets the
+   share of right verdicts that are grounded. A judge that is right by a shortcut (a position bias,
+   a check that ignores its digits) scores lower here than in table 1.
 
 --plot: accuracy against mean thinking tokens, sequential and parallel, one panel per row (a line
 per seed). --rl-plot: per RL row, the reward per step (and its 10-step mean), the share of flat
@@ -42,12 +47,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from j1_min import checks  # noqa: E402
+from j1_min.data import read_pairs  # noqa: E402
 from j1_min.files import atomic_write  # noqa: E402
 from j1_min.evaluate import item_key, score  # noqa: E402
 from j1_min.runs import cli, log_path, read_log  # noqa: E402
-# noqa: E402
-from j1_min.scaling import (bootstrap_interval, item_scores, matched_k, mean_think_tokens,
-                            paired_differences, pool_seeds)
+from j1_min.scaling import (bootstrap_interval, item_scores, matched_k,  # noqa: E402
+                            mean_think_tokens, paired_differences, pool_seeds)
+from j1_min.teacher import grounded  # noqa: E402
 
 ROWS = {"plain_sft": "ordinary judge (SFT, plain traces)", "j1_sft": "J1-SFT (reflection traces)",
         "j1_reinforce_pp": "J1-SFT + REINFORCE++", "j1_grpo": "J1-SFT + GRPO",
@@ -146,6 +152,38 @@ def parallel_table(runs: dict, budgets: list[int]) -> None:
             print(f"| {ROWS[row]} | {seed} | {b} | {k} | {sum(seq.values()) / len(seq):.3f} "
                   f"({mean_think_tokens(r['seq'], b):.0f}) | {sum(par.values()) / len(par):.3f} "
                   f"({mean_think_tokens(r['par'], 0, k):.0f}) | {ci(diff)} |")
+
+
+def grounded_table(runs: dict, dirs: list[Path], budgets: list[int]) -> None:
+    """Table 5: right and grounded, per budget (greedy first samples, the order each was shown)."""
+    pairs = {d.name: read_pairs(d / "test.jsonl") for d in dirs if (d / "test.jsonl").exists()}
+    have = {k: r for k, r in runs.items() if k[1] in pairs}
+    if not have:
+        return
+    print("\nright for the right reason: the share of test pairs whose verdict is right and rests "
+          "on a true check (j1_min.teacher.grounded); in brackets, the share of right verdicts "
+          "that do\n")
+    print("| row | seed | " + " | ".join(f"@ {b}" for b in budgets) + " |")
+    print("|---" * (len(budgets) + 2) + "|")
+    for (row, seed), r in have.items():
+        items, cells = pairs[seed], []
+        for b in budgets:
+            js = [j for j in r["seq"] if j["budget"] == b and j["sample"] == 0]
+            right = [j for j in js if j["correct"]]
+            sound = sum(is_grounded(items, j) for j in right)
+            cells.append(f"{sound / len(js):.3f} ({sound / max(len(right), 1):.0%})")
+        print(f"| {ROWS[row]} | {seed} | " + " | ".join(cells) + " |")
+
+
+def is_grounded(items, j: dict) -> bool:
+    """teacher.grounded on judgment j's trace and the pair it was shown (j["item"] is its line in
+    test.jsonl, as judge.py read it; "BA" shows the responses swapped)."""
+    it = items[j["item"]]
+    if it["id"] != j["id"]:
+        raise ValueError(f"judgment of item {j['item']} has id {j['id']!r}, but test.jsonl's pair "
+                         f"{j['item']} is {it['id']!r}: not the pairs it judged")
+    a, b = (it["response_a"], it["response_b"])[::1 if j["order"] == "AB" else -1]
+    return grounded(it["question"], a, b, j["completion"])
 
 
 def gain_differences(runs: dict, budgets: list[int]) -> None:
@@ -293,6 +331,7 @@ def main(argv=None):
         sequential_table(runs, budgets)
         parallel_table(runs, budgets)
         gain_differences(runs, budgets)
+        grounded_table(runs, dirs, budgets)
     if args.plot:
         plot_scaling(runs, budgets, args.plot, args.force)
     if args.rl_plot:

@@ -14,6 +14,8 @@ import pytest
 from j1_min.runs import Log, log_path, read_log
 from j1_min.scaling import (bootstrap_interval, item_scores, matched_k, paired_differences,
                             pool_seeds)
+from j1_min.tasks import make_pairs
+from j1_min.teacher import teacher_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,6 +155,37 @@ def test_results_prints_the_tables_and_draws_both_plots(seeds, tmp_path):
                                                            / "rl.png").stat().st_size > 1000
     again = results(*seeds, "--plot", tmp_path / "s.png")
     assert again.returncode == 2 and "exists" in again.stderr  # never overwritten without --force
+
+
+def test_results_counts_a_right_verdict_as_grounded_only_when_its_check_is_true(tmp_path):
+    """Table 5 on slip-free teacher traces, odd pairs shown swapped: pairs 0-4 keep their verdict
+    but their checks' yes and no are swapped (right for a wrong reason), pair 19 is judged wrong.
+    Right and grounded: pairs 5-18, 14 of 20 pairs, 14 of the 19 right verdicts."""
+    d = tmp_path / "seed0"
+    d.mkdir()
+    pairs = make_pairs(20, "test", seed=0)
+    write(d / "test.jsonl", pairs)
+    rows = []
+    for i, it in enumerate(pairs):
+        order = "AB" if i % 2 == 0 else "BA"
+        a, b = (it["response_a"], it["response_b"])[::1 if order == "AB" else -1]
+        t = teacher_trace(it["question"], a, b, random.Random(i), slip_rate=0, reflections=(1.0,))
+        text = t["completion"]
+        if i < 5:
+            text = text.replace(" yes.", " _.").replace(" no.", " yes.").replace(" _.", " no.")
+        ok = i != 19
+        rows.append({"item": i, "id": it["id"], "order": order, "budget": 0, "sample": 0,
+                     "label": t["verdict"], "verdict": t["verdict"] if ok else "X",
+                     "correct": ok, "completion": text, "think_tokens": 50, "num_waits": 0,
+                     "tokens": 60})
+    write(d / "judge_j1_sft.jsonl", rows)
+    r = results(d)
+    assert r.returncode == 0, r.stderr
+    assert "| J1-SFT (reflection traces) | seed0 | 0.700 (74%) |" in r.stdout
+    rows[3]["id"] = "another"  # judgments of other pairs than test.jsonl's are refused
+    write(d / "judge_j1_sft.jsonl", rows)
+    bad = results(d)
+    assert bad.returncode == 2 and "not the pairs it judged" in bad.stderr
 
 
 def test_matched_k_and_better_rl_print_one_answer_chosen_without_the_test_pairs(seeds):
