@@ -7,7 +7,7 @@ same code:
     advantages  GRPO's group-relative ones, or REINFORCE++'s per-token returns whitened over the
                 global batch
     update      --ppo-epochs optimizer steps of the clipped surrogate (grpo.grpo_loss),
-                micro-batched
+                micro-batched by length (micro_batches)
 
 The training forwards (the policy with gradients, the frozen reference, and REINFORCE++'s old
 policy) run in the float32 master weights, under bfloat16 autocast with --dtype bfloat16, as
@@ -140,16 +140,30 @@ def flat_groups(rewards: torch.Tensor, group: int) -> torch.Tensor:
     return r.max(1).values == r.min(1).values
 
 
+def micro_batches(index: torch.Tensor, micro: int) -> list[tuple[torch.Tensor, int]]:
+    """The rows in micro-batches of `micro`, longest first, each with the input length its rows
+    need (the position that predicts their last completion token, + 1): [(rows (n,), length)].
+
+    A micro-batch is cut to that length, so the short rollouts of a step do not pay for the longest
+    one's padding in every forward and backward; the longest come first, so a batch too big for
+    memory fails at once. Exact: the cut positions are right padding, which causal attention never
+    lets an earlier position see, and the loss is a sum over micro-batches, so their makeup does
+    not change it. index: (N, T), rollout_tensors' (0 on padding)."""
+    need = index.max(1).values + 1  # (N,)
+    order = torch.argsort(need, descending=True, stable=True)
+    return [(rows, int(need[rows].max())) for rows in order.split(micro)]
+
+
 def completion_logprobs(model, inp, tgt, index, cfg: RLConfig) -> torch.Tensor:
-    """log π(y_t) of every completion token, (N, T), without gradients, micro-batched, under the
-    training autocast: the frozen reference's, or REINFORCE++'s old policy's for the KL in its
-    reward."""
-    dev = inp.device
-    with torch.no_grad(), autocast(cfg, dev):
-        return torch.cat([selected_logprobs(model, inp[s:s + cfg.micro], tgt[s:s + cfg.micro],
-                                            temperature=cfg.temperature).gather(
-                                                1, index[s:s + cfg.micro])
-                          for s in range(0, inp.shape[0], cfg.micro)])
+    """log π(y_t) of every completion token, (N, T), without gradients, micro-batched by length,
+    under the training autocast: the frozen reference's, or REINFORCE++'s old policy's for the KL in
+    its reward."""
+    out = torch.zeros(index.shape, device=inp.device)  # (N, T)
+    with torch.no_grad(), autocast(cfg, inp.device):
+        for rows, n in micro_batches(index, cfg.micro):
+            out[rows] = selected_logprobs(model, inp[rows, :n], tgt[rows, :n],
+                                          temperature=cfg.temperature).gather(1, index[rows])
+    return out
 
 
 def advantages(cfg: RLConfig, rewards: torch.Tensor, mask: torch.Tensor, d: runs.Dist,
@@ -173,9 +187,9 @@ def advantages(cfg: RLConfig, rewards: torch.Tensor, mask: torch.Tensor, d: runs
 def policy_update(model, opt, inp, tgt, index, mask, adv, cfg: RLConfig, d: runs.Dist,
                   old_logp: torch.Tensor | None = None, ref_logp: torch.Tensor | None = None,
                   sampler_logp: torch.Tensor | None = None) -> dict:
-    """cfg.ppo_epochs optimizer steps on grpo_loss over the rows in micro-batches of cfg.micro; the
-    gradient is the whole batch's (each micro-batch's loss weighted by its share of loss_normalizer
-    over all processes).
+    """cfg.ppo_epochs optimizer steps on grpo_loss over the rows in micro-batches of cfg.micro, by
+    length (micro_batches); the gradient is the whole batch's (each micro-batch's loss weighted by
+    its share of loss_normalizer over all processes).
 
     π_old is old_logp when given, else the first epoch's own log-probs (detached): before the first
     optimizer step they are the rollout policy's, computed under the training autocast (TRL does the
@@ -187,14 +201,13 @@ def policy_update(model, opt, inp, tgt, index, mask, adv, cfg: RLConfig, d: runs
     bare = getattr(model, "module", model)
     # the whole step's normaliser
     total = runs.all_sum(loss_normalizer(mask, cfg.loss_type), d).clamp(min=1)
-    rows = range(0, inp.shape[0], cfg.micro)
+    batches = micro_batches(index, cfg.micro)
     stats, fresh_old, diff = {}, [], 0.0
     for epoch in range(cfg.ppo_epochs):
-        for j, s in enumerate(rows):
-            sl = slice(s, s + cfg.micro)
-            sync = j == len(rows) - 1
+        for j, (sl, n) in enumerate(batches):  # sl: the micro-batch's rows, n: their input length
+            sync = j == len(batches) - 1
             with runs.no_sync(model, sync), autocast(cfg, d.device):
-                logp = selected_logprobs(model, inp[sl], tgt[sl],
+                logp = selected_logprobs(model, inp[sl, :n], tgt[sl, :n],
                                          temperature=cfg.temperature).gather(1, index[sl])
                 if old_logp is None and epoch == 0:
                     fresh_old.append(logp.detach())
@@ -209,7 +222,7 @@ def policy_update(model, opt, inp, tgt, index, mask, adv, cfg: RLConfig, d: runs
                 # gradients
                 (loss * loss_normalizer(mask[sl], cfg.loss_type) / total * d.world).backward()
             for k, v in st.items():
-                stats[k] = stats.get(k, 0.0) + v / (len(rows) * cfg.ppo_epochs)
+                stats[k] = stats.get(k, 0.0) + v / (len(batches) * cfg.ppo_epochs)
         limit = cfg.clip_grad if cfg.clip_grad > 0 else float("inf")
         norm = shard.clip_grad_norm(bare.parameters(), limit)  # (); before clipping
         if not torch.isfinite(norm):

@@ -2,6 +2,7 @@
 the loop learns from the reward, resumes exactly, and refuses bad input with a clear message."""
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from j1_min.checkpoint import load_model
 from j1_min.data import read_pairs, write_jsonl
 from j1_min.judge_format import (build_prompt, completion_text, encode_prompt, forcing_kwargs,
                                  parse_verdict)
-from j1_min.rl import group_budgets, parse_budget, rollout_tensors
+from j1_min.rl import (RLConfig, group_budgets, micro_batches, parse_budget, policy_update,
+                       rollout_tensors)
+from j1_min.runs import Dist
 from j1_min.logprobs import selected_logprobs
 from j1_min.sampling import Generation, generate
 from j1_min.tasks import make_pairs
@@ -86,6 +89,52 @@ def test_sampler_logprobs_equal_the_trainers_recomputation(setup):
         new = selected_logprobs(model, inp, tgt, temperature=0.7).gather(1, index)
     assert mask.sum() > 6 and (1 - mask).sum() > 0  # both sampled and forced tokens are present
     assert ((new - old).abs() * mask).max() < 1e-4
+
+
+class Capture:
+    """An optimizer that only keeps the gradient it is asked to step with."""
+
+    def __init__(self, params):
+        self.params, self.grads = list(params), None
+
+    def step(self):
+        self.grads = [p.grad.clone() for p in self.params]
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_micro_batches_by_length_give_the_gradient_of_the_whole_padded_batch(setup, loss_type):
+    """Completions of 1-12 tokens after prompts of 3-6: micro-batches of 2 rows, longest first, each
+    cut to the length its rows need, give the gradient of one forward and backward over all rows
+    padded to the longest (the update before micro-batching by length)."""
+    model = load_model(setup / "teacher")[0]
+    g = torch.Generator().manual_seed(0)
+    lengths = (12, 1, 7, 3, 12, 5, 9, 2)
+    prompts = [[5 + i] * (3 + i % 4) for i in range(8)]
+    gens = [Generation(tokens=torch.randint(10, 300, (n,), generator=g).tolist(),
+                       forced=[False] * n, logprobs=[0.0] * n) for n in lengths]
+    inp, tgt, index, _, mask = rollout_tensors(prompts, gens, 12, "cpu")
+    need = [len(p) + n - 1 for p, n in zip(prompts, lengths)]  # inputs up to the last prediction
+    batches = micro_batches(index, 2)
+    assert [n for _, n in batches] == sorted(need, reverse=True)[::2]  # each cut to its longest
+    assert [sorted(r.tolist()) for r, _ in batches] == [[0, 4], [2, 6], [3, 5], [1, 7]]
+    adv = torch.randn(8, generator=g)
+    grads = []
+    for micro in (2, 8):
+        m = copy.deepcopy(model)
+        opt = Capture(m.parameters())
+        cfg = RLConfig(algo="grpo", group=4, temperature=1.0, top_k=0, top_p=1.0,
+                       max_new_tokens=12, clip_eps=0.2, clip_eps_high=None, beta=0.0, gamma=1.0,
+                       loss_type=loss_type, scale_rewards="group", format_penalty=0.0,
+                       dynamic_sampling=False, ppo_epochs=1, micro=micro, clip_grad=0.0,
+                       dtype="float32")
+        policy_update(m, opt, inp, tgt, index, mask, adv, cfg, Dist())
+        grads.append(opt.grads)
+    assert max(a.abs().max() for a in grads[0]) > 1e-3
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(*grads))
 
 
 @pytest.mark.parametrize("algo", ["grpo", "reinforce_pp", "reinforce_pp_baseline"])
