@@ -25,7 +25,9 @@ prints as Markdown:
    test pairs judged right for the right reason: the verdict is right and its trace's last check is
    true and decides it (j1_min.teacher.grounded, the test the SFT data passed), and in brackets the
    share of right verdicts that are grounded. A judge that is right by a shortcut (a position bias,
-   a check that ignores its digits) scores lower here than in table 1.
+   a check that ignores its digits) scores lower here than in table 1;
+6. per row and seed and budget, the accuracy when the right verdict is A and when it is B (as
+   shown): a position bias is a gap between the two.
 
 --plot: accuracy against mean thinking tokens, sequential and parallel, one panel per row (a line
 per seed). --rl-plot: per RL row, the reward per step (and its 10-step mean), the share of flat
@@ -172,6 +174,23 @@ def grounded_table(runs: dict, dirs: list[Path], budgets: list[int]) -> None:
             right = [j for j in js if j["correct"]]
             sound = sum(is_grounded(items, j) for j in right)
             cells.append(f"{sound / len(js):.3f} ({sound / max(len(right), 1):.0%})")
+        print(f"| {ROWS[row]} | {seed} | " + " | ".join(cells) + " |")
+
+
+def position_table(runs: dict, budgets: list[int]) -> None:
+    """Table 6: accuracy when A is right / when B is right, per budget (first samples)."""
+    print("\naccuracy when the right verdict is A / when it is B\n")
+    print("| row | seed | " + " | ".join(f"@ {b}: A / B" for b in budgets) + " |")
+    print("|---" * (len(budgets) + 2) + "|")
+    for (row, seed), r in runs.items():
+        cells = []
+        for b in budgets:
+            acc = {}
+            for side in "AB":
+                js = [j["correct"] for j in r["seq"] if j["budget"] == b and j["sample"] == 0
+                      and j["label"] == side]
+                acc[side] = f"{sum(js) / len(js):.3f}" if js else "-"
+            cells.append(f"{acc['A']} / {acc['B']}")
         print(f"| {ROWS[row]} | {seed} | " + " | ".join(cells) + " |")
 
 
@@ -332,6 +351,7 @@ def main(argv=None):
         parallel_table(runs, budgets)
         gain_differences(runs, budgets)
         grounded_table(runs, dirs, budgets)
+        position_table(runs, budgets)
     if args.plot:
         plot_scaling(runs, budgets, args.plot, args.force)
     if args.rl_plot:

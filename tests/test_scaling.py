@@ -141,8 +141,11 @@ def test_results_prints_the_tables_and_draws_both_plots(seeds, tmp_path):
     r = results(*seeds, "--plot", tmp_path / "s.png", "--rl-plot", tmp_path / "rl.png")
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    # sequential, fixed/broken, parallel at b = 1, 2, 3
-    assert out.count("| J1-SFT + GRPO | seed1 | ") == 1 + 1 + 3
+    # sequential, fixed/broken, parallel at b = 1, 2, 3, accuracy by the right verdict
+    assert out.count("| J1-SFT + GRPO | seed1 | ") == 1 + 1 + 3 + 1
+    base = [random.Random(i * 7).random() < 0.75 for i in range(200)]  # seed 0's; A right if even
+    a, b = sum(base[0::2]) / 100, sum(base[1::2]) / 100
+    assert f"| J1-SFT (reflection traces) | seed0 | {a:.3f} / {b:.3f} | " in out
     assert "| J1-SFT + GRPO | seed1 | 0 / 0 | 0 / 0 | " in out  # only the third Wait fixed verdicts
     # budget 3 matched by K = 4
     assert "| J1-SFT (reflection traces) | seed0 | 3 | 4 | 0.760 (190) |" in out
