@@ -27,7 +27,7 @@ prints as Markdown:
    share of right verdicts that are grounded. A judge that is right by a shortcut (a position bias,
    a check that ignores its digits) scores lower here than in table 1;
 6. per row and seed and budget, the accuracy when the right verdict is A and when it is B (as
-   shown): a position bias is a gap between the two.
+   shown; a position bias is a gap between the two), and the share of traces with no verdict.
 
 --plot: accuracy against mean thinking tokens, sequential and parallel, one panel per row (a line
 per seed). --rl-plot: per RL row, the reward per step (and its 10-step mean), the share of flat
@@ -178,9 +178,11 @@ def grounded_table(runs: dict, dirs: list[Path], budgets: list[int]) -> None:
 
 
 def position_table(runs: dict, budgets: list[int]) -> None:
-    """Table 6: accuracy when A is right / when B is right, per budget (first samples)."""
-    print("\naccuracy when the right verdict is A / when it is B\n")
-    print("| row | seed | " + " | ".join(f"@ {b}: A / B" for b in budgets) + " |")
+    """Table 6: accuracy when A is right / when B is right, and the share of traces without a
+    verdict, per budget (first samples)."""
+    print("\naccuracy when the right verdict is A / when it is B; share of traces with no verdict"
+          "\n")
+    print("| row | seed | " + " | ".join(f"@ {b}: A / B; none" for b in budgets) + " |")
     print("|---" * (len(budgets) + 2) + "|")
     for (row, seed), r in runs.items():
         cells = []
@@ -190,7 +192,9 @@ def position_table(runs: dict, budgets: list[int]) -> None:
                 js = [j["correct"] for j in r["seq"] if j["budget"] == b and j["sample"] == 0
                       and j["label"] == side]
                 acc[side] = f"{sum(js) / len(js):.3f}" if js else "-"
-            cells.append(f"{acc['A']} / {acc['B']}")
+            js = [j for j in r["seq"] if j["budget"] == b and j["sample"] == 0]
+            none = sum(j["verdict"] is None for j in js) / len(js)
+            cells.append(f"{acc['A']} / {acc['B']}; {none:.0%}")
         print(f"| {ROWS[row]} | {seed} | " + " | ".join(cells) + " |")
 
 

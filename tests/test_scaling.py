@@ -145,7 +145,7 @@ def test_results_prints_the_tables_and_draws_both_plots(seeds, tmp_path):
     assert out.count("| J1-SFT + GRPO | seed1 | ") == 1 + 1 + 3 + 1
     base = [random.Random(i * 7).random() < 0.75 for i in range(200)]  # seed 0's; A right if even
     a, b = sum(base[0::2]) / 100, sum(base[1::2]) / 100
-    assert f"| J1-SFT (reflection traces) | seed0 | {a:.3f} / {b:.3f} | " in out
+    assert f"| J1-SFT (reflection traces) | seed0 | {a:.3f} / {b:.3f}; 0% | " in out
     assert "| J1-SFT + GRPO | seed1 | 0 / 0 | 0 / 0 | " in out  # only the third Wait fixed verdicts
     # budget 3 matched by K = 4
     assert "| J1-SFT (reflection traces) | seed0 | 3 | 4 | 0.760 (190) |" in out
@@ -162,7 +162,7 @@ def test_results_prints_the_tables_and_draws_both_plots(seeds, tmp_path):
 
 def test_results_counts_a_right_verdict_as_grounded_only_when_its_check_is_true(tmp_path):
     """Table 5 on slip-free teacher traces, odd pairs shown swapped: pairs 0-4 keep their verdict
-    but their checks' yes and no are swapped (right for a wrong reason), pair 19 is judged wrong.
+    but their checks' yes and no are swapped (right for a wrong reason), pair 19 has no verdict.
     Right and grounded: pairs 5-18, 14 of 20 pairs, 14 of the 19 right verdicts."""
     d = tmp_path / "seed0"
     d.mkdir()
@@ -178,13 +178,14 @@ def test_results_counts_a_right_verdict_as_grounded_only_when_its_check_is_true(
             text = text.replace(" yes.", " _.").replace(" no.", " yes.").replace(" _.", " no.")
         ok = i != 19
         rows.append({"item": i, "id": it["id"], "order": order, "budget": 0, "sample": 0,
-                     "label": t["verdict"], "verdict": t["verdict"] if ok else "X",
+                     "label": t["verdict"], "verdict": t["verdict"] if ok else None,
                      "correct": ok, "completion": text, "think_tokens": 50, "num_waits": 0,
                      "tokens": 60})
     write(d / "judge_j1_sft.jsonl", rows)
     r = results(d)
     assert r.returncode == 0, r.stderr
     assert "| J1-SFT (reflection traces) | seed0 | 0.700 (74%) |" in r.stdout
+    assert r.stdout.rstrip().endswith("; 5% |")  # table 6: pair 19 has no verdict
     rows[3]["id"] = "another"  # judgments of other pairs than test.jsonl's are refused
     write(d / "judge_j1_sft.jsonl", rows)
     bad = results(d)
