@@ -201,7 +201,7 @@ def position_table(runs: dict, budgets: list[int]) -> None:
 def is_grounded(items, j: dict) -> bool:
     """teacher.grounded on judgment j's trace and the pair it was shown (j["item"] is its line in
     test.jsonl, as judge.py read it; "BA" shows the responses swapped)."""
-    it = items[j["item"]]
+    it = items[j["item"]] if j["item"] < len(items) else {"id": None}
     if it["id"] != j["id"]:
         raise ValueError(f"judgment of item {j['item']} has id {j['id']!r}, but test.jsonl's pair "
                          f"{j['item']} is {it['id']!r}: not the pairs it judged")

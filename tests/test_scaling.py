@@ -186,7 +186,11 @@ def test_results_counts_a_right_verdict_as_grounded_only_when_its_check_is_true(
     assert r.returncode == 0, r.stderr
     assert "| J1-SFT (reflection traces) | seed0 | 0.700 (74%) |" in r.stdout
     assert r.stdout.rstrip().endswith("; 5% |")  # table 6: pair 19 has no verdict
-    rows[3]["id"] = "another"  # judgments of other pairs than test.jsonl's are refused
+    write(d / "test.jsonl", pairs[:15])  # judgments of other pairs than test.jsonl's are refused
+    bad = results(d)
+    assert bad.returncode == 2 and "not the pairs it judged" in bad.stderr
+    write(d / "test.jsonl", pairs)
+    rows[3]["id"] = "another"
     write(d / "judge_j1_sft.jsonl", rows)
     bad = results(d)
     assert bad.returncode == 2 and "not the pairs it judged" in bad.stderr
