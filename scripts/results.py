@@ -187,12 +187,11 @@ def position_table(runs: dict, budgets: list[int]) -> None:
     for (row, seed), r in runs.items():
         cells = []
         for b in budgets:
+            js = [j for j in r["seq"] if j["budget"] == b and j["sample"] == 0]
             acc = {}
             for side in "AB":
-                js = [j["correct"] for j in r["seq"] if j["budget"] == b and j["sample"] == 0
-                      and j["label"] == side]
-                acc[side] = f"{sum(js) / len(js):.3f}" if js else "-"
-            js = [j for j in r["seq"] if j["budget"] == b and j["sample"] == 0]
+                ok = [j["correct"] for j in js if j["label"] == side]
+                acc[side] = f"{sum(ok) / len(ok):.3f}" if ok else "-"
             none = sum(j["verdict"] is None for j in js) / len(js)
             cells.append(f"{acc['A']} / {acc['B']}; {none:.0%}")
         print(f"| {ROWS[row]} | {seed} | " + " | ".join(cells) + " |")
