@@ -19,8 +19,9 @@ prints as Markdown:
 3. parallel against sequential at matched compute: the majority of K_b samples against budget b
    (j1_min/scaling.py says how K_b is matched), both with measured mean thinking tokens, and their
    paired difference;
-4. the difference in scaling gain between every two rows, pooled over seeds and per seed, with
-   paired bootstrap intervals over test pairs (finding 3 is the RL rows' gain against J1-SFT's);
+4. the difference in scaling gain between every two rows, the later row in ROWS minus the earlier
+   (an RL row minus the SFT row it started from), pooled over seeds and per seed, with paired
+   bootstrap intervals over test pairs (finding 3 is the RL rows' gain against J1-SFT's);
 5. where the folder holds the test pairs (test.jsonl), per row and seed and budget, the share of
    test pairs judged right for the right reason: the verdict is right and its trace's last check is
    true and decides it (j1_min.teacher.grounded, the test the SFT data passed), and in brackets the
@@ -213,12 +214,12 @@ def gain_differences(runs: dict, budgets: list[int]) -> None:
     rows = [row for row in ROWS if any(k[0] == row for k in runs)]
     seeds = sorted({k[1] for k in runs})
     scores = {k: {b: item_scores(r["seq"], b) for b in (lo, hi)} for k, r in runs.items()}
-    print(f"\ndifference in scaling gain, row 1 - row 2, gain = acc({hi}) - acc({lo}); 95% paired "
+    print(f"\ndifference in scaling gain, row 2 - row 1, gain = acc({hi}) - acc({lo}); 95% paired "
           f"bootstrap intervals over test pairs ({N_BOOT} resamples)\n")
     print("| row 1 | row 2 | pooled over seeds | " + " | ".join(seeds) + " |")
     print("|---" * (len(seeds) + 3) + "|")
     for r1, r2 in itertools.combinations(rows, 2):
-        per = {s: paired_differences([(scores[r1, s], scores[r2, s])], lo, hi) for s in seeds
+        per = {s: paired_differences([(scores[r2, s], scores[r1, s])], lo, hi) for s in seeds
                if (r1, s) in scores and (r2, s) in scores}
         if not per:
             continue
