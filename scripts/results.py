@@ -157,6 +157,11 @@ def parallel_table(runs: dict, budgets: list[int]) -> None:
                   f"({mean_think_tokens(r['par'], 0, k):.0f}) | {ci(diff)} |")
 
 
+def greedy(judgments: list[dict], budget: int) -> list[dict]:
+    """The sequential judgments at one budget (their first sample: the greedy trace)."""
+    return [j for j in judgments if j["budget"] == budget and j["sample"] == 0]
+
+
 def grounded_table(runs: dict, dirs: list[Path], budgets: list[int]) -> None:
     """Table 5: right and grounded, per budget (greedy first samples, the order each was shown)."""
     pairs = {d.name: read_pairs(d / "test.jsonl") for d in dirs if (d / "test.jsonl").exists()}
@@ -171,7 +176,7 @@ def grounded_table(runs: dict, dirs: list[Path], budgets: list[int]) -> None:
     for (row, seed), r in have.items():
         items, cells = pairs[seed], []
         for b in budgets:
-            js = [j for j in r["seq"] if j["budget"] == b and j["sample"] == 0]
+            js = greedy(r["seq"], b)
             right = [j for j in js if j["correct"]]
             sound = sum(is_grounded(items, j) for j in right)
             cells.append(f"{sound / len(js):.3f} ({sound / max(len(right), 1):.0%})")
@@ -188,7 +193,7 @@ def position_table(runs: dict, budgets: list[int]) -> None:
     for (row, seed), r in runs.items():
         cells = []
         for b in budgets:
-            js = [j for j in r["seq"] if j["budget"] == b and j["sample"] == 0]
+            js = greedy(r["seq"], b)
             acc = {}
             for side in "AB":
                 ok = [j["correct"] for j in js if j["label"] == side]
@@ -201,10 +206,10 @@ def position_table(runs: dict, budgets: list[int]) -> None:
 def is_grounded(items, j: dict) -> bool:
     """teacher.grounded on judgment j's trace and the pair it was shown (j["item"] is its line in
     test.jsonl, as judge.py read it; "BA" shows the responses swapped)."""
-    it = items[j["item"]] if j["item"] < len(items) else {"id": None}
-    if it["id"] != j["id"]:
-        raise ValueError(f"judgment of item {j['item']} has id {j['id']!r}, but test.jsonl's pair "
-                         f"{j['item']} is {it['id']!r}: not the pairs it judged")
+    if j["item"] >= len(items) or items[j["item"]]["id"] != j["id"]:
+        raise ValueError(f"judgment of item {j['item']} (id {j['id']!r}) does not match "
+                         f"test.jsonl's {len(items)} pairs: not the pairs it judged")
+    it = items[j["item"]]
     a, b = (it["response_a"], it["response_b"])[::1 if j["order"] == "AB" else -1]
     return grounded(it["question"], a, b, j["completion"])
 
