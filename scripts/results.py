@@ -31,9 +31,10 @@ prints as Markdown:
    shown; a position bias is a gap between the two), and the share of traces with no verdict.
 
 --plot: accuracy against mean thinking tokens, sequential and parallel, one panel per row (a line
-per seed). --rl-plot: per RL row, the reward per step (and its 10-step mean), the share of flat
-groups per step (groups whose rewards are all equal carry no signal) and the validation accuracy at
-each evaluation, from <row>.log.jsonl (runs.read_log: lines a resume superseded are dropped).
+per seed). --rl-plot: a panel per RL row (down) and seed folder (across), the reward per step (and
+its 10-step mean), the share of flat groups per step (groups whose rewards are all equal carry no
+signal) and the validation accuracy at each evaluation, from <row>.log.jsonl (runs.read_log: lines a
+resume superseded are dropped).
 --better-rl: of the J1-SFT RL rows, the one whose last validation line has the highest mean of
 val_acc_budget0 and val_acc_budget<eval budget> (ties: the first in ROWS); the test pairs are never
 read.
@@ -274,32 +275,40 @@ def plot_rl(dirs: list[Path], path: str, force: bool) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    logs = [(row, d.name, read_log(d / f"{row}.pt")) for row in RL_ROWS for d in dirs
-            if log_path(d / f"{row}.pt").exists()]
-    if not logs:
+    rows = [row for row in RL_ROWS if any(log_path(d / f"{row}.pt").exists() for d in dirs)]
+    if not rows:
         raise ValueError(f"--rl-plot: no <row>.log.jsonl of an RL row ({', '.join(RL_ROWS)}) in "
                          "the folders")
-    fig, axes = plt.subplots(1, len(logs), figsize=(3.6 * len(logs), 3.2), squeeze=False)
-    for ax, (row, seed, log) in zip(axes[0], logs):
-        prompts = next((r["config"]["prompts"] for r in log if "config" in r), None)
-        steps = [r for r in log if "reward" in r]
-        x = [r["step"] for r in steps]
-        rew = [r["reward"] for r in steps]
-        ax.plot(x, rew, color="C0", alpha=0.3, lw=0.8)
-        ax.plot(x, [sum(rew[max(0, i - 9):i + 1]) / len(rew[max(0, i - 9):i + 1])
-                    for i in range(len(rew))],
-                color="C0", label="reward (10-step mean)")
-        flat = [r.get("flat_share", r["flat_groups"] / prompts if prompts else float("nan"))
-                for r in steps]
-        ax.plot(x, flat, color="C3", alpha=0.6, lw=0.8, label="flat groups (share)")
-        for c, key in enumerate(sorted({k for r in log for k in r if k.startswith("val_acc_")})):
-            pts = [(r["step"], r[key]) for r in log if key in r]
-            ax.plot(*zip(*pts), "o:", color=f"C{c + 1}", label=key.replace("val_acc_", "val acc "))
-        ax.set_ylim(0, 1.02)
-        ax.set_title(f"{ROWS[row]} [{seed}]", fontsize=8)
-        ax.set_xlabel("RL step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+    # one panel per RL row (down) and seed folder (across); a panel without a log stays blank
+    fig, axes = plt.subplots(len(rows), len(dirs), figsize=(3.6 * len(dirs), 3.2 * len(rows)),
+                             squeeze=False)
+    for row, panels in zip(rows, axes):
+        for d, ax in zip(dirs, panels):
+            if not log_path(d / f"{row}.pt").exists():
+                ax.set_axis_off()
+                continue
+            log = read_log(d / f"{row}.pt")
+            prompts = next((r["config"]["prompts"] for r in log if "config" in r), None)
+            steps = [r for r in log if "reward" in r]
+            x = [r["step"] for r in steps]
+            rew = [r["reward"] for r in steps]
+            ax.plot(x, rew, color="C0", alpha=0.3, lw=0.8)
+            ax.plot(x, [sum(rew[max(0, i - 9):i + 1]) / len(rew[max(0, i - 9):i + 1])
+                        for i in range(len(rew))],
+                    color="C0", label="reward (10-step mean)")
+            flat = [r.get("flat_share", r["flat_groups"] / prompts if prompts else float("nan"))
+                    for r in steps]
+            ax.plot(x, flat, color="C3", alpha=0.6, lw=0.8, label="flat groups (share)")
+            val_keys = sorted({k for r in log for k in r if k.startswith("val_acc_")})
+            for c, key in enumerate(val_keys):
+                pts = [(r["step"], r[key]) for r in log if key in r]
+                ax.plot(*zip(*pts), "o:", color=f"C{c + 1}",
+                        label=key.replace("val_acc_", "val acc "))
+            ax.set_ylim(0, 1.02)
+            ax.set_title(f"{ROWS[row]} [{d.name}]", fontsize=8)
+            ax.set_xlabel("RL step")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6)
     fig.tight_layout()
     save_fig(fig, path, force)
 
@@ -331,7 +340,7 @@ def main(argv=None):
     ap.add_argument("--plot", help="PNG: accuracy against mean thinking tokens, sequential and "
                                    "parallel, per row")
     ap.add_argument("--rl-plot", help="PNG: reward, flat-group share and validation accuracy per "
-                                      "RL step, per RL row")
+                                      "RL step, a panel per RL row (down) and seed folder (across)")
     ap.add_argument("--force", action="store_true", help="overwrite --plot / --rl-plot if they "
                                                          "exist")
     ap.add_argument("--matched-k", metavar="JSONL", help="print the K of the parallel pass for "

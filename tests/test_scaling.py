@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,8 @@ def test_results_prints_the_tables_and_draws_both_plots(seeds, tmp_path):
     assert float(pooled.split("[")[0]) > 0.01 and float(pooled.split("[")[1].split(",")[0]) > 0
     assert (tmp_path / "s.png").stat().st_size > 1000 and (tmp_path
                                                            / "rl.png").stat().st_size > 1000
+    width, height = struct.unpack(">II", (tmp_path / "rl.png").read_bytes()[16:24])  # PNG IHDR
+    assert (width, height) == (2 * 432, 2 * 384)  # two RL rows down, two seeds across, 120 dpi
     again = results(*seeds, "--plot", tmp_path / "s.png")
     assert again.returncode == 2 and "exists" in again.stderr  # never overwritten without --force
 
