@@ -173,11 +173,9 @@ def measure(cfg: ModelConfig, dtype: str, rows: int = 2, length: int = 64) -> di
     return this rank's actual bytes (params, grads, AdamW state, a sharded reference), each
     parameter's local element count, and the activation bytes per token that saved_tensors_hooks
     sees on an unsharded copy (float32)."""
-    import torch.distributed as dist
-
-    from j1_min import shard
+    from j1_min import collective, shard
     from j1_min.logprobs import selected_logprobs
-    dist.init_process_group("gloo")
+    collective.init(torch.device("cpu"))
     model = Transformer(cfg)
     model.init_weights(seed=0)
     plain = Transformer(cfg)
@@ -211,8 +209,8 @@ def measure(cfg: ModelConfig, dtype: str, rows: int = 2, length: int = 64) -> di
             m(x, return_hidden=True)
         out["activations_per_token"
             + ("_checkpointed" if ac else "")] = sum(saved.values()) / (rows * length)
-    out["rank"] = dist.get_rank()
-    dist.destroy_process_group()
+    out["rank"] = collective.rank()
+    collective.teardown()
     return out
 
 
