@@ -137,3 +137,20 @@ def test_a_bf16_checkpoint_trains_float32_weights_and_float32_adamw_state(setup,
     for out in (tmp_path / "rl.pt", tmp_path / "sft.pt"):
         assert {t.dtype for t in read_pt(out)["model"].values()} == {torch.float32}, out
         assert adamw_dtypes(out) == {torch.float32}, out
+
+
+def test_loading_converts_one_tensor_at_a_time_so_no_bf16_original_outlives_the_load():
+    """Each rank of a sharded run holds its float32 copy on the CPU until it is sharded
+    (shard.load_device); a bf16 checkpoint must not add its own 2 bytes per parameter on top (the
+    plan's host row counts 4)."""
+    from j1_min.checkpoint import build_model
+    cfg = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                      tie_word_embeddings=False)
+    model = Transformer(cfg)
+    model.init_weights(seed=0)
+    state = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
+    originals = [weakref.ref(t) for t in state.values()]
+    loaded = build_model(cfg, state, "test", torch.float32, "cpu")
+    assert all(w() is None for w in originals)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
