@@ -235,6 +235,7 @@ def evaluate(model, tok, template, val, val_examples, args, d, autocast) -> dict
         if val_examples:
             with autocast:
                 metrics["val_loss"] = sft_loss(model, val_examples, tok, d.device)
+            shard.reshard(model)  # no backward follows: a sharded root would stay gathered
         if val:
             metrics.update(eval_accuracy(shard.full_model(model), tok, val[:args.eval_items],
                                          args.max_new_tokens, template=template)[0])

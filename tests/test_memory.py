@@ -154,3 +154,24 @@ def test_loading_converts_one_tensor_at_a_time_so_no_bf16_original_outlives_the_
     loaded = build_model(cfg, state, "test", torch.float32, "cpu")
     assert all(w() is None for w in originals)
     assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+
+
+def test_the_plan_prints_each_phases_peak_and_counts_the_rollout_copy_in_the_rollout_only(capsys):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from memory_plan import main, model_config, plan
+    p = plan(model_config("j1-7b"), 8, "bfloat16", tokens=32768, rollout_tokens=131072)
+    states = p["parameters"] + p["adamw"] + p["reference"]
+    assert p["rollout_peak"] == states + p["rollout_copy"] + 131072 * p["kv_cache_per_token"]
+    assert p["train_peak_checkpointed"] == pytest.approx(
+        states + p["gradients"] + p["gathered_blocks"] + p["gathered_root"]
+        + 32768 * p["activations_per_token_checkpointed"])  # no rollout copy
+    # load: the shards and one unsharded float32 group, the root (2 x 152064 x 3584 + 3584)
+    assert p["load_peak"] == p["parameters"] + p["reference"] + 4 * 1_089_998_336
+    assert max(p["load_peak"], p["rollout_peak"], p["train_peak_checkpointed"],
+               p["save_peak"]) < 80e9 < p["train_peak"]
+    main(["--config", "j1-7b", "--world", "8", "--tokens", "32768", "--rollout-tokens", "131072"])
+    out = capsys.readouterr().out
+    for phase in ("load:", "rollout:", "update:", "save:"):
+        assert phase in out, phase
