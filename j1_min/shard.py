@@ -13,7 +13,9 @@ Every parameter is cut along its first dimension into `world` pieces (the last m
 pads it), so a rank keeps ~1/world of the float32 weights, gradients and AdamW moments. A block's
 full weights exist only while it computes (all-gathered before its forward and backward, freed
 after); the root's stay gathered from the forward to the end of the backward (FSDP2 does not reshard
-the root after its forward).
+the root after its forward), and after a forward with no backward (the frozen reference, the
+finiteness probe) until `reshard` frees them. A trainer loads on the CPU and shards from there
+(`load_device`), so no rank holds the whole model on its GPU.
 
 A sharded run's checkpoint is a folder, `--out` (a `.pt` path is refused under --shard):
 
