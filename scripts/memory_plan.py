@@ -34,7 +34,8 @@ tests/test_shard.py):
   activations are kept; the copy is freed before the update (rl.step never holds it,
   tests/test_memory.py).
 
-The peak of each phase of a run, per rank:
+The peak of each phase of a run, per rank: sums of the parts above. What makes each sum hold (what
+is freed or sharded when) is tested in tests/test_memory.py; the sums were not measured on a GPU.
 
 * load: each rank loads its float32 model on the CPU (host memory: 4 bytes per parameter, the
   checkpoint's tensors converted one at a time) and fully_shard moves one group at a time to the
