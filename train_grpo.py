@@ -208,20 +208,27 @@ def setup(args, d):
     """Everything a run starts from: (state, policy, ref, tokenizer, template, data, prompts, val,
     config). The RL pairs (a prompt too long for the context with --max-new-tokens: an error, or
     skipped with --skip-bad) and the held-out pairs, the saved state of --resume (None for a new
-    run), the policy (--resume's, else --ckpt's; float32 master weights, whatever --dtype), the
-    frozen KL reference (--ckpt's model, also when --resume continues from later weights; None when
+    run), the policy (--resume's, else --ckpt's; float32 master weights, whatever --dtype and the
+    checkpoint's dtype; wrapped by shard.wrap, so before the optimizer is made), the frozen KL
+    reference (--ckpt's model, also when --resume continues from later weights; None when
     β = 0), each pair's encoded prompt, and the run's config as the checkpoint records it."""
     data = read_pairs(args.data, seed=args.seed, skip_bad=args.skip_bad)
     if not data:
         raise ValueError(f"{args.data}: no records")
     val = read_pairs(args.val, seed=args.seed, skip_bad=args.skip_bad) if args.val else []
     state = runs.load_train_state(args.resume, "train_grpo") if args.resume else None
-    policy, tok, template = load_judge(args.resume or args.ckpt, args.template, device=d.device)
+    # float32 master weights whatever the checkpoint holds (a bf16 one too); --dtype is the compute
+    # dtype. Under --shard each rank loads on the CPU and fully_shard moves one block at a time to
+    # the device, sharded: no rank ever holds the whole model on its GPU.
+    where = shard.load_device(d.device, args.shard)
+    policy, tok, template = load_judge(args.resume or args.ckpt, args.template,
+                                       dtype=torch.float32, device=where)
     policy.train()
-    ref = load_model(args.ckpt,
-                     device=d.device)[0].eval().requires_grad_(False) if args.beta > 0 else None
-    if ref is not None and args.shard:
-        shard.wrap(ref, args.dtype)
+    shard.wrap(policy, args.dtype, args.activation_checkpointing, shard=args.shard)
+    ref = None
+    if args.beta > 0:  # loaded after the policy is sharded: one full model in memory at a time
+        ref = load_model(args.ckpt, dtype=torch.float32, device=where)[0].eval()
+        shard.wrap(ref.requires_grad_(False), args.dtype, shard=args.shard)
     prompts = [encode_prompt(tok, r["question"], r["response_a"], r["response_b"], template)
                for r in data]
     # checked at load, not when drawn
@@ -271,7 +278,8 @@ def train_step(model, ref, opt, tok, template, data, prompts_all, step: int, cfg
     metrics = rl_step(model, ref, opt, tok, prompts, labels, cfg, d,
                       forcing={**forcing, "budget": rows_budget},
                       seed=args.seed * 1_000_003 + step * 1009, template=template,
-                      sampler=shard.full_model(getattr(model, "module", model)))
+                      # gathered for the rollout, freed before the update
+                      sampler=lambda: shard.full_model(getattr(model, "module", model)))
     metrics["budget_mean"] = sum(budgets) / len(budgets)
     metrics["flat_share"] = metrics["flat_groups"] / args.prompts
     return metrics
@@ -298,9 +306,7 @@ def evaluate(policy, tok, template, val, args) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     d, out = runs.begin(args, "--prompts", args.prompts)
-    state, policy, ref, tok, template, data, prompts, val, config = setup(args, d)
-    # before the optimizer
-    shard.wrap(policy, args.dtype, args.activation_checkpointing, shard=args.shard)
+    state, policy, ref, tok, template, data, prompts, val, config = setup(args, d)  # wrapped
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step, ddp, log = runs.start(out, d, policy, opt, state, config, RESUME_MAY_CHANGE)
     saver = runs.Saver(out, d.main, prompts[0], state)  # never saves a non-finite policy

@@ -144,8 +144,9 @@ def build_init(args, records):
         return model, tok, templates.for_model(args.template, None, {}, tok)
     if not Path(args.init).exists():
         raise ValueError(f"--init {args.init}: no such checkpoint (or use 'tiny')")
-    # refuses a tokenizer larger than the model's embedding
-    return load_judge(args.init, args.template)
+    # refuses a tokenizer larger than the model's embedding; float32 master weights whatever the
+    # checkpoint holds (--dtype is the compute dtype)
+    return load_judge(args.init, args.template, dtype=torch.float32, device="cpu")
 
 
 def setup(args, d):
@@ -157,9 +158,10 @@ def setup(args, d):
     train = read_pairs(args.data, skip_bad=args.skip_bad, need_completion=True)
     val = read_pairs(args.val, skip_bad=args.skip_bad) if args.val else []
     state = runs.load_train_state(args.resume, "train_sft") if args.resume else None
-    model, tok, template = load_judge(args.resume,
-                                      args.template) if state else build_init(args, train)
-    model = model.to(d.device).train()
+    model, tok, template = (load_judge(args.resume, args.template, dtype=torch.float32,
+                                       device="cpu") if state else build_init(args, train))
+    # on the CPU under --shard: shard.wrap (main) moves it to the device one sharded block at a time
+    model = model.to(shard.load_device(d.device, args.shard)).train()
     examples = [sft_example(tok, r, template) for r in train]
     ctx = model.config.max_position_embeddings
     train = fit(train, [len(ids) for ids, _ in examples], ctx, args.skip_bad,
@@ -233,6 +235,7 @@ def evaluate(model, tok, template, val, val_examples, args, d, autocast) -> dict
         if val_examples:
             with autocast:
                 metrics["val_loss"] = sft_loss(model, val_examples, tok, d.device)
+            shard.reshard(model)  # no backward follows: a sharded root would stay gathered
         if val:
             metrics.update(eval_accuracy(shard.full_model(model), tok, val[:args.eval_items],
                                          args.max_new_tokens, template=template)[0])

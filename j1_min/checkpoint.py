@@ -141,7 +141,10 @@ def resolve_dtype(dtype, device, config_dict: dict | None = None) -> torch.dtype
 
 def build_model(cfg: ModelConfig, state: dict, where: str, dtype, device) -> Transformer:
     """Build the model on the meta device and adopt the loaded tensors (assign=True): no random
-    init, no copy."""
+    init, no copy. Tensors that need another dtype or device are converted one at a time in
+    `state` itself (the caller's dict), so each loaded tensor is freed as soon as its converted copy
+    exists: loading a bf16 checkpoint as float32 peaks near the float32 model (4 bytes per
+    parameter), not the checkpoint plus the float32 model (6 bytes per parameter)."""
     with torch.device("meta"):
         model = Transformer(cfg)
     expected = set(model.state_dict().keys())
@@ -159,7 +162,8 @@ def build_model(cfg: ModelConfig, state: dict, where: str, dtype, device) -> Tra
         if tuple(t.shape) != tuple(shapes[k].shape):
             raise CheckpointError(f"{where}: {k} has shape {tuple(t.shape)}, the config needs "
                                   f"{tuple(shapes[k].shape)}")
-    state = {k: t.to(device=device or "cpu", dtype=dtype) for k, t in state.items()}
+    for k in list(state):
+        state[k] = state[k].to(device=device or "cpu", dtype=dtype)  # the original is freed here
     if cfg.tie_word_embeddings:
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
     model.load_state_dict(state, assign=True)

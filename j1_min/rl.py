@@ -163,6 +163,7 @@ def completion_logprobs(model, inp, tgt, index, cfg: RLConfig) -> torch.Tensor:
         for rows, n in micro_batches(index, cfg.micro):
             out[rows] = selected_logprobs(model, inp[rows, :n], tgt[rows, :n],
                                           temperature=cfg.temperature).gather(1, index[rows])
+    shard.reshard(model)  # no backward follows, so a sharded root would stay gathered
     return out
 
 
@@ -247,14 +248,16 @@ def step(model, ref, opt, tok, prompts: list[list[int]], labels: list[str], cfg:
          d: runs.Dist, *, forcing: dict, seed: int, template=J1_MIN, sampler=None) -> dict:
     """One RL step on this process's rows: rollout, scoring, advantages, policy update. `model` is
     the policy, DDP-wrapped under torchrun (or sharded, --shard); `ref` the frozen reference (None
-    when β = 0); `template` parses the verdicts; `sampler` the policy's weights to sample with
-    (default the policy; under --shard a full copy, shard.full_model, so that generation needs no
-    collective per token).
+    when β = 0); `template` parses the verdicts; `sampler` a function that returns the weights to
+    sample with (default: the policy itself; under --shard, shard.full_model's gathered copy, so
+    that generation needs no collective per token). A function, not the copy: the copy is made for
+    the rollout and is held by nothing once the rollout returns, so its memory (30.5 GB per rank for
+    J1-7B) is free before the update; an argument would live in this frame until the step returns.
     Returns the step's metrics (rollout figures averaged over all processes) and the seconds of each
     part (this process's)."""
     policy = getattr(model, "module", model)
     t = [_clock(d.device)]
-    gens = rollout(sampler or policy, prompts, cfg, forcing, seed)  # 1. rollout
+    gens = rollout(sampler() if sampler else policy, prompts, cfg, forcing, seed)  # 1. rollout
     t.append(_clock(d.device))
     rewards, verdicts = score(tok, gens, labels, cfg.format_penalty, template)  # 2. scoring
     t.append(_clock(d.device))

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from . import shard
+from . import collective, shard
 from .checkpoint import is_run, read_pt, read_run, save_pt
 from .checks import check_output
 
@@ -63,16 +62,14 @@ def setup_dist(device: str) -> Dist:
     if dev.type == "cuda":
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
-    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    collective.init(dev)  # its timeout outlasts rank 0's export at a sharded save
     return Dist(rank, world, dev)
 
 
 def all_sum(x: torch.Tensor, d: Dist) -> torch.Tensor:
-    """Sum of x over all processes (x itself with one process)."""
-    if d.world > 1:
-        x = x.clone()
-        dist.all_reduce(x)
-    return x
+    """Sum of x over all processes, on d.device (collective.all_sum: a CPU tensor is moved to the
+    process's device, as NCCL needs)."""
+    return collective.all_sum(x, d.device)
 
 
 def no_sync(model, last: bool):
@@ -83,12 +80,8 @@ def no_sync(model, last: bool):
 
 
 def teardown(d: Dist) -> None:
-    """Leave the process group, if there is one. The barrier first: a rank that tears down while
-    rank 0 is still writing the checkpoint can take gloo's threads down mid-flight (seen as
-    `terminate called without an active exception`, exit -6, about one run in a few under load)."""
-    if d.world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
+    """Leave the process group, if there is one, after a barrier (collective.teardown)."""
+    collective.teardown()
 
 
 def begin(args, flag: str, rows: int) -> tuple[Dist, Path]:
@@ -238,11 +231,10 @@ class Saver:
                 return bool(torch.isfinite(model(self.probe.to(model.lm_head.weight.device))).all())
             # sharded: every rank runs the forward (a collective), whatever its own pieces hold
             bad = sum(int(not torch.isfinite(shard.local(p)).all()) for p in model.parameters())
-            bad += int(not torch.isfinite(
-                model(self.probe.to(shard.local(model.lm_head.weight).device))).all())
-            bad = torch.tensor(float(bad))
-            dist.all_reduce(bad)
-            return bad.item() == 0
+            device = shard.local(model.lm_head.weight).device
+            bad += int(not torch.isfinite(model(self.probe.to(device))).all())
+            shard.reshard(model)  # a forward without backward leaves the root gathered
+            return collective.all_sum(torch.tensor(float(bad)), device).item() == 0
 
     def stop(self, what: str) -> ValueError:
         """The error to raise when training goes non-finite: `what`, and the last finite checkpoint

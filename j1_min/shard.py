@@ -13,7 +13,9 @@ Every parameter is cut along its first dimension into `world` pieces (the last m
 pads it), so a rank keeps ~1/world of the float32 weights, gradients and AdamW moments. A block's
 full weights exist only while it computes (all-gathered before its forward and backward, freed
 after); the root's stay gathered from the forward to the end of the backward (FSDP2 does not reshard
-the root after its forward).
+the root after its forward), and after a forward with no backward (the frozen reference, the
+finiteness probe) until `reshard` frees them. A trainer loads on the CPU and shards from there
+(`load_device`), so no rank holds the whole model on its GPU.
 
 A sharded run's checkpoint is a folder, `--out` (a `.pt` path is refused under --shard):
 
@@ -40,8 +42,8 @@ import shutil
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
+from . import collective
 from .checkpoint import LATEST, RUN_FORMAT, build_model, is_run, save_hf
 from .files import atomic_write
 
@@ -92,9 +94,30 @@ def wrap(model, dtype: str = "float32", activation_checkpointing: bool = False, 
     return model
 
 
+def load_device(device: torch.device, sharded: bool) -> torch.device:
+    """Where a trainer loads its starting weights: the training device, or under --shard the CPU.
+    fully_shard then moves one block at a time to the device and keeps this rank's piece, so a
+    rank's GPU never holds more than the shards plus one unsharded group (the root: embeddings,
+    final norm and lm_head, 4.4 GB float32 for J1-7B). Loaded on the device, every rank would
+    first hold the whole float32 model there (30.5 GB for J1-7B, twice with a reference). The price
+    is host memory: each rank holds its float32 copy on the CPU until it is sharded
+    (scripts/memory_plan.py counts both)."""
+    return torch.device("cpu") if sharded else torch.device(device)
+
+
 def local(t: torch.Tensor) -> torch.Tensor:
     """This rank's piece of a sharded tensor (a DTensor), or the tensor itself."""
     return t.to_local() if hasattr(t, "to_local") else t
+
+
+def reshard(model) -> None:
+    """Free the gathered weights of a sharded model's root (embeddings, final norm, lm_head: 1.1B
+    parameters for J1-7B) after a forward that has no backward: the frozen reference's,
+    REINFORCE++'s old-policy log-probs, the finiteness probe. FSDP2 reshards a root only after its
+    backward (torch.distributed.fsdp.FSDPModule.reshard); the blocks reshard after each forward
+    anyway. A model that is not sharded is left alone."""
+    if is_sharded(model):
+        model.reshard()
 
 
 def full_model(model):
@@ -178,16 +201,16 @@ def save(out, model, optimizer, tokenizer, run_config: dict, train_state: dict, 
                                                          get_state_dict)
 
     out = Path(out)
-    name = [None]
+    name = None
     if main:
         out.mkdir(exist_ok=True)
-        n, name[0] = 0, f"step-{train_state['step']:08d}"
+        n, name = 0, f"step-{train_state['step']:08d}"
         # the same step saved again (an interrupt right after a save)
-        while (out / name[0]).exists():
-            n, name[0] = n + 1, f"step-{train_state['step']:08d}.{n + 1}"
-        shutil.rmtree(out / f".{name[0]}.tmp", ignore_errors=True)
-    dist.broadcast_object_list(name)
-    tmp = out / f".{name[0]}.tmp"
+        while (out / name).exists():
+            n, name = n + 1, f"step-{train_state['step']:08d}.{n + 1}"
+        shutil.rmtree(out / f".{name}.tmp", ignore_errors=True)
+    name = collective.broadcast_object(name, local(next(model.parameters())).device)
+    tmp = out / f".{name}.tmp"
     model_state, optim_state = get_state_dict(model, optimizer)  # name -> DTensor shard
     dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp / "dcp"))
     # rank 0
@@ -200,15 +223,17 @@ def save(out, model, optimizer, tokenizer, run_config: dict, train_state: dict, 
                 chat_template=run_config.get("chat_template"))
         torch.save({"format": RUN_FORMAT, "run_config": run_config, "train_state": train_state},
                    tmp / "run.pt")
-    dist.barrier()  # every rank's DCP file is written
+    # every rank's DCP file is written; the others wait here while rank 0 exports, which for 7B on
+    # a slow disk can outlast NCCL's default 10-minute timeout (collective.TIMEOUT is longer)
+    collective.barrier()
     if main:
-        os.replace(tmp, out / name[0])
-        atomic_write(out / LATEST, lambda p: Path(p).write_text(name[0] + "\n"))  # the commit point
+        os.replace(tmp, out / name)
+        atomic_write(out / LATEST, lambda p: Path(p).write_text(name + "\n"))  # the commit point
         for old in out.iterdir():
-            if old.is_dir() and old.name != name[0] and (old.name.startswith("step-")
-                                                         or old.name.endswith(".tmp")):
+            if old.is_dir() and old.name != name and (old.name.startswith("step-")
+                                                      or old.name.endswith(".tmp")):
                 shutil.rmtree(old, ignore_errors=True)
-    dist.barrier()
+    collective.barrier()
 
 
 def load(dcp_dir, model, optimizer) -> None:

@@ -31,7 +31,22 @@ tests/test_shard.py):
 * RL rollouts (train_grpo.py): the policy gathered into one full float32 copy per rank
   (shard.full_model, 4 bytes per parameter) and the KV cache, layers x 2 x kv-heads x head-dim x 4
   bytes per rollout token. They live during the rollout, when the gradients are freed and no
-  activations are kept.
+  activations are kept; the copy is freed before the update (rl.step never holds it,
+  tests/test_memory.py).
+
+The peak of each phase of a run, per rank: sums of the parts above. What makes each sum hold (what
+is freed or sharded when) is tested in tests/test_memory.py; the sums were not measured on a GPU.
+
+* load: each rank loads its float32 model on the CPU (host memory: 4 bytes per parameter, the
+  checkpoint's tensors converted one at a time) and fully_shard moves one group at a time to the
+  GPU (a block, then the root, unsharded in float32), keeping this rank's piece; the reference is
+  loaded after the policy is sharded (shard.load_device, tests/test_memory.py).
+* rollout: the sharded states (parameters, AdamW, reference), the gathered copy and the KV cache.
+  No root stays gathered: a forward without backward is followed by shard.reshard.
+* update: the states, the gradients, the gathered blocks and root, and the activations.
+* save: the states (each rank writes its DCP shard) and one full float32 tensor at a time, gathered
+  for the Hugging Face export; rank 0 holds the whole float32 model on its CPU, plus one
+  safetensors file (at most 5 GB) being serialized.
 """
 from __future__ import annotations
 
@@ -45,7 +60,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from j1_min.checkpoint import config_from_hf  # noqa: E402
+from j1_min.checkpoint import SHARD_BYTES, config_from_hf  # noqa: E402
 from j1_min.model import ModelConfig, Transformer  # noqa: E402
 
 CONFIGS = {
@@ -119,34 +134,50 @@ def activation_bytes_per_token(cfg: ModelConfig, act_bytes: int, checkpointing: 
 
 def plan(cfg: ModelConfig, world: int, dtype: str = "bfloat16", tokens: int = 0,
          rollout_tokens: int = 0, reference: bool = True) -> dict:
-    """Bytes per rank (rank 0, the largest) of each part; see the module docstring."""
+    """Bytes per rank (rank 0, the largest) of each part, and the peak of each phase of a run
+    (load, rollout, update, save; see the module docstring)."""
     sh = shapes(cfg)
     n = sum(math.prod(s) for s in sh.values())
     local = sum(shard_elements(s, world) for s in sh.values())
     compute = 2 if dtype == "bfloat16" else 4
     blocks = {k: s for k, s in sh.items() if k.startswith("model.layers.0.")}
     root = {k: s for k, s in sh.items() if not k.startswith("model.layers.")}
+    block_n, root_n = (sum(math.prod(s) for s in g.values()) for g in (blocks, root))
     p = {"parameters": 4 * local, "gradients": 4 * local, "adamw": 8 * local + 4 * len(sh),
          "reference": 4 * local if reference else 0,
-         "gathered_blocks": 2 * compute * sum(math.prod(s) for s in blocks.values()),
-         "gathered_root": compute * sum(math.prod(s) for s in root.values()),
+         "gathered_blocks": 2 * compute * block_n, "gathered_root": compute * root_n,
          "activations_per_token": activation_bytes_per_token(cfg, compute, False),
          "activations_per_token_checkpointed": activation_bytes_per_token(cfg, compute, True)
          + block_bytes_per_token(cfg, compute),  # + the block rebuilt in the backward
          "rollout_copy": 4 * n, "kv_cache_per_token": cfg.num_hidden_layers * 2
          * cfg.num_key_value_heads
-         * cfg.head_dim * 4, "params": n, "world": world}
+         * cfg.head_dim * 4, "params": n, "world": world,
+         # fully_shard moves one group (a block, then the root) unsharded to the device at a time
+         "load_group": 4 * max(block_n, root_n),
+         # the export gathers one full float32 tensor at a time, offloaded to rank 0's CPU
+         "save_tensor": 4 * max(math.prod(s) for s in sh.values())}
     states = p["parameters"] + p["adamw"] + p["reference"]
+    # load: the policy's shards (and the reference's) plus the group being sharded; the host holds
+    # the float32 model being loaded (checkpoint.build_model converts one tensor at a time)
+    p["load_peak"] = p["parameters"] + p["reference"] + p["load_group"]
+    p["load_host"] = 4 * n
+    # rollout: no gradients (zero_grad(set_to_none)), no gathered root (shard.reshard), the full
+    # float32 copy (shard.full_model) and the KV cache
+    p["rollout_peak"] = states + p["rollout_copy"] + rollout_tokens * p["kv_cache_per_token"]
+    # update: the rollout copy is freed (rl.step never holds it; tests/test_memory.py)
     p["train_peak"] = states + p["gradients"] + p["gathered_blocks"] + p["gathered_root"]
     p["train_peak_checkpointed"] = p["train_peak"] + tokens * p[
         "activations_per_token_checkpointed"]
     p["train_peak"] += tokens * p["activations_per_token"]
-    p["rollout_peak"] = states + p["rollout_copy"] + rollout_tokens * p["kv_cache_per_token"]
+    # save: the DCP shards are written from the states; the export gathers tensor by tensor; rank 0
+    # holds the whole float32 model on its CPU and serializes one safetensors file (<= 5 GB) at once
+    p["save_peak"] = states + p["save_tensor"]
+    p["save_host"] = 4 * n + min(4 * n, SHARD_BYTES)
     return p
 
 
 def show(name: str, p: dict, tokens: int, rollout_tokens: int, gpu_gb: float) -> None:
-    """Print the plan as a table, with whether each phase fits in gpu_gb."""
+    """Print the plan as a table, with the peak of each phase and whether it fits in gpu_gb."""
     print(f"{name}: {p['params'] / 1e9:.3f}B parameters, {p['world']} ranks; GB per rank")
     rows = [("parameters (float32 master, sharded)", p["parameters"]),
             ("gradients (float32, sharded)",
@@ -161,11 +192,17 @@ def show(name: str, p: dict, tokens: int, rollout_tokens: int, gpu_gb: float) ->
             ("rollouts: KV cache per token (MB)", p["kv_cache_per_token"] * 1e3)]
     for label, v in rows:
         print(f"  {label:46s} {v / GB:10.3f}")
-    for label, key in ((f"training, {tokens} tokens per micro-batch", "train_peak"),
-                       ("  with --activation-checkpointing", "train_peak_checkpointed"),
-                       (f"RL rollout, {rollout_tokens} tokens of KV cache", "rollout_peak")):
+    print("peak of each phase, GB per rank (GPU; host memory where it is large)")
+    for label, key, host in (
+            ("load: on the CPU, sharded onto the GPU", "load_peak", "load_host"),
+            (f"rollout: copy + {rollout_tokens} tokens of KV cache", "rollout_peak", None),
+            (f"update: {tokens} tokens per micro-batch", "train_peak", None),
+            ("  with --activation-checkpointing", "train_peak_checkpointed", None),
+            ("save: DCP shards + rank 0's HF export", "save_peak", "save_host")):
         fits = "fits" if p[key] / GB <= gpu_gb else "does NOT fit"
-        print(f"  {label:46s} {p[key] / GB:10.3f}  {fits} in {gpu_gb:g} GB")
+        extra = f"; host {p[host] / GB:.1f}" + (" on rank 0" if key == "save_peak" else "") \
+            if host else ""
+        print(f"  {label:46s} {p[key] / GB:10.3f}  {fits} in {gpu_gb:g} GB{extra}")
 
 
 def measure(cfg: ModelConfig, dtype: str, rows: int = 2, length: int = 64) -> dict:
@@ -173,11 +210,9 @@ def measure(cfg: ModelConfig, dtype: str, rows: int = 2, length: int = 64) -> di
     return this rank's actual bytes (params, grads, AdamW state, a sharded reference), each
     parameter's local element count, and the activation bytes per token that saved_tensors_hooks
     sees on an unsharded copy (float32)."""
-    import torch.distributed as dist
-
-    from j1_min import shard
+    from j1_min import collective, shard
     from j1_min.logprobs import selected_logprobs
-    dist.init_process_group("gloo")
+    collective.init(torch.device("cpu"))
     model = Transformer(cfg)
     model.init_weights(seed=0)
     plain = Transformer(cfg)
@@ -211,8 +246,8 @@ def measure(cfg: ModelConfig, dtype: str, rows: int = 2, length: int = 64) -> di
             m(x, return_hidden=True)
         out["activations_per_token"
             + ("_checkpointed" if ac else "")] = sum(saved.values()) / (rows * length)
-    out["rank"] = dist.get_rank()
-    dist.destroy_process_group()
+    out["rank"] = collective.rank()
+    collective.teardown()
     return out
 
 
