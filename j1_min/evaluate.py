@@ -11,7 +11,7 @@ from collections import Counter
 from tqdm import tqdm
 
 from .templates import TIE
-from .judge_format import (J1_MIN, completion_text, encode_prompt, forcing_kwargs, parse_verdict,
+from .judge_format import (J1_MIN, completion_text, encode_prompt, forcing_kwargs, judge_verdict,
                            swap_label)
 from .sampling import generate
 
@@ -23,7 +23,8 @@ def judge_pairs(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1
                 template=J1_MIN) -> list[dict]:
     """One judgment per (item, order, budget, sample), as dicts: item (its position in `items`), id,
     order ("AB" as given, "BA" swapped), budget, sample, label (the right verdict as shown), verdict
-    (as shown: "A", "B", "tie" where the template has one, or None), correct,
+    (as shown: "A", "B", "tie" where the template has one, or None; read by the template's
+    verdict_rule, judge_format.judge_verdict), correct,
     completion (the full trace), think_tokens, num_waits, suppressed_at, forced_end
     (max_think_tokens ended the thinking), tokens.
 
@@ -65,7 +66,7 @@ def judge_pairs(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1
                         streams=streams, budget=row_budgets, **kw)
         for row, g in zip(rows, gens):
             text = completion_text(tok, g)
-            verdict = parse_verdict(text, template)
+            verdict = judge_verdict(text, template)  # the template's verdict rule
             row.update(verdict=verdict, correct=verdict is not None and verdict == row["label"],
                        completion=text, think_tokens=g.think_tokens, num_waits=g.num_waits,
                        suppressed_at=g.suppressed_at, forced_end=g.forced_end, tokens=len(g.tokens))
