@@ -133,13 +133,13 @@ def mt_bench_verdict(completion: str, template: Template) -> str | None:
     with this template's patterns, in the order A, B, tie. What counts as the judgment: the text
     after the accepted end of thinking where the template has one (no marker -> None, as in
     parse_verdict), up to the end of turn. A template without a thinking phase reads the whole turn,
-    less a thinking block the model wrote anyway (a Qwen3 whose template ignored
-    enable_thinking=false): a turn that opens with `<think>` is read after its `</think>`, and one
-    cut off before `</think>` has no verdict. Used for judging under the MT-Bench templates, to
-    compare with published numbers; rewards stay strict (parse_verdict)."""
+    less thinking the model did anyway (a Qwen3 whose chat template has no enable_thinking switch,
+    an R1-distilled model whose generation prompt opens `<think>`): a turn holding `</think>` is
+    read after its first one. Used for judging under the MT-Bench templates, to compare with
+    published numbers; rewards stay strict (parse_verdict)."""
     end = template.think_end
-    if end is None and isinstance(completion, str) and completion.lstrip().startswith(THINK_START):
-        end = THINK_END
+    if end is None and isinstance(completion, str) and THINK_END in completion:
+        end = THINK_END  # thinking the model did anyway: its verdict follows it
     answer = _answer(completion, end)
     return None if answer is None else next((v for v, p in template.verdicts if p in answer), None)
 
