@@ -31,10 +31,11 @@ def judge_pairs(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1
     The rows of one item share its prompt, so the sampler prefills each prompt once however many
     budgets and samples ride on it (per-row budgets); `batch_size` items are judged per sampler
     call. Sample k of an item draws the same random numbers at every budget (common random numbers),
-    so `budgets=(0, 1)` and `budgets=(1,)` give the same budget-1 samples, and budgets differ only
-    by what forcing did. That is also what lets the sampler decode all budgets of one sample as one
-    row that forks where a smaller budget accepts its end of thinking, so a sweep costs about what
-    its largest budget costs."""
+    so `budgets=(0, 1)` and `budgets=(1,)` give the same budget-1 samples (bit for bit where the
+    numerics do not depend on the batch, float32 on a CPU; on a GPU or in bfloat16 a near-tie can
+    flip), and budgets differ only by what forcing did. That is also what lets the sampler decode
+    all budgets of one sample as one row that forks where a smaller budget accepts its end of
+    thinking, so a sweep costs about what its largest budget costs."""
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if samples > 1 and temperature <= 0:
