@@ -240,11 +240,6 @@ def model_chat(path, extra: dict) -> dict:
             "eos_ids": eos}
 
 
-def model_chat_template(path, extra: dict) -> str | None:
-    """The model's own chat template (model_chat), or None."""
-    return model_chat(path, extra)["chat_template"]
-
-
 def set_stop_ids(tok, template: Template, chat: dict, where) -> None:
     """The end of the judge's turn, on `tok`: tok.stop_ids (what the sampler stops on) and
     tok.eos_id (what closes an SFT example).
