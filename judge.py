@@ -33,7 +33,7 @@ from j1_min.data import PartialJsonl, Records, fit, read_pairs
 from j1_min import show_tokens
 from j1_min.evaluate import judge_pairs, score
 from j1_min.files import atomic_write
-from j1_min.judge_format import completion_text, encode_prompt, forcing_kwargs, parse_verdict
+from j1_min.judge_format import completion_text, encode_prompt, forcing_kwargs, judge_verdict
 from j1_min.runs import cli
 from j1_min.sampling import generate
 
@@ -279,7 +279,7 @@ def show_one(model, tok, items: list[dict], args, template) -> None:
     gen = generate(model, [prompt], args.max_new_tokens, temperature=args.temperature,
                    seed=args.seed, **forcing_kwargs(tok, args.budget, args.max_think_tokens,
                                                     args.wait_text, template))[0]
-    verdict = parse_verdict(completion_text(tok, gen), template)
+    verdict = judge_verdict(completion_text(tok, gen), template)
     label = it.get("label")
     right = "" if label is None else " (right)" if verdict == label else f" (wrong; label {label})"
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()

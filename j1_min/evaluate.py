@@ -11,7 +11,7 @@ from collections import Counter
 from tqdm import tqdm
 
 from .templates import TIE
-from .judge_format import (J1_MIN, completion_text, encode_prompt, forcing_kwargs, parse_verdict,
+from .judge_format import (J1_MIN, completion_text, encode_prompt, forcing_kwargs, judge_verdict,
                            swap_label)
 from .sampling import generate
 
@@ -23,17 +23,19 @@ def judge_pairs(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1
                 template=J1_MIN) -> list[dict]:
     """One judgment per (item, order, budget, sample), as dicts: item (its position in `items`), id,
     order ("AB" as given, "BA" swapped), budget, sample, label (the right verdict as shown), verdict
-    (as shown: "A", "B", "tie" where the template has one, or None), correct,
+    (as shown: "A", "B", "tie" where the template has one, or None; read by the template's
+    verdict_rule, judge_format.judge_verdict), correct,
     completion (the full trace), think_tokens, num_waits, suppressed_at, forced_end
     (max_think_tokens ended the thinking), tokens.
 
     The rows of one item share its prompt, so the sampler prefills each prompt once however many
     budgets and samples ride on it (per-row budgets); `batch_size` items are judged per sampler
     call. Sample k of an item draws the same random numbers at every budget (common random numbers),
-    so `budgets=(0, 1)` and `budgets=(1,)` give the same budget-1 samples, and budgets differ only
-    by what forcing did. That is also what lets the sampler decode all budgets of one sample as one
-    row that forks where a smaller budget accepts its end of thinking, so a sweep costs about what
-    its largest budget costs."""
+    so `budgets=(0, 1)` and `budgets=(1,)` give the same budget-1 samples (bit for bit where the
+    numerics do not depend on the batch, float32 on a CPU; on a GPU or in bfloat16 a near-tie can
+    flip), and budgets differ only by what forcing did. That is also what lets the sampler decode
+    all budgets of one sample as one row that forks where a smaller budget accepts its end of
+    thinking, so a sweep costs about what its largest budget costs."""
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if samples > 1 and temperature <= 0:
@@ -65,7 +67,7 @@ def judge_pairs(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1
                         streams=streams, budget=row_budgets, **kw)
         for row, g in zip(rows, gens):
             text = completion_text(tok, g)
-            verdict = parse_verdict(text, template)
+            verdict = judge_verdict(text, template)  # the template's verdict rule
             row.update(verdict=verdict, correct=verdict is not None and verdict == row["label"],
                        completion=text, think_tokens=g.think_tokens, num_waits=g.num_waits,
                        suppressed_at=g.suppressed_at, forced_end=g.forced_end, tokens=len(g.tokens))

@@ -22,7 +22,12 @@ THINK_START, THINK_END = "<think>", J1_MIN.think_end
 ASSISTANT_PREFIX = J1_MIN.assistant_prefix
 WAIT = "Wait"  # s1's budget-forcing word; the synthetic traces' reflections start with it too
 ANSWER_PREFIX = J1_MIN.answer_prefix  # forced after `</think>` when the thinking budget runs out
-END_OF_TURN = ("<|im_end|>", "<|endoftext|>")
+# the end-of-turn tokens of ChatML, Llama 3 and DeepSeek-R1(-distilled) models: the judge's turn
+# ends at the first of them (parse_verdict); the sampler stops on the model's own (tok.stop_ids)
+END_OF_TURN = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>",
+               "<｜end▁of▁sentence｜>")
+# a new turn opened inside the judge's answer (ChatML, Llama 3, DeepSeek): no verdict
+NEW_TURN = ("<|im_start|>", "<|start_header_id|>", "<｜User｜>", "<｜Assistant｜>")
 SYSTEM_PROMPT = J1_MIN.system
 USER_TEMPLATE = J1_MIN.user
 
@@ -34,11 +39,13 @@ def judge_messages(question: str, response_a: str, response_b: str,
 
 
 def build_prompt(question: str, response_a: str, response_b: str, template: Template = J1_MIN,
-                 chat_template: str | None = None) -> str:
+                 chat_template: str | None = None, chat_tokens: tuple = ()) -> str:
     """The full judge prompt as text; it ends by opening the judge's turn (j1_min:
-    `<|im_start|>assistant\\n<think>\\n`). chat_template: the model's own, for a template that
-    applies it."""
-    return templates.prompt_text(template, question, response_a, response_b, chat_template)
+    `<|im_start|>assistant\\n<think>\\n`). chat_template and chat_tokens: the model's own chat
+    template and special tokens (tok.chat_template, tok.chat_tokens), for a template that applies
+    it."""
+    return templates.prompt_text(template, question, response_a, response_b, chat_template,
+                                 chat_tokens)
 
 
 def encode_prompt(tokenizer, question: str, response_a: str, response_b: str,
@@ -68,6 +75,22 @@ def _common(strings, reverse=False) -> str:
     return out[::-1] if reverse else out
 
 
+def _answer(completion, end: str | None) -> str | None:
+    """The judge's answer: the text after the first `end` (the whole completion when end is None;
+    None when the marker is missing or the completion is not text), up to the first end of turn."""
+    if not isinstance(completion, str):
+        return None
+    answer = completion
+    if end is not None:
+        i = completion.find(end)
+        if i < 0:
+            return None
+        answer = completion[i + len(end):]
+    for eot in END_OF_TURN:
+        answer = answer.split(eot, 1)[0]
+    return answer
+
+
 def parse_verdict(completion: str, template: Template = J1_MIN) -> str | None:
     """"A", "B", "tie" (where the template has a tie pattern) or None, from the judge's own
     generated text after the prompt (which ended with the template's assistant_prefix, e.g.
@@ -78,28 +101,22 @@ def parse_verdict(completion: str, template: Template = J1_MIN) -> str | None:
          removes suppressed markers, so the first one is the accepted one). No marker -> None: a
          verdict inside the thinking never counts. A template without a thinking phase (think_end
          null) reads the whole turn.
-      2. That answer ends at the first end-of-turn token (`<|im_end|>`, `<|endoftext|>`); text after
-         it is not the judge's turn. Trailing whitespace is ignored.
+      2. That answer ends at the first end-of-turn token (END_OF_TURN: `<|im_end|>`, `<|eot_id|>`,
+         ...); text after it is not the judge's turn. Trailing whitespace is ignored.
       3. An answer that contains the thinking markers (the end marker and the assistant_prefix,
-         stripped: `</think>`, `<think>`) or `<|im_start|>` (reopened thinking, a fake new turn) ->
-         None.
+         stripped: `</think>`, `<think>`) or a turn opening (NEW_TURN: `<|im_start|>`, ...)
+         (reopened thinking, a fake new turn) -> None.
       4. The answer must hold exactly one of the template's verdict patterns, once, and the
          patterns' common opening and closing (`[[`, `]]`) once each. Two verdicts, none, one twice,
          `[[C]]` where the template has no tie, `[[ A ]]` or `[[a]]` -> None.
     The completion must be the judge's output only: the judged responses are in the prompt and never
     reach here.
     """
-    if not isinstance(completion, str):
+    end = template.think_end
+    answer = _answer(completion, end)
+    if answer is None:
         return None
-    answer, end = completion, template.think_end
-    if end is not None:
-        i = completion.find(end)
-        if i < 0:
-            return None
-        answer = completion[i + len(end):]
-    for eot in END_OF_TURN:
-        answer = answer.split(eot, 1)[0]
-    markers = ["<|im_start|>"] + ([end, template.assistant_prefix.strip()] if end else [])
+    markers = list(NEW_TURN) + ([end, template.assistant_prefix.strip()] if end else [])
     if any(m and m in answer for m in markers):
         return None
     pats = [p for _, p in template.verdicts]
@@ -108,6 +125,32 @@ def parse_verdict(completion: str, template: Template = J1_MIN) -> str | None:
             _common(pats), _common(pats, reverse=True)) if x):
         return None
     return found[0]
+
+
+def mt_bench_verdict(completion: str, template: Template) -> str | None:
+    """MT-Bench's pair-v2 verdict rule (FastChat, fastchat/llm_judge/common.py, run_judge_pair):
+    "[[A]]" anywhere in the judgment -> A, else "[[B]]" -> B, else "[[C]]" -> tie, else no verdict;
+    with this template's patterns, in the order A, B, tie. What counts as the judgment: the text
+    after the accepted end of thinking where the template has one (no marker -> None, as in
+    parse_verdict), up to the end of turn. A template without a thinking phase reads the whole turn,
+    less thinking the model did anyway (a Qwen3 whose chat template has no enable_thinking switch,
+    an R1-distilled model whose generation prompt opens `<think>`): a turn holding `</think>` is
+    read after its first one. Used for judging under the MT-Bench templates, to compare with
+    published numbers; rewards stay strict (parse_verdict)."""
+    end = template.think_end
+    if end is None and isinstance(completion, str) and THINK_END in completion:
+        end = THINK_END  # thinking the model did anyway: its verdict follows it
+    answer = _answer(completion, end)
+    return None if answer is None else next((v for v, p in template.verdicts if p in answer), None)
+
+
+def judge_verdict(completion: str, template: Template = J1_MIN) -> str | None:
+    """The verdict of a judgment under the template's verdict_rule: parse_verdict ("strict") or
+    mt_bench_verdict ("mt_bench"). For judging and evaluation only: rewards and rejection sampling
+    use parse_verdict whatever the template says."""
+    if template.verdict_rule == "mt_bench":
+        return mt_bench_verdict(completion, template)
+    return parse_verdict(completion, template)
 
 
 def _check_label(label) -> str:
@@ -187,20 +230,24 @@ def forcing_kwargs(tokenizer, budget: int = 0, max_think_tokens: int | None = No
     ones), "Wait" for s1 budget forcing, and the template's answer prefix forced after a cut-off
     thinking. Raises ValueError naming the template if the tokenizer cannot write its marker, or if
     forcing is asked of a template without thinking."""
-    kw = dict(stop_ids=[tokenizer.eos_id], tokenizer=tokenizer, think_end=template.think_end,
-              wait=wait_text, budget=budget, max_think_tokens=max_think_tokens,
-              answer_prefix=template.answer_prefix)
+    kw = dict(stop_ids=list(getattr(tokenizer, "stop_ids", None) or []), tokenizer=tokenizer,
+              think_end=template.think_end, wait=wait_text, budget=budget,
+              max_think_tokens=max_think_tokens, answer_prefix=template.answer_prefix)
     if template.think_end is None:
         if budget or max_think_tokens is not None:
             raise ValueError(f"template {template.name} has no end-of-thinking marker (think_end), "
                              "so there is nothing to force: budget forcing and a thinking cap need "
                              "a template with one")
-        return {**kw, "wait": None}
-    from .forcing import marker
-    try:  # checks the marker (and caches what generate needs)
-        marker(tokenizer, template.think_end, wait_text, template.answer_prefix or "")
-    except ValueError as e:
-        raise ValueError(f"template {template.name}: {e}") from None
+        kw["wait"] = None
+    else:
+        from .forcing import marker
+        try:  # checks the marker (and caches what generate needs)
+            marker(tokenizer, template.think_end, wait_text, template.answer_prefix or "")
+        except ValueError as e:
+            raise ValueError(f"template {template.name}: {e}") from None
+    if not kw["stop_ids"]:
+        raise ValueError("the tokenizer has no end-of-turn token: the model's eos_token_id "
+                         "(generation_config.json or config.json) is needed to stop the judge")
     return kw
 
 

@@ -31,9 +31,15 @@ class Tokenizer:
         self._added_re = (re.compile("|".join(re.escape(t)
                                               for t in sorted(self.added, key=len, reverse=True)))
                           if self.added else None)
+        # the end of turn: what closes an SFT example, and the ids the sampler stops on. A tokenizer
+        # alone knows only ChatML's; templates.for_model puts the model's own eos_token_id here
+        # (generation_config.json / config.json, tokenizer_config.json's eos_token).
         self.eos_id = self.added.get("<|im_end|>", self.added.get("<|endoftext|>"))
-        # the model's own chat template (Jinja text), where its folder has one
+        self.stop_ids = [] if self.eos_id is None else [self.eos_id]
+        # the model's own chat template (Jinja text), where its folder has one, and its special
+        # tokens by name ((("bos_token", "<|begin_of_text|>"), ...): tokenizer_config.json's)
         self.chat_template = None
+        self.chat_tokens = ()
 
     # --------------------------------------------------------------------------------------------
     # loading

@@ -85,7 +85,8 @@ def test_budgets_in_one_call_equal_separate_calls(judge_model):
 def test_a_samples_by_budgets_grid_forks_and_each_cell_equals_its_own_call(judge_model):
     """Parallel x sequential scaling: K samples at several budgets in one call, sample k of every
     budget on stream k (so each sample's budgets fork from one row), equal the same samples judged
-    one budget at a time."""
+    one budget at a time. Exact because the model runs in float32 on a CPU, where a batch of other
+    rows does not change a row's numerics; on a GPU or in bfloat16 a near-tie could flip."""
     model, tok, items = judge_model
     kw = dict(max_new_tokens=24, max_think_tokens=12, batch_size=4, samples=3, temperature=1.0,
               seed=7, swap=True)
@@ -105,7 +106,8 @@ def test_samples_without_temperature_is_refused(judge_model):
 
 
 def test_every_budget_of_a_sample_draws_the_same_random_numbers(judge_model):
-    """Common random numbers: budget 1 sampled alongside budget 0 equals budget 1 sampled alone."""
+    """Common random numbers: budget 1 sampled alongside budget 0 equals budget 1 sampled alone
+    (exactly, in float32 on a CPU: see test_a_samples_by_budgets_grid_forks_...)."""
     model, tok, items = judge_model
     kw = dict(temperature=1.0, seed=3, max_new_tokens=24, max_think_tokens=12, samples=2)
     both = [r for r in judge_pairs(model, tok, items, budgets=(0, 1), **kw) if r["budget"] == 1]

@@ -1,12 +1,18 @@
 """Forking (forcing.Row, sampling.generate): the rows of one prompt and random stream at budgets
 0..B are decoded as one row that forks at each smaller budget's end of thinking. Each budget's
 result must be exactly what a call at that budget alone returns, and the sweep must decode about
-what its longest budget decodes."""
+what its longest budget decodes.
+
+The exactness rests on numerics that do not depend on the batch: float32 on a CPU, where these tests
+run (require_float32_cpu skips them elsewhere). The sweep and a one-budget call decode batches of
+different sizes with differently padded prefills; on a GPU or in bfloat16 their kernels may reduce
+in another order, a near-tie between two tokens can flip, and the two can part from there."""
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
+import torch
 
 from conftest import TRACES, TableTokenizer
 from test_sampling import V
@@ -15,6 +21,15 @@ from j1_min.judge_format import forcing_kwargs
 from j1_min.sampling import generate
 
 BUDGETS = [0, 1, 2, 3]
+
+
+def require_float32_cpu(model):
+    """Skip unless the model runs in float32 on a CPU: the only setting where a batch of other rows
+    leaves each row's tokens bit for bit unchanged."""
+    p = next(model.parameters())
+    if p.dtype != torch.float32 or p.device.type != "cpu":
+        pytest.skip(f"exactness across batch sizes holds in float32 on a CPU, not {p.dtype} on "
+                    f"{p.device.type}")
 
 
 def assert_same(swept, alone):
@@ -29,6 +44,7 @@ def assert_same(swept, alone):
 def sweep_and_alone(model, prompts, max_new, **kw):
     """(the sweep's Generations, each budget's own call), for every prompt x budget, sample k =
     stream k."""
+    require_float32_cpu(model)
     rows = [(p, b) for p in prompts for b in BUDGETS]
     swept = generate(model, [p for p, _ in rows], max_new, budget=[b for _, b in rows],
                      streams=[0] * len(rows), **kw)
@@ -78,6 +94,7 @@ def test_a_sweep_decodes_its_longest_budget_and_the_smaller_budgets_answers(judg
             steps.append(x.shape[0])
         return forward(x, cache)
 
+    require_float32_cpu(model)
     prompt = tok.encode(TRACES[0][0], allow_special=True)
     kw = forcing_kwargs(tok, 0)
     kw.pop("budget")

@@ -162,6 +162,9 @@ def write_template(path, **changes):
     (dict(verdicts={"A": "A", "B": "[[A]]"}), "none inside another"),
     (dict(think_end=None), "answer_prefix"),
     (dict(colour="red"), "unknown keys"),
+    (dict(verdict_rule="lenient"), "verdict_rule must be one of"),
+    (dict(chat_kwargs={"enable thinking": False}), "chat_kwargs must be"),
+    (dict(chat_kwargs={"tools": [1]}), "chat_kwargs must be"),
 ])
 def test_a_bad_template_file_is_refused_naming_the_file_and_the_fault(tmp_path, changes, message):
     path = write_template(tmp_path / "bad.json", **changes)
