@@ -11,37 +11,46 @@ slip. This one follows four rules:
   response is itself one slip from the truth (`--wrong-kinds carry,digit`), so a slipped check
   anchors on it with probability `land`: it reproduces the wrong number exactly, and a slipped
   first pass then votes, confidently, for the wrong response;
-* **reflections check both responses by an independent route** (tasks.check_by_route: route 0
-  and 1 alternate), A's check and then B's, each followed by its own digit comparison;
-* **each decision rests on all the evidence so far**: every check ends in a vote (the one response
-  whose check said yes, or none) and a running tally, the lead of A over B, written right before
-  the decision it decides (`Vote B; tally A+1 -> even.`): a ~5M judge decides well only when the
-  decision token follows the evidence it depends on. A lead decides; an even tally (a conflict)
-  calls for another check, which the teacher writes unprompted;
+* **reflections check both responses by independent routes**: reflection k checks one response,
+  A and B in turn (which first is a coin per trace), by an inverse route (tasks.check_by_route; a
+  response's second check takes the other route), each followed by its digit comparison; a check
+  that says yes votes for its response, one that says no for the other;
+* **each decision rests on all the evidence so far**: every check ends in a vote (the first pass's
+  is the one response its result matched, or none) and a running tally, the lead of A over B,
+  written right before the decision it decides (`Vote A; tally B+1 -> even.`): a ~5M judge decides
+  well only when the decision token follows the evidence it depends on. A lead decides; an even
+  tally (a conflict) calls for another check, which the teacher writes unprompted;
 * **the plain teacher writes the same first pass** (the same draws, the same slips) **and stops**.
 
-A trace, with one reflection (the first pass slipped onto B's wrong 442; A's check is true, B's
-true check says no, the tally goes even, and a second check decides)::
+A trace (the first pass slipped, 1+8+1=11 where 10 is right, landing on B's wrong 816; A's check
+says yes and evens the tally, B's says no and A leads; one more reflection was drawn)::
 
-    347+85
-    7+5+0=12
-    4+8+1=13                  <- a slip (14 is right), landing on B's 432 ... = 442
-    3+0+1=4
-    =432
-    A 442: 4/4 4/3 no.
-    B 432: 4/4 3/3 2/2 yes.
+    18+788
+    8+8+0=16
+    1+8+1=11
+    0+7+1=8
+    =816
+    A 806: 8/8 0/1 no.
+    B 816: 8/8 1/1 6/6 yes.
     Vote B; tally even -> B+1.
     So B is right.
-    Wait, check A: 442-85
-    ...
-    Need 347: 3/3 4/4 7/7 yes.
-    Check B: 432-85
-    ...
-    Need 347: 3/3 4/4 7/4 no.
+    Wait, check A: 806-788
+    6-8-0=8 b1
+    0-8-1=1 b1
+    8-7-1=0 b0
+    =18
+    Need 18: 1/1 8/8 yes.
     Vote A; tally B+1 -> even.
-    Wait, check A: 442-347
+    Wait, check B: 816-788
     ...
+    =28
+    Need 18: 1/2 no.
     Vote A; tally even -> A+1.
+    So A is right.
+    Wait, check A: 806-18
+    ...
+    Need 788: 7/7 8/8 8/8 yes.
+    Vote A; tally A+1 -> A+2.
     So A is right.
     </think>
     [[A]]
@@ -61,6 +70,7 @@ from .tasks import (apply, check_by_route, column_slips, compare_digits, parse_a
 SLIP_RATE = 0.3  # chance that one computation (a check) slips
 LAND = 0.6  # chance that a slipped check lands on the wrong response's number, where a slip can
 REFLECTIONS = (0.3, 0.5, 0.2)  # weights of 0, 1, 2, ... unprompted reflections after a decision
+OTHER = {"A": "B", "B": "A"}
 MAX_CHECKS = 12  # reflections written at most; past it an even tally ends by a coin (never seen in
 # 20,000 traces at the default rates)
 
@@ -149,13 +159,13 @@ def teacher_trace(question: str, response_a: str, response_b: str, rng: random.R
     the label. The first pass (one check of both responses) votes; then, for the reflecting teacher
     (more than one weight in `reflections`), r reflections, r drawn with weights `reflections` over
     0, 1, 2, ...; then `extra` forced ones (s1 budget forcing of the teacher itself); before each
-    and at the end, an even tally calls for more checks until one leads. Reflection k checks A and
-    then B by route k % 2. The verdict is the tally's leader (`rule="tally"`), or, with
-    `rule="last"`, the last vote cast (the first teacher's rule on the same checks; the trace's
-    decision lines then follow it too). The plain teacher (one weight) writes the first pass and
-    stops; on an even tally it names a coin's verdict (not grounded, so never kept). Returns
-    completion, verdict, num_reflections, slipped and landed (checks), changed (the verdict
-    differs from the first decision), first (the first decision or None), extra."""
+    and at the end, an even tally calls for more checks until one leads. Reflection k checks one
+    response, A and B in turn from a coin's start, by route (k // 2) % 2. The verdict is the tally's
+    leader (`rule="tally"`), or, with `rule="last"`, the last vote cast (the first teacher's rule on
+    the same checks; the trace's decision lines then follow it too). The plain teacher (one weight)
+    writes the first pass and stops; on an even tally it names a coin's verdict (not grounded, so
+    never kept). Returns completion, verdict, num_reflections, slipped and landed (checks), changed
+    (the verdict differs from the first decision), first (the first decision or None), extra."""
     if rule not in ("tally", "last"):
         raise ValueError(f"rule {rule!r}: choose tally or last")
     a, op, b = parse_question(question)
@@ -180,15 +190,15 @@ def teacher_trace(question: str, response_a: str, response_b: str, rng: random.R
     choice = decide(vote_of(yes_a, yes_b))
     plain = len(reflections) == 1 and extra == 0
     n_refl = 0
+    start = 0 if plain else int(rng.random() < 0.5)  # which response the first reflection checks
 
     def reflect():
         nonlocal choice, n_refl
-        route = n_refl % 2
-        ca, ya = chk.check("A", route)
-        cb, yb = chk.check("B", route)
-        lines.extend([f"Wait, check A: {ca[0]}", *ca[1:], f"Check B: {cb[0]}", *cb[1:]])
+        name, route = "AB"[(n_refl + start) % 2], (n_refl // 2) % 2
+        check, yes = chk.check(name, route)
+        lines.extend([f"Wait, check {name}: {check[0]}", *check[1:]])
         n_refl += 1
-        choice = decide(vote_of(ya, yb))
+        choice = decide(name if yes else OTHER[name])
 
     def settle():
         while choice is None and n_refl < MAX_CHECKS:
@@ -210,41 +220,32 @@ def teacher_trace(question: str, response_a: str, response_b: str, rng: random.R
             "changed": first is not None and choice != first, "first": first, "extra": extra}
 
 
-def _segment_checks(seg: list[str], a, op, b, ns) -> tuple[bool, bool] | None:
-    """(A yes, B yes) of one thinking segment's checks (all lines before its vote line), or None
-    when they are not checks of this pair in the second teacher's format, or a comparison does not
-    follow from the result its own lines wrote. Column lines are not recomputed: a slip is evidence
-    too."""
+def _segment_vote(seg: list[str], a, op, b, ns) -> str | None | bool:
+    """The vote of one thinking segment's check (its lines before the vote line): "A", "B" or None
+    (the first pass found both or neither); False when the lines are not a check of this pair in
+    the second teacher's format, or its comparison does not follow from the result its own lines
+    wrote. Column lines are not recomputed: a slip is evidence too."""
     if seg[0] == f"{a}{op}{b}":  # the first pass: columns, =v, A's and B's comparison
-        if len(seg) < 4 or not seg[-3].startswith("="):
-            return None
-        try:
-            v = int(seg[-3][1:])
-        except ValueError:
-            return None
-        found = [compare_digits(s, ns[s], v) for s in "AB"]
-        return (found[0][1], found[1][1]) if seg[-2:] == [f[0] for f in found] else None
-    if not seg[0].startswith("check A: ") or not any(x.startswith("Check B: ") for x in seg):
-        return None
-    j = next(i for i, x in enumerate(seg) if x.startswith("Check B: "))
-    parts = {"A": [seg[0][len("check A: "):], *seg[1:j]], "B": [seg[j][len("Check B: "):],
-                                                              *seg[j + 1:]]}
-    ok = {}
-    for s, part in parts.items():
-        for route in (0, 1):
-            true, _ = check_by_route(a, op, b, ns[s], route)
-            if part[0] != true[0]:
-                continue
-            if len(true) == 2:  # "x<y no.": no computation to slip
-                ok[s] = False if part == true else None
-            elif len(part) >= 3 and part[-2].startswith("=") and part[-2][1:].isdigit():
-                target = int(true[-1].split(":")[0].split()[1])
-                line, yes = compare_digits("Need", target, int(part[-2][1:]))
-                ok[s] = yes if part[-1] == line else None
-            break
-        if ok.get(s) is None:
-            return None
-    return ok["A"], ok["B"]
+        if len(seg) < 4 or not seg[-3].startswith("=") or not seg[-3][1:].isdigit():
+            return False
+        found = [compare_digits(s, ns[s], int(seg[-3][1:])) for s in "AB"]
+        return vote_of(found[0][1], found[1][1]) if seg[-2:] == [f[0] for f in found] else False
+    name = seg[0][len("check "):len("check ") + 1]
+    if not seg[0].startswith(("check A: ", "check B: ")):
+        return False
+    part = [seg[0][len("check A: "):], *seg[1:]]
+    for route in (0, 1):
+        true, _ = check_by_route(a, op, b, ns[name], route)
+        if part[0] != true[0]:
+            continue
+        if len(true) == 2:  # "x<y no.": no computation to slip
+            return OTHER[name] if part == true else False
+        if len(part) < 3 or not part[-2].startswith("=") or not part[-2][1:].isdigit():
+            return False
+        target = int(true[-1].split(":")[0].split()[1])
+        line, yes = compare_digits("Need", target, int(part[-2][1:]))
+        return False if part[-1] != line else name if yes else OTHER[name]
+    return False
 
 
 def grounded(question: str, response_a: str, response_b: str, completion: str) -> bool:
@@ -267,10 +268,10 @@ def grounded(question: str, response_a: str, response_b: str, completion: str) -
         at = next((i for i, x in enumerate(seg) if x.startswith("Vote ")), None)
         if at is None:
             return False
-        found = _segment_checks(seg[:at], a, op, b, ns)
-        if found is None:
+        vote = _segment_vote(seg[:at], a, op, b, ns)
+        if vote is False:
             return False
-        line, tally = tally_line(vote_of(*found), tally)
+        line, tally = tally_line(vote, tally)
         rest = seg[at + 1:]
         decision = lead(tally)[0] if tally else None
         if seg[at] != line or rest != ([f"So {decision} is right."] if decision else []):

@@ -76,16 +76,22 @@ def test_every_decision_follows_the_tally_of_all_votes_so_far_and_a_conflict_ask
             if tally:
                 assert nxt == f"So {'A' if tally > 0 else 'B'} is right."
             else:
-                assert nxt is not None and nxt.startswith("Wait, check A: ")
+                assert nxt is not None and nxt.startswith(("Wait, check A: ", "Wait, check B: "))
         assert tally and answer == f"[[{'A' if tally > 0 else 'B'}]]" == f"[[{t['verdict']}]]"
 
 
-def test_reflections_check_both_responses(traces):
+def test_reflections_check_both_responses_in_turn(traces):
+    """Reflection k checks one response, A and B alternating, from a start that is A in half the
+    traces; so every trace with two reflections or more has checked both."""
+    starts = []
     for t in traces:
         segments = t["completion"].split("\nWait, ")[1:]
         assert len(segments) == t["num_reflections"] >= 3
-        for seg in segments:
-            assert seg.startswith("check A: ") and seg.count("\nCheck B: ") == 1
+        names = [seg[len("check "):len("check ") + 1] for seg in segments]
+        assert all(seg.startswith(f"check {n}: ") for seg, n in zip(segments, names))
+        assert all(x != y for x, y in zip(names, names[1:]))
+        starts.append(names[0])
+    assert abs(starts.count("A") / len(starts) - 0.5) < 0.04
 
 
 def test_a_later_reflection_can_change_the_verdict(traces):
@@ -108,12 +114,11 @@ def slipped_checks(it, completion):
     a, op, b = parse_question(it["question"])
     out = []
     for k, seg in enumerate(thinking.split("\nWait, ")[1:]):
-        head_b = seg.index("\nCheck B: ")
-        for s, part in (("A", seg[len("check A: "):head_b]), ("B", seg[head_b + 10:])):
-            good, _ = check_by_route(a, op, b, ns[s], k % 2)
-            if len(good) > 2:
-                res = next(x for x in part.split("\n") if x.startswith("="))
-                out.append(res != good[-2])
+        name = seg[len("check "):len("check ") + 1]
+        good, _ = check_by_route(a, op, b, ns[name], (k // 2) % 2)
+        if len(good) > 2:
+            res = next(x for x in seg.split("\n") if x.startswith("="))
+            out.append(res != good[-2])
     return first != f"={true}", out
 
 
