@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                             f"subset of {KINDS}; 'power' (x10, "
                                                             "/10) is the easiest to spot (default "
                                                             f"{KINDS})")
+    p_pairs.add_argument("--exclude", help="a JSONL file of pairs whose questions the new pairs "
+                                          "must not reuse (an earlier experiment's test pairs)")
     p_tr.add_argument("--data", help="preference pairs JSONL (RewardBench, JudgeBench or j1_min "
                                      "format) instead of synthetic pairs; the programmatic teacher "
                                      "needs arith questions")
@@ -215,7 +217,9 @@ def load_items(args) -> list[dict]:
             print(f"{args.data}: {items.skipped_message()}")
         return list(items)
     diff = parse_difficulty(args.digits, args.mul_digits, args.ops, args.wrong_kinds)
-    return make_pairs(args.n or N, args.split or SPLIT, args.seed, diff)
+    exclude = {it["question"] for it in read_pairs(args.exclude)} if getattr(
+        args, "exclude", None) else frozenset()
+    return make_pairs(args.n or N, args.split or SPLIT, args.seed, diff, exclude)
 
 
 def program_completions(args, items):

@@ -134,9 +134,11 @@ def wrong_answer(rng: random.Random, a: int, op: str, b: int,
     return true + 1, "digit"
 
 
-def make_pairs(n: int, split: str, seed: int = 0, diff: Difficulty | None = None) -> list[dict]:
-    """Exactly n preference pairs of one split: distinct questions, labels balanced (n//2 A, the
-    rest B, shuffled), reproducible from (split, seed)."""
+def make_pairs(n: int, split: str, seed: int = 0, diff: Difficulty | None = None,
+               exclude=frozenset()) -> list[dict]:
+    """Exactly n preference pairs of one split: distinct questions, none of them in `exclude` (a set
+    of question texts: an earlier experiment's test pairs), labels balanced (n//2 A, the rest B,
+    shuffled), reproducible from (split, seed, exclude)."""
     diff = diff or Difficulty()
     if split not in SPLITS:
         raise ValueError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -153,7 +155,7 @@ def make_pairs(n: int, split: str, seed: int = 0, diff: Difficulty | None = None
                              f"this difficulty; use more digits or a smaller --n")
         a, op, b = draw_question(rng, diff)
         q = f"What is {a} {op} {b}?"
-        if q in seen or split_of(a, op, b) != split:
+        if q in seen or q in exclude or split_of(a, op, b) != split:
             continue
         seen.add(q)
         true = apply(a, op, b)

@@ -179,6 +179,20 @@ def test_teacher_v2_plain_and_reflection_data_draw_the_same_first_passes(tmp_pat
     assert sum("Wait" in c for _, rs in refl for c in rs) > 300
 
 
+def test_pairs_exclude_the_questions_of_an_earlier_test_set(tmp_path, capsys):
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    run(capsys, "pairs", "--n", 400, "--split", "test", "--ops", "*", "--out", old)
+    run(capsys, "pairs", "--n", 300, "--split", "test", "--ops", "*", "--seed", 7, "--exclude", old,
+        "--out", new)
+    seen = {it["question"] for it in read_pairs(old)}
+    fresh = [it["question"] for it in read_pairs(new)]
+    assert len(fresh) == 300 and not seen & set(fresh)
+    # without --exclude the same seed reuses many (products are few)
+    run(capsys, "pairs", "--n", 300, "--split", "test", "--ops", "*", "--seed", 7, "--out",
+        tmp_path / "again.jsonl")
+    assert len(seen & {it["question"] for it in read_pairs(tmp_path / "again.jsonl")}) > 30
+
+
 def test_wrong_kinds_flag_reaches_the_pairs(tmp_path, capsys):
     run(capsys, "pairs", "--n", 200, "--wrong-kinds", "power", "--out", tmp_path / "p.jsonl")
     assert {r["wrong_kind"] for r in read_pairs(tmp_path / "p.jsonl")} == {"power"}
