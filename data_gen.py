@@ -5,6 +5,8 @@ rejection sampling.
     python data_gen.py traces --task arith --n 10000 --split train --out data/traces.jsonl
     python data_gen.py traces --task arith --n 10000 --split train --no-reflection \\
         --out data/plain.jsonl
+    python data_gen.py traces --task arith --n 10000 --split train --teacher-version v2 \\
+        --wrong-kinds carry,digit --out data/traces_v2.jsonl
     python data_gen.py traces --teacher ./my-model --data prefs.jsonl --k 8 --budget 1 \\
         --out data/traces.jsonl
 
@@ -15,6 +17,12 @@ reason (j1_min.teacher.grounded: the last decision rests on a true check), so a 
 matched neither response and fell back on "So A is right." is rejected whatever the label; the
 summary counts them (right_for_wrong_reason). With and without --no-reflection the teacher draws the
 same first passes (same slips, same decisions); the plain one stops before its first "Wait".
+
+--teacher-version chooses the programmatic teacher: v1 (j1_min/teacher.py, the default: only the
+first pass slips, reflections re-check B and the last one decides) or v2 (j1_min/teacher_v2.py:
+every check slips at --slip-rate and lands on the wrong response's number with --land, reflections
+check both responses, a running tally of votes decides; its traces are kept by its own
+teacher_v2.grounded, the same rule for plain and reflection traces).
 
 Output, one JSON object per line. Pairs: id, question, response_a, response_b, label ("A" or "B"),
 origin, wrong_kind. Traces: the pair's fields and completion (the judge's text after the prompt's
@@ -30,7 +38,7 @@ import statistics
 
 from tqdm import tqdm
 
-from j1_min import checks, templates
+from j1_min import checks, teacher_v2, templates
 from j1_min.data import read_pairs, write_jsonl
 from j1_min.judge_format import count_reflections, parse_verdict, select_traces
 from j1_min.runs import cli
@@ -44,7 +52,9 @@ N, SPLIT, SEED = 1000, "train", 0
 DIGITS, MUL_DIGITS, OPS = "2-3", "2-3x1", "+-*"
 KINDS = ",".join(WRONG_KINDS)                    # how a wrong response is wrong
 K, MAX_KEEP = 4, 1                               # traces drawn per item, traces kept per item
-SLIP_RATE = 0.2  # programmatic teacher: chance of one slip in the first pass
+SLIP_RATE = 0.2  # programmatic teacher v1: chance of one slip in the first pass
+SLIP_RATE_V2, LAND = teacher_v2.SLIP_RATE, teacher_v2.LAND  # v2: per check; landing on the wrong N
+VERSIONS = {"v1": (teacher_trace, grounded), "v2": (teacher_v2.teacher_trace, teacher_v2.grounded)}
 REFLECTIONS = "0.3,0.5,0.2"  # programmatic teacher: weights of 0, 1, 2, ... reflections
 TEMPERATURE, TOP_P, TOP_K = 1.0, 1.0, 0          # model teacher sampling
 # model teacher: length, forced "Wait"s (s1), items per batch
@@ -85,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                             f"subset of {KINDS}; 'power' (x10, "
                                                             "/10) is the easiest to spot (default "
                                                             f"{KINDS})")
+    p_pairs.add_argument("--exclude", help="a JSONL file of pairs whose questions the new pairs "
+                                          "must not reuse (an earlier experiment's test pairs)")
     p_tr.add_argument("--data", help="preference pairs JSONL (RewardBench, JudgeBench or j1_min "
                                      "format) instead of synthetic pairs; the programmatic teacher "
                                      "needs arith questions")
@@ -112,7 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "'Wait' are rejected")
     p_tr.add_argument("--slip-rate", type=checks.unit_interval,
                       help=f"programmatic teacher: chance of a slip (a wrong carry or a "
-                      f"column sum off by one) in the first pass (default {SLIP_RATE})")
+                      f"column sum off by one) in the first pass (v1, default {SLIP_RATE}) or in "
+                      f"each check (v2, default {SLIP_RATE_V2})")
+    p_tr.add_argument("--teacher-version", choices=sorted(VERSIONS), default="v1",
+                      help="programmatic teacher: v1 (reflections never slip, the last check "
+                           "decides) or v2 (every check slips, a tally of votes decides) (default "
+                           "v1)")
+    p_tr.add_argument("--land", type=checks.unit_interval,
+                      help="programmatic teacher v2: chance that a slipped check lands on the "
+                           f"wrong response's number (default {LAND})")
     p_tr.add_argument("--reflections", help="programmatic teacher: weights of 0, 1, 2, ... "
                                             f"reflections per trace (default {REFLECTIONS})")
     p_tr.add_argument("--temperature", type=checks.nonneg_float,
@@ -160,16 +180,22 @@ def check_args(args) -> None:
         raise ValueError(f"--template {args.template}: the programmatic teacher writes {j1.name}'s "
                          f"format ({j1.think_end}, [[A]]/[[B]]); use --teacher to sample another "
                          "format")
-    if args.teacher and (args.slip_rate is not None or args.reflections is not None):
-        raise ValueError("--slip-rate and --reflections set the programmatic teacher; leave them "
-                         "out with --teacher")
+    if args.teacher and (args.slip_rate is not None or args.reflections is not None
+                         or args.land is not None or args.teacher_version != "v1"):
+        raise ValueError("--slip-rate, --reflections, --land and --teacher-version set the "
+                         "programmatic teacher; leave them out with --teacher")
+    if args.land is not None and args.teacher_version != "v2":
+        raise ValueError("--land sets the programmatic teacher v2; add --teacher-version v2")
     model_only = [k for k, v in MODEL_DEFAULTS.items() if getattr(args, k) != v]
     if not args.teacher and model_only:
         raise ValueError(f"--{model_only[0].replace('_', '-')} sets the model teacher; it needs "
                          "--teacher")
     if args.no_reflection and args.reflections is not None:
         raise ValueError("--reflections and --no-reflection contradict each other; give one")
-    args.slip_rate = SLIP_RATE if args.slip_rate is None else args.slip_rate
+    v2 = args.teacher_version == "v2"
+    if args.slip_rate is None:
+        args.slip_rate = SLIP_RATE_V2 if v2 else SLIP_RATE
+    args.land = LAND if args.land is None else args.land
     try:
         args.weights = (1.0,) if args.no_reflection else tuple(
             map(float, (args.reflections or REFLECTIONS).split(",")))
@@ -191,18 +217,26 @@ def load_items(args) -> list[dict]:
             print(f"{args.data}: {items.skipped_message()}")
         return list(items)
     diff = parse_difficulty(args.digits, args.mul_digits, args.ops, args.wrong_kinds)
-    return make_pairs(args.n or N, args.split or SPLIT, args.seed, diff)
+    exclude = {it["question"] for it in read_pairs(args.exclude)} if getattr(
+        args, "exclude", None) else frozenset()
+    return make_pairs(args.n or N, args.split or SPLIT, args.seed, diff, exclude)
 
 
 def program_completions(args, items):
     """(item, k completions) from the programmatic teacher; each item's draws are seeded by (seed,
-    item id)."""
+    item id), v2's each by (seed, item id, draw)."""
+    write = VERSIONS[args.teacher_version][0]
+    extra = {"land": args.land} if args.teacher_version == "v2" else {}
     for it in items:
         rng = random.Random(f"teacher:{args.seed}:{it['id']}")
+        # v2's reflections draw slips too, so each draw has its own stream: draw j's first pass is
+        # then the same with and without --no-reflection (v1 keeps its one stream per item)
+        rngs = [random.Random(f"teacher:{args.seed}:{it['id']}:{j}") if extra else rng
+                for j in range(args.k)]
         try:
-            yield it, [teacher_trace(it["question"], it["response_a"], it["response_b"], rng,
-                                     args.slip_rate, args.weights)["completion"]
-                       for _ in range(args.k)]
+            yield it, [write(it["question"], it["response_a"], it["response_b"], r,
+                             args.slip_rate, args.weights, **extra)["completion"]
+                       for r in rngs]
         except ValueError as e:
             raise ValueError(f"item {it['id']}: {e}; the programmatic teacher only judges the "
                              f"arith task (use --teacher for other data)") from None
@@ -248,8 +282,9 @@ def main(argv=None):
         drawn += len(completions)
         if args.no_reflection:  # the ablation's traces never reflect
             completions = [c for c in completions if count_reflections(c, args.judge_template) == 0]
-        if not args.teacher:  # right for the right reason only (teacher.grounded)
-            sound = [grounded(it["question"], it["response_a"], it["response_b"], c)
+        if not args.teacher:  # right for the right reason only (the version's grounded)
+            is_grounded = VERSIONS[args.teacher_version][1]
+            sound = [is_grounded(it["question"], it["response_a"], it["response_b"], c)
                      for c in completions]
             wrong_reason += sum(not g and parse_verdict(c, args.judge_template) == it["label"]
                                 for c, g in zip(completions, sound))

@@ -63,13 +63,74 @@ def mean_think_tokens(judgments: list[dict], budget: int, samples: int | None = 
     return total / len(keys)
 
 
-def matched_k(sequential: list[dict], budgets=(1, 2, 3)) -> dict:
+def matched_k(sequential: list[dict], budgets=(1, 2, 3), odd: bool = False) -> dict:
     """budget -> K_b = max(1, round(T_b / T_0)) from one row's sequential judgments (greedy, one
-    sample)."""
+    sample); with `odd`, K_b is the odd integer nearest T_b / T_0 (2 * floor(r / 2) + 1), so a
+    majority of K_b votes never ties (the second experiment's rule: a tie scored 0.5 makes a vote
+    of 2 worth one sample in expectation)."""
     t0 = mean_think_tokens(sequential, 0)
     if t0 <= 0:
         raise ValueError("mean thinking tokens at budget 0 is 0: K cannot be matched")
-    return {b: max(1, round(mean_think_tokens(sequential, b) / t0)) for b in budgets}
+    ratio = {b: mean_think_tokens(sequential, b) / t0 for b in budgets}
+    if odd:
+        return {b: 2 * int(r // 2) + 1 for b, r in ratio.items()}
+    return {b: max(1, round(r)) for b, r in ratio.items()}
+
+
+def item_slopes(scores: dict, budgets=(0, 1, 2, 3)) -> dict:
+    """item -> the least-squares slope of its score over `budgets` (per budget point), given
+    {budget: {item: score}}: sum_b w_b s(i, b) with w_b = (b - mean b) / sum_b (b - mean b)^2. The
+    slope of the mean accuracy is the mean of these, so the paired bootstrap applies to it as to
+    the gain (for budgets 0-3, w = -0.3, -0.1, 0.1, 0.3)."""
+    mean_b = sum(budgets) / len(budgets)
+    ss = sum((b - mean_b) ** 2 for b in budgets)
+    if ss == 0:
+        raise ValueError("a slope needs at least two budgets")
+    items = set(scores[budgets[0]])
+    if any(set(scores[b]) != items for b in budgets):
+        raise ValueError("every budget must score the same items")
+    return {i: sum((b - mean_b) / ss * scores[b][i] for b in budgets) for i in items}
+
+
+# Student's t quantile t(0.975, df), df = 1..30 (two-sided 95%); tests/test_scaling.py checks them
+# against the integrated density
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042)
+
+
+def t_interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high): the 95% t-interval of the mean over seeds, mean ± t(0.975, n - 1) · sd /
+    √n with sd the sample standard deviation (Student 1908): the interval a reader needs when the
+    seeds, not the test pairs, are what varies. 2 to 31 values."""
+    n = len(values)
+    if not 2 <= n <= len(T975) + 1:
+        raise ValueError(f"t_interval: needs 2 to {len(T975) + 1} seeds, got {n}")
+    m = sum(values) / n
+    sd = (sum((v - m) ** 2 for v in values) / (n - 1)) ** 0.5
+    h = T975[n - 2] * sd / n ** 0.5
+    return m, m - h, m + h
+
+
+def seed_pair_bootstrap(per_seed: list[dict], n_boot: int = 10_000, seed: int = 0,
+                        level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): a two-stage bootstrap of the mean over seeds of per-pair values (Davison
+    & Hinkley 1997, sec. 3.8, resampling both stages): each resample draws the seeds with
+    replacement, then each drawn seed's pairs with replacement, and takes the mean over drawn seeds
+    of their pair means; the percentile interval of n_boot such means. Its width holds the
+    seed-to-seed variance that the paired bootstrap over pairs leaves out."""
+    if len(per_seed) < 2:
+        raise ValueError("seed_pair_bootstrap: needs at least 2 seeds")
+    xs = [torch.tensor(list(d.values()), dtype=torch.float64) for d in per_seed]
+    g, s = torch.Generator().manual_seed(seed), len(xs)
+    means = torch.empty(n_boot, dtype=torch.float64)
+    for k in range(n_boot):
+        drawn = torch.randint(s, (s,), generator=g).tolist()
+        means[k] = sum(xs[j][torch.randint(len(xs[j]), (len(xs[j]),), generator=g)].mean()
+                       for j in drawn) / s
+    means = means.sort().values
+    q = lambda p: means[min(n_boot - 1, max(0, int(p * n_boot)))].item()  # noqa: E731
+    return sum(x.mean().item() for x in xs) / s, q((1 - level) / 2), q((1 + level) / 2)
 
 
 def paired_differences(rows: list[tuple[dict, dict]], lo: int = 0, hi: int = 3) -> dict:

@@ -134,9 +134,11 @@ def wrong_answer(rng: random.Random, a: int, op: str, b: int,
     return true + 1, "digit"
 
 
-def make_pairs(n: int, split: str, seed: int = 0, diff: Difficulty | None = None) -> list[dict]:
-    """Exactly n preference pairs of one split: distinct questions, labels balanced (n//2 A, the
-    rest B, shuffled), reproducible from (split, seed)."""
+def make_pairs(n: int, split: str, seed: int = 0, diff: Difficulty | None = None,
+               exclude=frozenset()) -> list[dict]:
+    """Exactly n preference pairs of one split: distinct questions, none of them in `exclude` (a set
+    of question texts: an earlier experiment's test pairs), labels balanced (n//2 A, the rest B,
+    shuffled), reproducible from (split, seed, exclude)."""
     diff = diff or Difficulty()
     if split not in SPLITS:
         raise ValueError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -153,7 +155,7 @@ def make_pairs(n: int, split: str, seed: int = 0, diff: Difficulty | None = None
                              f"this difficulty; use more digits or a smaller --n")
         a, op, b = draw_question(rng, diff)
         q = f"What is {a} {op} {b}?"
-        if q in seen or split_of(a, op, b) != split:
+        if q in seen or q in exclude or split_of(a, op, b) != split:
             continue
         seen.add(q)
         true = apply(a, op, b)
@@ -292,12 +294,21 @@ def compare_digits(name: str, n: int, value: int) -> tuple[str, bool]:
     return f"{name} {n}: {' '.join(pairs)} yes.", True
 
 
-def check_by_route(a: int, op: str, b: int, n: int, route: int = 0) -> tuple[list[str], bool]:
+def column_slips(columns: int = 12) -> list[_Slip]:
+    """Every single slip of a computation of up to `columns` columns: a carry/borrow in or a column
+    sum off by -1 or +1, in any one column (a slip past the last column changes nothing)."""
+    return [_Slip(at, kind, d) for at in range(columns) for kind in ("carry", "digit")
+            for d in (-1, 1)]
+
+
+def check_by_route(a: int, op: str, b: int, n: int, route: int = 0,
+                   slip: _Slip | None = None) -> tuple[list[str], bool]:
     """Check "a op b = n" by an independent route. Route 0: n-b must give a (sums), n+b must give a
     (differences), b times each digit of a must give n (products, the other decomposition). Route 1:
-    n-a must give b, a-n must give b, and the product recomputed by columns. Returns (lines, whether
-    n is right)."""
-    c = _Cols()
+    n-a must give b, a-n must give b, and the product recomputed by columns. `slip` (see
+    column_slips) makes one column of the computation wrong, as in the first pass. Returns (lines,
+    whether the result matches)."""
+    c = _Cols(slip)
     if op == "*":
         head, r, target = (f"{b}*{a}", c.mul(b, a),
                            n) if route == 0 else (f"{a}*{b}", c.mul(a, b), n)
@@ -324,6 +335,17 @@ def parse_question(question: str) -> tuple[int, str, int]:
         raise ValueError("not an arithmetic question of the form 'What is a op b?': "
                          f"{question[:60]!r}")
     return int(m.group(1)), m.group(2), int(m.group(3))
+
+
+def parse_pair(question: str, response_a: str, response_b: str):
+    """(a, op, b, {"A": N_A, "B": N_B}) of a pair of the task, or None when the question or either
+    answer does not parse (a pair the programmatic teachers cannot judge)."""
+    try:
+        a, op, b = parse_question(question)
+    except ValueError:
+        return None
+    ns = {"A": parse_answer(response_a), "B": parse_answer(response_b)}
+    return None if None in ns.values() else (a, op, b, ns)
 
 
 def parse_answer(response: str) -> int | None:

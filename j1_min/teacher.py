@@ -31,8 +31,8 @@ from __future__ import annotations
 import random
 import re
 
-from .tasks import (check_by_route, compare_digits, parse_answer, parse_question, random_slip,
-                    solve_columns)
+from .tasks import (check_by_route, compare_digits, parse_answer, parse_pair, parse_question,
+                    random_slip, solve_columns)
 
 
 def teacher_trace(question: str, response_a: str, response_b: str, rng: random.Random,
@@ -90,16 +90,13 @@ def grounded(question: str, response_a: str, response_b: str, completion: str) -
 
     A reflection that reaches the right decision after a slipped first pass is grounded: its check
     is true. Anything not in the teacher's format (a free-form model trace) is not grounded."""
-    try:
-        a, op, b = parse_question(question)
-    except ValueError:
-        return False
-    ns = {"A": parse_answer(response_a), "B": parse_answer(response_b)}
+    pair = parse_pair(question, response_a, response_b)
     thinking, _, answer = completion.partition("\n</think>\n")
     segments = thinking.split("\nWait, ")
     last = segments[-1].split("\n")
-    if None in ns.values() or answer != f"[[{last[-1][3:4]}]]":
+    if pair is None or answer != f"[[{last[-1][3:4]}]]":
         return False
+    a, op, b, ns = pair
     if len(segments) == 1:  # the first pass decides
         cols, value, _ = solve_columns(a, op, b)
         lines, ok = [f"{a}{op}{b}", *cols, f"={value}"], {}

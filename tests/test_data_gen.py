@@ -78,6 +78,9 @@ def test_an_existing_output_is_refused_with_exit_2_and_no_traceback(tmp_path):
     (["traces", "--budget", "2"], "--budget .*--teacher"),
     (["traces", "--temperature", "0.5"], "--temperature"),
     (["traces", "--no-reflection", "--reflections", "1,1"], "contradict"),
+    (["traces", "--land", "0.5"], "--land .*--teacher-version v2"),
+    (["traces", "--teacher-version", "v3"], "--teacher-version"),
+    (["traces", "--teacher", "m", "--teacher-version", "v2"], "--teacher-version"),
 ])
 def test_user_mistakes_are_one_line_errors_naming_the_flag(tmp_path, argv, message, capsys):
     # a flag's own range is argparse's error, a combination is a ValueError
@@ -145,6 +148,49 @@ def test_plain_and_reflection_data_draw_the_same_first_passes(tmp_path):
         assert [c.split("\n</think>\n")[1][2] for c in ps] == [first(c)[-11] for c in rs]
     # and the reflection teacher does reflect
     assert sum("Wait" in c for _, rs in refl for c in rs) > 400
+
+
+@pytest.mark.parametrize("kind", [["--no-reflection"], []], ids=["plain", "reflection"])
+def test_teacher_v2_keeps_plain_and_reflection_traces_by_the_same_grounded_rule(tmp_path, capsys,
+                                                                                kind):
+    from j1_min.teacher_v2 import grounded
+    out = tmp_path / "t.jsonl"
+    s = run(capsys, "traces", "--n", 400, "--teacher-version", "v2", "--wrong-kinds",
+            "carry,digit", *kind, "--out", out)
+    recs = read_pairs(out, need_completion=True)
+    assert len(recs) > 380 and all(
+        r["verdict"] == r["label"] and grounded(r["question"], r["response_a"], r["response_b"],
+                                                r["completion"]) for r in recs)
+    assert ("Vote" in recs[0]["completion"]) and (s["reflection_rate"] > 0.5) == (not kind)
+    # only the plain teacher can end on an even tally, where its coin is not kept
+    assert (s["right_for_wrong_reason"] > 10) == bool(kind)
+
+
+def test_teacher_v2_plain_and_reflection_data_draw_the_same_first_passes(tmp_path):
+    def draws(*flags):
+        args = data_gen.parse_args(["traces", "--n", "300", "--k", "3", "--teacher-version", "v2",
+                                    *flags, "--out", str(tmp_path / "x")])
+        data_gen.check_args(args)
+        return list(data_gen.program_completions(args, data_gen.load_items(args)))
+    tally = lambda c: c.split("\n</think>\n")[0].split("\nWait, ")[0].split("\nSo ")[0]
+    plain, refl = draws("--no-reflection"), draws()
+    for (_, ps), (_, rs) in zip(plain, refl):
+        assert [tally(c) for c in ps] == [tally(c) for c in rs]
+    assert sum("Wait" in c for _, rs in refl for c in rs) > 300
+
+
+def test_pairs_exclude_the_questions_of_an_earlier_test_set(tmp_path, capsys):
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    run(capsys, "pairs", "--n", 400, "--split", "test", "--ops", "*", "--out", old)
+    run(capsys, "pairs", "--n", 300, "--split", "test", "--ops", "*", "--seed", 7, "--exclude", old,
+        "--out", new)
+    seen = {it["question"] for it in read_pairs(old)}
+    fresh = [it["question"] for it in read_pairs(new)]
+    assert len(fresh) == 300 and not seen & set(fresh)
+    # without --exclude the same seed reuses many (products are few)
+    run(capsys, "pairs", "--n", 300, "--split", "test", "--ops", "*", "--seed", 7, "--out",
+        tmp_path / "again.jsonl")
+    assert len(seen & {it["question"] for it in read_pairs(tmp_path / "again.jsonl")}) > 30
 
 
 def test_wrong_kinds_flag_reaches_the_pairs(tmp_path, capsys):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from j1_min.runs import Log, log_path, read_log
-from j1_min.scaling import (bootstrap_interval, item_scores, matched_k, paired_differences,
-                            pool_seeds)
+from j1_min.scaling import (T975, bootstrap_interval, item_scores, item_slopes, matched_k,
+                            paired_differences, pool_seeds, seed_pair_bootstrap, t_interval)
 from j1_min.tasks import make_pairs
 from j1_min.teacher import teacher_trace
 
@@ -47,6 +47,66 @@ def test_matched_k_is_the_rounded_ratio_of_thinking_tokens_to_budget_0():
     assert matched_k(judgments(lambda i, b, k: True, think=(80, 60, 90, 100))) == {1: 1, 2: 1, 3: 1}
     with pytest.raises(ValueError, match="budget 0"):
         matched_k(judgments(lambda i, b, k: True, think=(0, 10, 20, 30)))
+
+
+def test_odd_matched_k_is_the_odd_integer_nearest_the_ratio_so_no_vote_ties():
+    # 100/50 = 2 (between 1 and 3: the larger), 160/50 = 3.2 -> 3, 190/50 = 3.8 -> 3, 1.2 -> 1
+    assert matched_k(judgments(lambda i, b, k: True), odd=True) == {1: 3, 2: 3, 3: 3}
+    assert matched_k(judgments(lambda i, b, k: True, think=(50, 60, 210, 290)), odd=True) == {
+        1: 1, 2: 5, 3: 5}
+    assert all(k % 2 for k in matched_k(judgments(lambda i, b, k: True, think=(40, 70, 130, 170)),
+                                        odd=True).values())
+
+
+def test_the_least_squares_slope_per_pair_averages_to_the_slope_of_the_accuracies():
+    rng = random.Random(0)
+    scores = {b: {i: float(rng.random() < 0.5 + 0.1 * b) for i in range(300)} for b in range(4)}
+    slopes = item_slopes(scores)
+    acc = [sum(scores[b].values()) / 300 for b in range(4)]
+    # numpy-free least squares of acc on b
+    mb, ma = 1.5, sum(acc) / 4
+    want = sum((b - mb) * (a - ma) for b, a in enumerate(acc)) / sum(
+        (b - mb) ** 2 for b in range(4))
+    assert abs(sum(slopes.values()) / 300 - want) < 1e-12
+    assert item_slopes({0: {1: 0.0}, 1: {1: 1.0}, 2: {1: 1.0}, 3: {1: 1.0}}, (0, 1, 2, 3)) == {
+        1: pytest.approx(0.3)}
+    with pytest.raises(ValueError, match="same items"):
+        item_slopes({0: {1: 0.0}, 1: {2: 1.0}}, (0, 1))
+
+
+def test_t_quantiles_are_where_the_student_density_integrates_to_0_975():
+    import math
+    for df, q in enumerate(T975, 1):
+        c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+        n = 20_000  # Simpson's rule on [0, q]
+        h = q / n
+        f = [c * (1 + (k * h) ** 2 / df) ** (-(df + 1) / 2) for k in range(n + 1)]
+        area = h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
+        assert abs(0.5 + area - 0.975) < 2e-4, (df, q, 0.5 + area)
+
+
+def test_t_interval_over_seeds_is_the_first_experiments_forced_rollout_example():
+    """The review of the first experiment: the forced-rollout row's gain differences in its three
+    seeds, +0.021, -0.021 and +0.024, give a t-interval of [-0.055, +0.071]."""
+    m, lo, hi = t_interval([0.021, -0.021, 0.024])
+    assert (round(m, 3), round(lo, 3), round(hi, 3)) == (0.008, -0.055, 0.071)
+    with pytest.raises(ValueError, match="seeds"):
+        t_interval([0.1])
+
+
+def test_the_seed_then_pair_bootstrap_is_wider_than_the_pair_bootstrap_when_seeds_disagree():
+    rng = random.Random(1)
+    # three seeds whose per-pair differences centre on +0.05, -0.05, +0.06: the seeds disagree
+    per_seed = [{i: (1.0 if rng.random() < 0.5 + mu / 2 else -1.0) * (rng.random() < 0.2)
+                 for i in range(1000)} for mu in (0.5, -0.5, 0.6)]
+    m, lo, hi = seed_pair_bootstrap(per_seed, 2000)
+    _, plo, phi = bootstrap_interval(pool_seeds(per_seed), 2000)
+    assert lo < m < hi and (hi - lo) > 2 * (phi - plo)
+    # with one seed's values repeated, the seed stage adds nothing
+    same = [per_seed[0]] * 3
+    _, slo, shi = seed_pair_bootstrap(same, 2000)
+    _, plo, phi = bootstrap_interval(per_seed[0], 2000)
+    assert abs((shi - slo) - (phi - plo) / 3 ** 0.5) < 0.01
 
 
 def test_a_vote_takes_the_majority_of_the_first_k_samples_and_a_tie_scores_half():
