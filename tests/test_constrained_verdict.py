@@ -30,16 +30,23 @@ def test_option_logprobs_equal_a_full_forward_for_options_of_different_lengths(j
 
 
 def test_the_constrained_verdict_reads_the_judges_own_verdict_after_its_thinking(judge):
-    """The overfit judge writes [[A]] after TRACES[0]'s thinking and [[B]] after TRACES[1]'s:
-    scored after its thinking and the answer prefix, the most probable option is that verdict."""
+    """The overfit judge writes [[A]] right after TRACES[0]'s thinking: scored after that thinking
+    and the answer prefix, A is the most probable option. TRACES[1]'s thinking leads to [[B]] (after
+    a blank line the template's prefix does not have, so only the direction is asserted there): B
+    gains against A relative to TRACES[0]."""
     model, tok = judge
     template = templates.load("j1_min")
-    for i, want in ((0, "A"), (1, "B")):
+    margins = []
+    for i in (0, 1):
         prompt = tok.encode(TRACES[i][0], allow_special=True)
         g = generate(model, [prompt], 70, **forcing_kwargs(tok, 0))[0]
         assert g.answer_start is not None
         v, lp = constrained_verdict(model, tok, prompt, g, template)
-        assert v == want and set(lp) == {"A", "B"} and lp[want] > lp["AB".replace(want, "")]
+        assert set(lp) == {"A", "B"} and v == max(lp, key=lp.get)
+        margins.append(lp["B"] - lp["A"])
+        if i == 0:
+            assert v == "A"
+    assert margins[1] > margins[0] + 1.0
 
 
 def test_a_trace_that_never_closed_its_thinking_gets_the_marker_and_prefix_forced(judge):
