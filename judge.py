@@ -31,7 +31,7 @@ from j1_min import checks, templates
 from j1_min.checkpoint import load_judge
 from j1_min.data import PartialJsonl, Records, fit, read_pairs
 from j1_min import show_tokens
-from j1_min.evaluate import judge_pairs, score
+from j1_min.evaluate import constrained, judge_pairs, score
 from j1_min.files import atomic_write
 from j1_min.judge_format import completion_text, encode_prompt, forcing_kwargs, judge_verdict
 from j1_min.runs import cli
@@ -80,6 +80,13 @@ def parse_args(argv=None):
     ap.add_argument("--ties", choices=["wrong", "half"], default="wrong",
                     help="score of a missing verdict and of " "a tie verdict: 0 (default) or 0.5 "
                                                               "(RewardBench's convention)")
+    ap.add_argument("--verdict", choices=["free", "logprob"], default="free",
+                    help="free: the verdict the judge writes after its thinking (default); "
+                         "logprob: "
+                         "also the constrained verdict, the template's option (A, B, or its tie) "
+                         "with the highest log-probability after the judge's thinking and the "
+                         "answer prefix, for a judge too weak to write one; both tables are "
+                         "printed")
     ap.add_argument("--seed", type=checks.seed_int, default=0, help="sampling seed")
     ap.add_argument("--order-seed", type=checks.seed_int, default=0,
                     help="which RewardBench response is shown as " "A: a draw balanced over the "
@@ -217,7 +224,8 @@ def judge_all(model, tok, items: Records, args, template) -> list[dict]:
     pairs = max(1, args.batch_size // rows_per_pair)  # pairs per sampler call
     kw = dict(budgets=args.budget_list, samples=args.samples, swap=args.swap,
               temperature=args.temperature, seed=args.seed, max_new_tokens=args.max_new_tokens,
-              max_think_tokens=args.max_think_tokens, wait_text=args.wait_text)
+              max_think_tokens=args.max_think_tokens, wait_text=args.wait_text,
+              logprob_verdict=args.verdict == "logprob")
     partial, done = None, []
     if args.out:
         settings = {**kw, "ckpt": args.ckpt, "data": args.data,
@@ -302,6 +310,24 @@ def show_one(model, tok, items: list[dict], args, template) -> None:
               f"{lp['A']:.3f}, log p(B) = {lp['B']:.3f}; p(A) / (p(A) + p(B)) = {pa:.3f}")
 
 
+def print_table(table: dict, args) -> None:
+    """The scaling table: one line per budget."""
+    print(f"{'budget':>6} {'accuracy':>9} {'95% CI':>8} {'think tok':>9} {'waits':>6} "
+          f"{'no verdict':>10} {'acc|A':>6} {'acc|B':>6}")
+    for r in table.values():
+        fmt = lambda x: "-" if x is None else f"{x:.3f}"
+        print(f"{r['budget']:>6} {r['accuracy']:>9.3f} {'±' + format(r['ci95'], '.3f'):>8} "
+              f"{r['think_tokens']:>9.1f} {r['waits']:>6.2f} {r['no_verdict']:>10.1%} "
+              f"{fmt(r['accuracy_label_A']):>6} {fmt(r['accuracy_label_B']):>6}")
+        if r["tie"]:
+            print(f"{'':>6} tie verdicts: {r['tie']:.1%} (scored "
+                  f"{0.5 if args.ties == 'half' else 0})")
+    if len(table) > 1:
+        b = sorted(table)
+        print(f"scaling gain acc({b[-1]}) - acc({b[0]}): "
+              f"{table[b[-1]]['accuracy'] - table[b[0]]['accuracy']:+.3f}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not Path(args.ckpt).exists() and args.ckpt == str(CKPT):
@@ -333,20 +359,11 @@ def main(argv=None):
           + (f"; template {template.name}" if template.name != templates.DEFAULT else ""))
     if labelled:
         table = score(judgments, args.ties)
-        print(f"{'budget':>6} {'accuracy':>9} {'95% CI':>8} {'think tok':>9} {'waits':>6} "
-              f"{'no verdict':>10} {'acc|A':>6} {'acc|B':>6}")
-        for r in table.values():
-            fmt = lambda x: "-" if x is None else f"{x:.3f}"
-            print(f"{r['budget']:>6} {r['accuracy']:>9.3f} {'±' + format(r['ci95'], '.3f'):>8} "
-                  f"{r['think_tokens']:>9.1f} {r['waits']:>6.2f} {r['no_verdict']:>10.1%} "
-                  f"{fmt(r['accuracy_label_A']):>6} {fmt(r['accuracy_label_B']):>6}")
-            if r["tie"]:
-                print(f"{'':>6} tie verdicts: {r['tie']:.1%} (scored "
-                      f"{0.5 if args.ties == 'half' else 0})")
-        if len(table) > 1:
-            b = sorted(table)
-            print(f"scaling gain acc({b[-1]}) - acc({b[0]}): "
-                  f"{table[b[-1]]['accuracy'] - table[b[0]]['accuracy']:+.3f}")
+        print_table(table, args)
+        if args.verdict == "logprob":
+            print("constrained verdict (--verdict logprob: the option with the highest "
+                  "log-probability after the thinking and the answer prefix):")
+            print_table(score(constrained(judgments), args.ties), args)
     shown = [j for j in judgments if j["budget"] == args.budget_list[-1]
              and j["sample"] == 0][:args.examples]
     for j in shown:

@@ -3,6 +3,8 @@
 
     python bench/sampling.py  # the CPU benchmark: configs small and medium, batch 16
     python bench/sampling.py --device cuda --dtype bfloat16 --configs qwen2.5-0.5b --batch 64
+    python bench/sampling.py --model models/smollm2-135m --batch 16 --new-tokens 32
+        # a real model folder (scripts/get_smollm2.py): the side-by-side ratio only
 
 For each config: prompt length 64, 128 new tokens, no stop; one warm-up run of each side, then
 `repeats` runs of each side interleaved. It prints tokens/s of each side's fastest run (the minimum
@@ -64,10 +66,10 @@ def build(cfg: dict, seed: int, device: str, dtype: torch.dtype):
     return hf.to(device=device, dtype=dtype), load_model(d, dtype=dtype, device=device)[0]
 
 
-def bench_config(name: str, cfg: dict, args, dtype: torch.dtype):
+def bench_config(name: str, cfg: dict, args, dtype: torch.dtype, models=None):
     import transformers as T
-    hf, ours = build(cfg, args.seed, args.device, dtype)
-    B = args.batch
+    hf, ours = models or build(cfg, args.seed, args.device, dtype)
+    B, NEW = args.batch, args.new_tokens
     prompts = torch.randint(0, cfg["vocab_size"], (B, PROMPT_LEN),
                             generator=torch.Generator().manual_seed(args.seed))
     gc = T.GenerationConfig(do_sample=False, max_new_tokens=NEW, min_new_tokens=NEW,
@@ -215,6 +217,12 @@ def main():
                     help="weights, activations and KV cache")
     ap.add_argument("--configs", nargs="+", default=["small", "medium"], choices=list(CONFIGS),
                     help="model shapes to run (qwen2.5-0.5b's vocabulary is meant for a GPU)")
+    ap.add_argument("--model", help="a model folder (Hugging Face) to run instead of --configs: "
+                                    "both "
+                                    "sides load its weights; only the side-by-side ratio is "
+                                    "measured")
+    ap.add_argument("--new-tokens", type=int, default=NEW, help=f"new tokens per row (default "
+                                                                f"{NEW})")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
@@ -222,7 +230,13 @@ def main():
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {where}, "
           f"{args.dtype}, threads {torch.get_num_threads()}, batch {args.batch}, prompt "
-          f"{PROMPT_LEN}, new tokens {NEW}, greedy, best of {args.repeats}")
+          f"{PROMPT_LEN}, new tokens {args.new_tokens}, greedy, best of {args.repeats}")
+    if args.model:
+        hf = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).eval()
+        ours = load_model(args.model, dtype=dtype, device=args.device)[0]
+        cfg = {"vocab_size": ours.config.vocab_size}
+        bench_config(args.model, cfg, args, dtype, (hf.to(args.device), ours))
+        return
     gbps = read_gbps(args.device)
     for name in args.configs:
         model, hf_step_ms = bench_config(name, CONFIGS[name], args, dtype)

@@ -100,28 +100,45 @@ def main():
                                                            "the ops' own CPU time per step under "
                                                            "torch.profiler (sum and the top 8), to "
                                                            "see where a gap lies")
+    ap.add_argument("--model", help="a model folder (Hugging Face) to run instead of the random "
+                                    "configs: both sides load its weights")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="bfloat16: float32 weights, the forward under CPU autocast to bfloat16 "
+                         "(both sides)")
     args = ap.parse_args()
     import transformers
     torch.set_num_threads(args.threads)
     peak = matmul_flops()
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, threads "
           f"{args.threads}, measured fp32 matmul {peak / 1e9:.1f} GFLOP/s")
-    for name, kw in CONFIGS.items():
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+    runs = {args.model: None} if args.model else CONFIGS
+    for name, kw in runs.items():
         torch.manual_seed(0)
-        cfg = transformers.Qwen2Config(**kw, tie_word_embeddings=True, max_position_embeddings=4096)
-        hf = transformers.Qwen2ForCausalLM(cfg).train()
-        with tempfile.TemporaryDirectory() as d:
-            hf.save_pretrained(d)
-            ours = load_model(d)[0].train()
+        if args.model:
+            hf = transformers.AutoModelForCausalLM.from_pretrained(args.model,
+                                                                   dtype=torch.float32).train()
+            ours = load_model(args.model)[0].train()
+            cfg = hf.config
+            kw = {k: getattr(cfg, k) for k in ("vocab_size", "num_hidden_layers", "hidden_size")}
+        else:
+            cfg = transformers.Qwen2Config(**kw, tie_word_embeddings=True,
+                                           max_position_embeddings=4096)
+            hf = transformers.Qwen2ForCausalLM(cfg).train()
+            with tempfile.TemporaryDirectory() as d:
+                hf.save_pretrained(d)
+                ours = load_model(d)[0].train()
         x = torch.randint(0, kw["vocab_size"], (args.batch, args.seq))
 
         def ours_step():
-            logits = ours(x[:, :-1])
-            F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()).backward()
+            with amp:
+                logits = ours(x[:, :-1])
+            F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten()).backward()
 
         def hf_step():
-            logits = hf(input_ids=x[:, :-1]).logits
-            F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()).backward()
+            with amp:
+                logits = hf(input_ids=x[:, :-1]).logits
+            F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten()).backward()
 
         with torch.no_grad():
             diff = (ours(x[:2]) - hf(input_ids=x[:2]).logits).abs().max().item()
@@ -134,7 +151,7 @@ def main():
             not cfg.tie_word_embeddings)
         flops_tok = 6 * n_params + 12 * kw["num_hidden_layers"] * kw["hidden_size"] * args.seq
         print(f"[{name}] {ours.num_params() / 1e6:.2f}M params, batch {args.batch}x{args.seq}, "
-              f"float32, max |logit diff| {diff:.1e}")
+              f"{args.dtype}, max |logit diff| {diff:.1e}")
         print(f"  ours         {tokens / t_ours:9.0f} tok/s   MFU "
               f"{flops_tok * tokens / t_ours / peak:5.1%}")
         print(f"  transformers {tokens / t_hf:9.0f} tok/s   MFU "

@@ -14,13 +14,14 @@ from .templates import TIE
 from .judge_format import (J1_MIN, completion_text, encode_prompt, forcing_kwargs, judge_verdict,
                            swap_label)
 from .sampling import generate
+from .show_tokens import constrained_verdict
 
 
 def judge_pairs(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1,
                 swap: bool = False, temperature: float = 0.0, seed: int = 0,
                 max_new_tokens: int = 1024, max_think_tokens: int | None = None,
                 wait_text: str = "Wait", batch_size: int = 32, progress: bool = False,
-                template=J1_MIN) -> list[dict]:
+                template=J1_MIN, logprob_verdict: bool = False) -> list[dict]:
     """One judgment per (item, order, budget, sample), as dicts: item (its position in `items`), id,
     order ("AB" as given, "BA" swapped), budget, sample, label (the right verdict as shown), verdict
     (as shown: "A", "B", "tie" where the template has one, or None; read by the template's
@@ -35,7 +36,11 @@ def judge_pairs(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1
     numerics do not depend on the batch, float32 on a CPU; on a GPU or in bfloat16 a near-tie can
     flip), and budgets differ only by what forcing did. That is also what lets the sampler decode
     all budgets of one sample as one row that forks where a smaller budget accepts its end of
-    thinking, so a sweep costs about what its largest budget costs."""
+    thinking, so a sweep costs about what its largest budget costs.
+
+    logprob_verdict: each judgment also gets the constrained verdict (show_tokens.
+    constrained_verdict: the template's option most probable after the judge's thinking and the
+    answer prefix) as lp_verdict, lp_correct and lp (each option's log-probability)."""
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if samples > 1 and temperature <= 0:
@@ -45,7 +50,7 @@ def judge_pairs(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1
     kw = forcing_kwargs(tok, max(budgets), max_think_tokens, wait_text, template)
     kw.pop("budget")
     orders = ("AB", "BA") if swap else ("AB",)
-    out = []
+    out, memo = [], {}  # constrained verdicts by context: budgets that forced nothing share one
     bar = tqdm(total=len(items), desc="judging", disable=not progress, dynamic_ncols=True)
     for s in range(0, len(items), batch_size):
         rows, prompts, row_budgets, streams = [], [], [], []
@@ -65,16 +70,29 @@ def judge_pairs(model, tok, items: list[dict], *, budgets=(0,), samples: int = 1
                         streams.append(k)  # every budget of sample k draws the same random numbers
         gens = generate(model, prompts, max_new_tokens, temperature=temperature, seed=seed,
                         streams=streams, budget=row_budgets, **kw)
-        for row, g in zip(rows, gens):
+        for row, g, prompt in zip(rows, gens, prompts):
             text = completion_text(tok, g)
             verdict = judge_verdict(text, template)  # the template's verdict rule
             row.update(verdict=verdict, correct=verdict is not None and verdict == row["label"],
                        completion=text, think_tokens=g.think_tokens, num_waits=g.num_waits,
                        suppressed_at=g.suppressed_at, forced_end=g.forced_end, tokens=len(g.tokens))
+            if logprob_verdict:
+                key = (tuple(prompt), tuple(g.tokens[:g.answer_start] if g.answer_start is not None
+                                            else g.tokens), g.answer_start is None)
+                if key not in memo:
+                    memo[key] = constrained_verdict(model, tok, prompt, g, template)
+                v, lp = memo[key]
+                row.update(lp_verdict=v, lp_correct=v == row["label"], lp=lp)
             out.append(row)
         bar.update(len(items[s:s + batch_size]))
     bar.close()
     return out
+
+
+def constrained(judgments: list[dict]) -> list[dict]:
+    """The judgments with their constrained verdicts (judge_pairs' logprob_verdict) as their
+    verdicts, for score()."""
+    return [{**j, "verdict": j["lp_verdict"], "correct": j["lp_correct"]} for j in judgments]
 
 
 def majority(verdicts: list) -> str | None:

@@ -64,6 +64,25 @@ def render(tok, gen, color: bool = False) -> str:
 _VERDICT = re.compile(r"\[\[([AB])")
 
 
+def option_logprobs(model, context: list[int], options: dict) -> dict:
+    """log p(option | context) = sum_k log softmax(logits)[option_k] over each option's tokens,
+    under the model's own distribution (temperature 1): {name: logp} for options {name: ids}. The
+    context is prefilled once and its cache copied to one row per option (KVCache.select)."""
+    device = next(model.parameters()).device
+    names, opts = list(options), [list(options[n]) for n in options]
+    K = max(map(len, opts))
+    cache = model.new_cache(1, len(context) + K)
+    with torch.no_grad():
+        first = model(torch.tensor([context], device=device),
+                      cache)[0, -1].float().log_softmax(-1)  # (V,)
+        cache.select(torch.zeros(len(opts), dtype=torch.long, device=device))
+        # right-padded with each row's own first token: later positions never reach earlier ones
+        ids = torch.tensor([o + o[:1] * (K - len(o)) for o in opts], device=device)  # (n, K)
+        rest = model(ids, cache).float().log_softmax(-1)  # (n, K, V)
+    return {n: float(first[o[0]]) + sum(float(rest[i, k - 1, o[k]]) for k in range(1, len(o)))
+            for i, (n, o) in enumerate(zip(names, opts))}
+
+
 def verdict_logprobs(model, tok, prompt: list[int], gen) -> dict | None:
     """log p(verdict = X) for X in A, B under the model's own distribution (temperature 1), at the
     place the judge's answer wrote its verdict letter: the context is the prompt and the trace's
@@ -84,13 +103,28 @@ def verdict_logprobs(model, tok, prompt: list[int], gen) -> dict | None:
         text += piece
     if at is None:
         return None
-    context = list(prompt) + gen.tokens[:at]
-    out = {"at": at}
-    device = next(model.parameters()).device
-    for letter in "AB":
-        option = tok.encode(piece[:offset] + letter + piece[offset + 1:])
-        ids = torch.tensor([context + option], device=device)  # (1, C + K)
-        with torch.no_grad():
-            logp = model(ids[:, :-1]).float().log_softmax(-1)[0, len(context) - 1:]  # (K, V)
-        out[letter] = float(logp.gather(-1, torch.tensor(option, device=device)[:, None]).sum())
-    return out
+    options = {x: tok.encode(piece[:offset] + x + piece[offset + 1:]) for x in "AB"}
+    return {"at": at, **option_logprobs(model, list(prompt) + gen.tokens[:at], options)}
+
+
+def constrained_verdict(model, tok, prompt: list[int], gen, template) -> tuple[str, dict]:
+    """The verdict as the template's option with the highest log-probability (judge.py --verdict
+    logprob), for a judge too weak to write one: the context is the prompt, the judge's thinking up
+    to its accepted end marker (a trace that never closed its thinking gets a line break, if it
+    needs one, and the marker, as the thinking cap forces them), then the template's answer prefix;
+    option X is the rest of X's verdict pattern after the prefix ("[[A]]" after "\\n[[": "A]]").
+    Returns (verdict, {option: log p}); ties go to the first option in template order."""
+    prefix = template.answer_prefix or ""
+    if gen.answer_start is not None:
+        head = gen.tokens[:gen.answer_start]
+    else:
+        text = tok.decode(gen.tokens)
+        nl = [] if not text or text.endswith("\n") else tok.encode("\n")
+        head = gen.tokens + nl + tok.marker_ids(template.think_end)
+    # the longest end of the prefix that opens every pattern is already written
+    cut = max(n for n in range(len(prefix) + 1)
+              if all(p.startswith(prefix[len(prefix) - n:]) for _, p in template.verdicts))
+    options = {v: tok.encode(p[cut:]) for v, p in template.verdicts}
+    lp = option_logprobs(model, list(prompt) + head + (tok.encode(prefix) if prefix else []),
+                         options)
+    return max(lp, key=lp.get), lp
