@@ -247,12 +247,16 @@ def load_model(path, dtype=None, device=None):
     """
     run_config = read_run(path)["run_config"] if is_run(path) else None
     path = model_folder(path)
+    # the real-weights fixture is made by a script, not downloaded here: say which
+    fixture = (f" (make it with: python scripts/get_smollm2.py --out {path} --force)"
+               if "smollm2" in path.name.lower() else "")
     if not path.exists():
-        raise CheckpointError(f"{path}: no such file or directory")
+        raise CheckpointError(f"{path}: no such file or directory{fixture}")
     if path.is_dir():
         cfg_path = path / "config.json"
         if not cfg_path.is_file():
-            raise CheckpointError(f"{path}: a model directory needs config.json, and there is none")
+            raise CheckpointError(
+                f"{path}: a model directory needs config.json, and there is none{fixture}")
         try:
             config_dict = json.loads(cfg_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:

@@ -58,6 +58,16 @@ def test_missing_path_is_a_clear_error(tmp_path):
         load_model(tmp_path / "nope")
 
 
+def test_a_missing_or_partial_real_weights_fixture_names_the_script_that_makes_it(tmp_path):
+    with pytest.raises(CheckpointError, match="python scripts/get_smollm2.py --out"):
+        load_model(tmp_path / "smollm2-135m")
+    (tmp_path / "smollm2-135m").mkdir()
+    with pytest.raises(CheckpointError, match="needs config.json.*get_smollm2.py"):
+        load_model(tmp_path / "smollm2-135m")
+    with pytest.raises(CheckpointError, match=r"no such file or directory$"):
+        load_model(tmp_path / "other")  # any other folder: no hint
+
+
 def test_directory_without_config_json_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="needs config.json"):
         load_model(tmp_path)
