@@ -75,6 +75,10 @@ def bench_config(name: str, cfg: dict, args, dtype: torch.dtype, models=None):
     gc = T.GenerationConfig(do_sample=False, max_new_tokens=NEW, min_new_tokens=NEW,
                             eos_token_id=None, pad_token_id=0)
     x = prompts.to(args.device)
+    # both sides write exactly NEW tokens and stop on nothing: without this, transformers merges the
+    # model folder's generation_config.json eos_token_id into gc, and min_new_tokens then forbids
+    # that token, which j1_min (no stop ids here) may pick: a real folder's rows parted for that
+    hf.generation_config.eos_token_id = None
 
     def run_hf():
         with torch.inference_mode():
