@@ -33,8 +33,9 @@ REFLECTIONS=${REFLECTIONS:-0.3,0.5,0.2}              # J1 traces: weights of 0, 
 TRACES_N=${TRACES_N:-10000}; RL_N=${RL_N:-10000}; VAL_N=${VAL_N:-300}
 TEST_N=${TEST_N:-1000}; TEST_SEED=${TEST_SEED:-2032}  # drawn once for v2, never used before
 # SFT: the same steps for both SFTs, chosen on validation (J1-SFT's budget-0 validation accuracy). A guess until
-# then: the pilot's 60 steps were far too few; v1 needed 500 at batch 32 on traces of about the same length.
-SFT_STEPS=${SFT_STEPS:-1500}; SFT_BATCH=${SFT_BATCH:-32}; SFT_LR=${SFT_LR:-1e-3}
+# then: the pilot's 60 steps were far too few; v1 needed 500 at batch 32 on traces of about the same length, and
+# keeping a tally is more to learn than v1's last check: 1,000 (about 3 epochs of 10,000 traces)
+SFT_STEPS=${SFT_STEPS:-1000}; SFT_BATCH=${SFT_BATCH:-32}; SFT_LR=${SFT_LR:-1e-3}
 SFT_EVAL_EVERY=${SFT_EVAL_EVERY:-250}; SFT_EVAL_ITEMS=${SFT_EVAL_ITEMS:-100}; SFT_MAX_NEW=${SFT_MAX_NEW:-600}
 # RL: REINFORCE++ (J1-7B's algorithm). Learning rate and prompts per step are chosen on seed 0's validation pairs
 # (not yet: v1's 1e-5 and 8 x 8 until then). The stopping rule (docs/experiment.md): validate every 25 steps on 300
