@@ -381,7 +381,7 @@ def main(argv=None):
             if step == args.stop_after:
                 break
     bar.close()
-    if args.keep_best and d.main and not interrupted[0]:
+    if args.keep_best and d.main and (step == args.steps or stopper.reason()):  # the run's end
         log.write({"step": step, "kept": str(best_path(out)), **stopper.state})
     runs.finish(d, out, step, interrupted[0], save, None)
 

@@ -114,6 +114,7 @@ def test_kill_and_resume_keeps_the_patience_counter_and_the_best(setup, tmp_path
     train_grpo.main(val_args(setup, part, "--resume", part, *common))
     train_grpo.main(val_args(setup, tmp_path / "full.pt", *common))
     assert [r["step"] for r in log_of(part) if "stopped" in r] == [2]
+    assert [r["step"] for r in log_of(part) if "kept" in r] == [2]  # at the end, not at the kill
     assert torch.load(part, weights_only=True)["train_state"]["step"] == 2
     assert torch.load(best_path(part), weights_only=True)["run_config"]["best_step"] == 0
     assert same(weights(part), weights(tmp_path / "full.pt"))
