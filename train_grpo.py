@@ -25,27 +25,37 @@ Log (<out>.log.jsonl, one JSON line per step): reward, accuracy, no_verdict, com
 (the number of the step's --prompts groups whose G rewards are all equal: they have no
 group-relative signal; flat_share is that count divided by --prompts), loss_tokens, clip_frac, k3,
 ratio_mean, grad_norm, logp_diff_max, the seconds of each part; every --eval-every steps a line with
-val_acc_budget0 and val_acc_budget<--eval-budget>. `python scripts/results.py --rl-plot` draws the
-reward curve, the flat share and the validation points.
+val_acc_budget0 and val_acc_budget<--eval-budget> (and at the last step). `python scripts/results.py
+--rl-plot` draws the reward curve, the flat share and the validation points.
+
+Stopping (j1_min/stopping.py, the second experiment's rule): --patience N stops the run once N
+consecutive validation points (step 0's included) bring no budget---eval-budget count at least
+--min-improvement pairs above the best so far; --max-hours stops it after that much training time
+(summed over resumes); --keep-best writes the best point's weights to <out>.best.pt (its run config
+records best_step). The counter, the best so far and the time are in the run state, so they
+survive --resume; under torchrun every rank judges a share of the validation pairs and the counts
+are summed, so every rank decides alike.
 
 Top to bottom: parse_args; setup (data, policy, reference, the run's config); rollout_forcing;
-train_step (one RL step: its prompts and budgets, then rl.step); evaluate; main (the loop: log,
-save, evaluate, Ctrl-C, resume through j1_min/runs.py).
+train_step (one RL step: its prompts and budgets, then rl.step); main (the loop: log, validate,
+stop, save, Ctrl-C, resume through j1_min/runs.py).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import time
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from j1_min import checks, runs, shard, templates
-from j1_min.checkpoint import load_judge, load_model
+from j1_min.checkpoint import load_judge, load_model, save_pt
 from j1_min.data import fit, read_pairs, step_order
-from j1_min.evaluate import eval_accuracy
 from j1_min.judge_format import encode_prompt, forcing_kwargs
 from j1_min.rl import ALGOS, RLConfig, group_budgets, parse_budget, step as rl_step
+from j1_min.stopping import Patience, best_path, validate
 
 # ----------------------------------------------------------------------------------------------
 # defaults
@@ -67,13 +77,15 @@ SAVE_EVERY = 25
 # --resume with these changed goes on with a warning (logged); any other changed setting is refused
 # (the data's content is compared through its checksum, not its path)
 RESUME_MAY_CHANGE = {"steps", "val", "eval_every", "eval_items", "eval_budget", "save_every",
-                     "device", "micro", "world", "data", "activation_checkpointing"}
+                     "device", "micro", "world", "data", "activation_checkpointing", "patience",
+                     "max_hours"}
 # flag checks (j1_min/checks.py), applied after parsing
 FLAG_RULES = {**dict.fromkeys(["steps", "prompts", "max_new_tokens", "ppo_epochs", "micro",
-                               "eval_items", "save_every", "stop_after"], checks.positive_int),
+                               "eval_items", "save_every", "stop_after", "patience",
+                               "min_improvement"], checks.positive_int),
               **dict.fromkeys(["top_k", "max_think_tokens", "warmup", "eval_every", "eval_budget"],
                               checks.nonneg_int),
-              **dict.fromkeys(["lr", "temperature", "clip_eps", "clip_eps_high"],
+              **dict.fromkeys(["lr", "temperature", "clip_eps", "clip_eps_high", "max_hours"],
                               checks.positive_float),
               **dict.fromkeys(["beta", "format_penalty", "clip_grad"], checks.nonneg_float),
               "top_p": checks.probability, "seed": checks.seed_int, "device": checks.device}
@@ -123,8 +135,8 @@ def parse_args(argv=None):
                                                   "each group's budget uniformly (e.g. 0-3); "
                                                   "forced tokens are masked out of the loss "
                                                   "(default 0)")
-    ap.add_argument("--max-think-tokens", type=int, help="rollouts: force </think> after this many "
-                                                         "thinking tokens")
+    ap.add_argument("--max-think-tokens", type=int, help="rollouts and validation: force </think> "
+                                                         "after this many thinking tokens")
     ap.add_argument("--lr", type=float, default=LR, help="AdamW learning rate (constant after "
                                                          "--warmup)")
     ap.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
@@ -162,6 +174,17 @@ def parse_args(argv=None):
     ap.add_argument("--eval-budget", type=int, default=EVAL_BUDGET,
                     help="budget of the second evaluation")
     ap.add_argument("--save-every", type=int, default=SAVE_EVERY, help="steps between checkpoints")
+    ap.add_argument("--patience", type=int, help="stop after this many validation points in a row "
+                                                 "without a new best at --eval-budget (needs "
+                                                 "--val; default: run all --steps)")
+    ap.add_argument("--min-improvement", type=int, default=1,
+                    help="pairs right at --eval-budget by which a validation point must beat the "
+                         "best so far to be the new best (a tie keeps the earlier point)")
+    ap.add_argument("--max-hours", type=float, help="stop after this many hours of training, "
+                                                    "summed over resumes")
+    ap.add_argument("--keep-best", action="store_true",
+                    help="write the best validated step's weights to <out>.best.pt (its run "
+                         "config records best_step); --out keeps the last, resumable state")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="float32, or bfloat16 autocast for the training forwards and backward "
                          "(weights and AdamW state stay float32, so small updates are not lost to "
@@ -198,6 +221,11 @@ def parse_args(argv=None):
     if args.algo == "reinforce_pp_baseline" and args.gamma != 1.0:
         raise ValueError(f"--gamma {args.gamma}: reinforce_pp_baseline needs --gamma 1 (OpenRLHF "
                          "forces it)")
+    for flag in ("patience", "keep_best"):
+        if getattr(args, flag) and not args.val:
+            raise ValueError(f"--{flag.replace('_', '-')} needs --val: it stops on validation")
+    if args.keep_best and args.shard:
+        raise ValueError("--keep-best: not with --shard (a sharded run saves a folder per step)")
     if args.temperature <= 0:
         raise ValueError("--temperature must be > 0 for GRPO rollouts (greedy groups would be "
                          "identical)")
@@ -285,48 +313,49 @@ def train_step(model, ref, opt, tok, template, data, prompts_all, step: int, cfg
     return metrics
 
 
-def evaluate(policy, tok, template, val, args) -> dict:
-    """Greedy verdict accuracy (and the share without a verdict) over the first --eval-items
-    held-out pairs, at budget 0 and at --eval-budget, in one forked sweep (a sharded policy is
-    gathered first)."""
-    policy.eval()
-    metrics = {}
-    with torch.no_grad():
-        accs = eval_accuracy(shard.full_model(policy), tok, val[:args.eval_items],
-                             args.max_new_tokens,
-                             # one sweep: it forks
-                             budgets=sorted({0, args.eval_budget}), template=template)
-        for b, acc in accs.items():
-            metrics[f"val_acc_budget{b}"] = acc["accuracy"]
-            metrics[f"val_no_verdict_budget{b}"] = acc["no_verdict"]
-    policy.train()
-    return metrics
-
-
 def main(argv=None):
     args = parse_args(argv)
     d, out = runs.begin(args, "--prompts", args.prompts)
+    same = bool(args.resume) and Path(args.resume).resolve() == out.resolve()
+    if args.keep_best:
+        checks.check_output(best_path(out), args.force or same, "--keep-best's")
     state, policy, ref, tok, template, data, prompts, val, config = setup(args, d)  # wrapped
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step, ddp, log = runs.start(out, d, policy, opt, state, config, RESUME_MAY_CHANGE)
     saver = runs.Saver(out, d.main, prompts[0], state)  # never saves a non-finite policy
     cfg = RLConfig.from_args(args)
     forcing = rollout_forcing(args, tok, template)
+    stopper = Patience(args.patience, args.min_improvement, args.max_hours,
+                       (state or {}).get("stopping"))
 
     def save(at_step):
-        saver.save(policy, tok, config, opt, at_step, {"step": at_step})
+        saver.save(policy, tok, config, opt, at_step, {"step": at_step}, stopping=stopper.state)
 
-    def evaluate_and_log(at_step):
-        metrics = {"step": at_step, **evaluate(policy, tok, template, val, args)}
+    def validate_and_log(at_step):
+        """Validation at budget 0 and --eval-budget (counts summed over ranks), the patience
+        update, and with --keep-best the new best's weights."""
+        counts = validate(policy, tok, template, val, args.eval_items,
+                          sorted({0, args.eval_budget}), args.max_new_tokens,
+                          args.max_think_tokens, d)
+        metrics = {"step": at_step}
+        for b, (right, none, n) in counts.items():
+            metrics.update({f"val_acc_budget{b}": right / n, f"val_no_verdict_budget{b}": none / n,
+                            f"val_right_budget{b}": right, "val_n": n})
+        if stopper.update(at_step, counts[args.eval_budget][0]) and args.keep_best and d.main:
+            save_pt(best_path(out), policy, tok, run_config={**config, "best_step": at_step,
+                                                             "best_val": metrics})
+        metrics.update(best_step=stopper.state["best_step"],
+                       since_best=stopper.state["since_best"])
         log.write(metrics)
         return metrics
 
     if val and step == 0 and not state:
-        evaluate_and_log(0)
+        validate_and_log(0)
     bar = tqdm(total=args.steps, initial=step, disable=not d.main, desc=args.algo,
                dynamic_ncols=True)
     with runs.ctrl_c() as interrupted:  # Ctrl-C: finish this step, save, exit
-        while step < args.steps and not interrupted[0]:
+        while step < args.steps and not interrupted[0] and not stopper.reason():
+            t0 = time.time()
             metrics = train_step(ddp, ref, opt, tok, template, data, prompts, step, cfg, forcing,
                                  args, d)
             step += 1
@@ -337,17 +366,24 @@ def main(argv=None):
             bar.set_postfix(reward=f"{metrics['reward']:.3f}",
                             len=f"{metrics['completion_len']:.0f}", flat=metrics["flat_groups"],
                             dlogp=f"{metrics['logp_diff_max']:.1e}")
-            if step % args.save_every == 0 or step == args.steps or step == args.stop_after:
+            # validated before the save, so a checkpoint holds its step's patience state
+            if val and (step == args.steps or args.eval_every and step % args.eval_every == 0):
+                bar.write(json.dumps(validate_and_log(step)))
+            # the mean over ranks: every rank decides on the same time
+            stopper.add_time(runs.all_sum(torch.tensor(time.time() - t0, dtype=torch.float64),
+                                          d).item() / d.world)
+            why = stopper.reason()
+            if why:
+                log.write({"step": step, "stopped": why, **stopper.state})
+            if (step % args.save_every == 0 or step == args.steps or step == args.stop_after
+                    or why):
                 save(step)
-            if val and args.eval_every and step % args.eval_every == 0 and step < args.steps:
-                bar.write(json.dumps(evaluate_and_log(step)))
             if step == args.stop_after:
                 break
     bar.close()
-    # sharded: every rank gathers the policy together
-    final = step == args.steps and val and (d.main or args.shard)
-    runs.finish(d, out, step, interrupted[0],
-                save, (lambda: evaluate_and_log(step)) if final else None)
+    if args.keep_best and d.main and (step == args.steps or stopper.reason()):  # the run's end
+        log.write({"step": step, "kept": str(best_path(out)), **stopper.state})
+    runs.finish(d, out, step, interrupted[0], save, None)
 
 
 def run_cli(argv=None):

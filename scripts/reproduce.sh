@@ -43,34 +43,8 @@ STOP_AFTER=${STOP_AFTER:-}         # "j1_sft": stop after J1-SFT (the difficulty
 mkdir -p "$OUT"
 TASK=(--digits "$DIGITS" --mul-digits "$MUL_DIGITS" --ops "$OPS" --wrong-kinds "$WRONG_KINDS")
 
-step() { echo; echo "=== $(date '+%F %T') $*"; }
-timed() {  # timed NAME COMMAND...: run COMMAND and append its wall-clock seconds to $OUT/times.log
-  local name=$1 t0; shift
-  t0=$(date +%s)
-  "$@"
-  echo "$name $(( $(date +%s) - t0 ))" >> "$OUT/times.log"
-}
-once() {  # once OUTPUT COMMAND...: run COMMAND unless OUTPUT exists (every output is written atomically)
-  local out=$1; shift
-  if [ -e "$out" ]; then echo "(have $out)"; return; fi
-  timed "$(basename "$out")" "$@"
-}
-train() {  # train OUTPUT SCRIPT ARGS...: a finished run is kept; an interrupted one resumes from its checkpoint
-  local out=$1 script=$2; shift 2
-  if [ -e "$out.done" ]; then echo "(have $out)"; return; fi
-  if [ -e "$out" ]; then timed "$(basename "$out")" python "$script" "$@" --out "$out" --resume "$out"
-  else  # a run killed before its first checkpoint left only a log, of steps nothing kept: start over
-    local fresh=(); [ -e "${out%.pt}.log.jsonl" ] && fresh=(--force)
-    timed "$(basename "$out")" python "$script" "$@" --out "$out" "${fresh[@]}"; fi
-  touch "$out.done"
-}
-judged() {  # judged OUTPUT ARGS...: judge.py unless OUTPUT exists; an interrupted run continues from OUTPUT.partial
-  local out=$1; shift
-  if [ -e "$out" ]; then echo "(have $out)"; return; fi
-  local resume=(); [ -e "$out.partial" ] && resume=(--resume)
-  # 256 rows at once: the tiny model's KV cache is ~2 MB a row, and on 2 cores wide batches decode faster
-  timed "$(basename "$out")" python judge.py "$@" --batch-size 256 --examples 0 --out "$out" "${resume[@]}"
-}
+# step, timed, once, train, judged
+source scripts/stages.sh
 
 step "data (seed $SEED; test pairs always seed 0)"
 once "$OUT/rl_pairs.jsonl" python data_gen.py pairs --n 10000 --split train --seed "$SEED" "${TASK[@]}" \

@@ -6,10 +6,13 @@ leaves in its folders.
         # K of the row's parallel pass
     python scripts/results.py --better-rl runs/seed0
         # the RL row chosen on validation
+    python scripts/results.py runs/v2seed0 runs/v2seed1 ...   # the second experiment
+    python scripts/results.py --matched-k runs/v2seed0/judge_j1_sft.jsonl --odd
 
 Each folder is one seed. Per row (ROWS) it reads judge_<row>.jsonl (greedy, budgets 0-3: sequential
-scaling) and, if present, parallel_<row>.jsonl (budget 0, K sampled traces: parallel scaling), and
-prints as Markdown:
+scaling) and, if present, parallel_<row>.jsonl (budget 0, K sampled traces: parallel scaling), each
+also as the gzipped .jsonl.gz that scripts/reproduce_v2.sh leaves for committing, and prints as
+Markdown:
 
 1. per row and seed, accuracy at each budget with its 95% interval (normal approximation,
    evaluate.score) and mean thinking tokens, and the scaling gain acc(3) - acc(0) with its paired
@@ -30,6 +33,12 @@ prints as Markdown:
 6. per row and seed and budget, the accuracy when the right verdict is A and when it is B (as
    shown; a position bias is a gap between the two), and the share of traces with no verdict.
 
+Folders of the second experiment (settings.txt says TEACHER_VERSION=v2; teacher_version) get its
+protocol's tables (scripts/results_v2.py: the gain and the least-squares slope per row and seed, the
+t-interval over seeds and the seed-then-pair bootstrap beside the paired bootstrap over pairs, the
+primary comparison marked, odd K with the greedy and sampled K = 1 controls) in place of table 3,
+and table 5 by teacher_v2.grounded. The plots are drawn by scripts/results_plots.py.
+
 --plot: accuracy against mean thinking tokens, sequential and parallel, one panel per row (a line
 per seed). --rl-plot: a panel per RL row (down) and seed folder (across), the reward per step (and
 its 10-step mean), the share of flat groups per step (groups whose rewards are all equal carry no
@@ -42,6 +51,7 @@ read.
 from __future__ import annotations
 
 import argparse
+import gzip
 import itertools
 import json
 import sys
@@ -50,43 +60,70 @@ from pathlib import Path
 # run from anywhere, with the repository's j1_min
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from j1_min import checks  # noqa: E402
+from j1_min import checks, teacher, teacher_v2  # noqa: E402
 from j1_min.data import read_pairs  # noqa: E402
-from j1_min.files import atomic_write  # noqa: E402
 from j1_min.evaluate import item_key, score  # noqa: E402
 from j1_min.runs import cli, log_path, read_log  # noqa: E402
 from j1_min.scaling import (bootstrap_interval, item_scores, matched_k,  # noqa: E402
                             mean_think_tokens, paired_differences, pool_seeds)
-from j1_min.teacher import grounded  # noqa: E402
+from results_plots import plot_rl, plot_scaling  # noqa: E402
+import results_v2  # noqa: E402
 
 ROWS = {"plain_sft": "ordinary judge (SFT, plain traces)", "j1_sft": "J1-SFT (reflection traces)",
         "j1_reinforce_pp": "J1-SFT + REINFORCE++", "j1_grpo": "J1-SFT + GRPO",
         "j1_grpo_budget": "J1-SFT + GRPO, budget 0-3 per group",
-        "plain_rl": "plain SFT + the better RL", "j1_rl": "J1-SFT + GRPO (earlier runs)"}
-RL_ROWS = ("j1_reinforce_pp", "j1_grpo", "j1_grpo_budget", "plain_rl", "j1_rl")
+        "plain_rl": "plain SFT + the better RL", "j1_rl": "J1-SFT + GRPO (earlier runs)",
+        # the second experiment's RL rows (scripts/reproduce_v2.sh): REINFORCE++, its stopping rule
+        "j1_rpp": "J1-SFT + REINFORCE++ (v2)", "j1_rpp_budget": "J1-SFT + REINFORCE++, budget 0-3",
+        "plain_rpp": "plain SFT + REINFORCE++"}
+RL_ROWS = ("j1_reinforce_pp", "j1_grpo", "j1_grpo_budget", "plain_rl", "j1_rl", "j1_rpp",
+           "j1_rpp_budget", "plain_rpp")
 BETTER_RL_CANDIDATES = ("j1_reinforce_pp", "j1_grpo", "j1_grpo_budget")
 N_BOOT = 10_000
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSONL file, gzipped or not (by its name: `.gz`)."""
     try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError) as e:
+        text = (gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz"
+                else path.read_text())
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: {e}") from None
+
+
+def judgments_file(d: Path, name: str) -> Path | None:
+    """d/name.jsonl, else the gzipped d/name.jsonl.gz that scripts/reproduce_v2.sh leaves for
+    committing, else None."""
+    for f in (d / f"{name}.jsonl", d / f"{name}.jsonl.gz"):
+        if f.exists():
+            return f
+    return None
+
+
+def teacher_version(d: Path) -> str:
+    """The teacher a run folder's traces came from: settings.txt's TEACHER_VERSION (written by
+    scripts/reproduce_v2.sh), else v1 (scripts/reproduce.sh writes none)."""
+    f = d / "settings.txt"
+    if f.exists():
+        for word in f.read_text().split():
+            if word.startswith("TEACHER_VERSION="):
+                return word.split("=", 1)[1]
+    return "v1"
 
 
 def load(dirs: list[Path], required: bool = True) -> dict:
     """(row, seed folder) -> {"seq": judgments, "par": judgments or None}, for every
-    judge_<row>.jsonl found; none found is an error when `required`."""
+    judge_<row>.jsonl (or .jsonl.gz) found; none found is an error when `required`."""
     runs = {}
     for d in dirs:
         if not d.is_dir():
             raise ValueError(f"{d}: not a folder")
         for row in ROWS:
-            f = d / f"judge_{row}.jsonl"
-            if f.exists():
-                par = d / f"parallel_{row}.jsonl"
-                runs[row, d.name] = {"seq": read_jsonl(f), "par": read_jsonl(par) if par.exists()
+            f = judgments_file(d, f"judge_{row}")
+            if f:
+                par = judgments_file(d, f"parallel_{row}")
+                runs[row, d.name] = {"seq": read_jsonl(f), "par": read_jsonl(par) if par
                                      else None}
     if not runs and required:
         raise ValueError(f"no judge_<row>.jsonl in {', '.join(map(str, dirs))}")
@@ -164,22 +201,25 @@ def greedy(judgments: list[dict], budget: int) -> list[dict]:
 
 
 def grounded_table(runs: dict, dirs: list[Path], budgets: list[int]) -> None:
-    """Table 5: right and grounded, per budget (greedy first samples, the order each was shown)."""
+    """Table 5: right and grounded, per budget (greedy first samples, the order each was shown), by
+    the grounded rule of the folder's teacher (teacher_version)."""
     pairs = {d.name: read_pairs(d / "test.jsonl") for d in dirs if (d / "test.jsonl").exists()}
     have = {k: r for k, r in runs.items() if k[1] in pairs}
     if not have:
         return
     print("\nright for the right reason: the share of test pairs whose verdict is right and rests "
-          "on a true check (j1_min.teacher.grounded); in brackets, the share of right verdicts "
-          "that do\n")
+          "on its trace's evidence (j1_min.teacher.grounded for v1's folders: a true check; "
+          "j1_min.teacher_v2.grounded for v2's: checks, votes, tally and verdict consistent); in "
+          "brackets, the share of right verdicts that do\n")
     print("| row | seed | " + " | ".join(f"@ {b}" for b in budgets) + " |")
     print("|---" * (len(budgets) + 2) + "|")
     for (row, seed), r in have.items():
         items, cells = pairs[seed], []
+        rule = GROUNDED[teacher_version(next(d for d in dirs if d.name == seed))]
         for b in budgets:
             js = greedy(r["seq"], b)
             right = [j for j in js if j["correct"]]
-            sound = sum(is_grounded(items, j) for j in right)
+            sound = sum(is_grounded(items, j, rule) for j in right)
             cells.append(f"{sound / len(js):.3f} ({sound / max(len(right), 1):.0%})")
         print(f"| {ROWS[row]} | {seed} | " + " | ".join(cells) + " |")
 
@@ -204,15 +244,18 @@ def position_table(runs: dict, budgets: list[int]) -> None:
         print(f"| {ROWS[row]} | {seed} | " + " | ".join(cells) + " |")
 
 
-def is_grounded(items, j: dict) -> bool:
-    """teacher.grounded on judgment j's trace and the pair it was shown (j["item"] is its line in
-    test.jsonl, as judge.py read it; "BA" shows the responses swapped)."""
+GROUNDED = {"v1": teacher.grounded, "v2": teacher_v2.grounded}
+
+
+def is_grounded(items, j: dict, rule=teacher.grounded) -> bool:
+    """rule (a teacher's grounded) on judgment j's trace and the pair it was shown (j["item"] is its
+    line in test.jsonl, as judge.py read it; "BA" shows the responses swapped)."""
     if j["item"] >= len(items) or items[j["item"]]["id"] != j["id"]:
         raise ValueError(f"judgment of item {j['item']} (id {j['id']!r}) does not match "
                          f"test.jsonl's {len(items)} pairs: not the pairs it judged")
     it = items[j["item"]]
     a, b = (it["response_a"], it["response_b"])[::1 if j["order"] == "AB" else -1]
-    return grounded(it["question"], a, b, j["completion"])
+    return rule(it["question"], a, b, j["completion"])
 
 
 def gain_differences(runs: dict, budgets: list[int]) -> None:
@@ -233,84 +276,6 @@ def gain_differences(runs: dict, budgets: list[int]) -> None:
         cells = " | ".join(ci(bootstrap_interval(per[s], N_BOOT)) if s in per else "-"
                            for s in seeds)
         print(f"| {ROWS[r1]} | {ROWS[r2]} | {ci(pooled)} | {cells} |")
-
-
-def save_fig(fig, path: str, force: bool) -> None:
-    checks.check_output(path, force, "")
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    print(f"wrote {path}")
-
-
-def plot_scaling(runs: dict, budgets: list[int], path: str, force: bool) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = [row for row in ROWS if any(k[0] == row for k in runs)]
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), sharey=True,
-                             squeeze=False)
-    for ax, row in zip(axes[0], rows):
-        for (rw, seed), r in runs.items():
-            if rw != row:
-                continue
-            t = score(r["seq"])
-            line = ax.plot([t[b]["think_tokens"] for b in budgets],
-                           [t[b]["accuracy"] for b in budgets], "o-", label=f"{seed} sequential")[0]
-            if r["par"]:
-                n_par = 1 + max(j["sample"] for j in r["par"])
-                ks = [1] + [k for k in matched_k(r["seq"], budgets[1:]).values() if k <= n_par]
-                par = [item_scores(r["par"], 0, k) for k in ks]
-                ax.plot([mean_think_tokens(r["par"], 0, k) for k in ks],
-                        [sum(p.values()) / len(p) for p in par], "s--", color=line.get_color(),
-                        label=f"{seed} parallel (K={','.join(map(str, ks))})")
-        ax.set_title(ROWS[row], fontsize=8)
-        ax.set_xlabel("mean thinking tokens")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    axes[0][0].set_ylabel("accuracy on the test pairs")
-    fig.tight_layout()
-    save_fig(fig, path, force)
-
-
-def plot_rl(dirs: list[Path], path: str, force: bool) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = [row for row in RL_ROWS if any(log_path(d / f"{row}.pt").exists() for d in dirs)]
-    if not rows:
-        raise ValueError(f"--rl-plot: no <row>.log.jsonl of an RL row ({', '.join(RL_ROWS)}) in "
-                         "the folders")
-    # one panel per RL row (down) and seed folder (across); a panel without a log stays blank
-    fig, axes = plt.subplots(len(rows), len(dirs), figsize=(3.6 * len(dirs), 3.2 * len(rows)),
-                             squeeze=False)
-    for row, panels in zip(rows, axes):
-        for d, ax in zip(dirs, panels):
-            if not log_path(d / f"{row}.pt").exists():
-                ax.set_axis_off()
-                continue
-            log = read_log(d / f"{row}.pt")
-            prompts = next((r["config"]["prompts"] for r in log if "config" in r), None)
-            steps = [r for r in log if "reward" in r]
-            x = [r["step"] for r in steps]
-            rew = [r["reward"] for r in steps]
-            ax.plot(x, rew, color="C0", alpha=0.3, lw=0.8)
-            ax.plot(x, [sum(rew[max(0, i - 9):i + 1]) / len(rew[max(0, i - 9):i + 1])
-                        for i in range(len(rew))],
-                    color="C0", label="reward (10-step mean)")
-            flat = [r.get("flat_share", r["flat_groups"] / prompts if prompts else float("nan"))
-                    for r in steps]
-            ax.plot(x, flat, color="C3", alpha=0.6, lw=0.8, label="flat groups (share)")
-            val_keys = sorted({k for r in log for k in r if k.startswith("val_acc_")})
-            for c, key in enumerate(val_keys):
-                pts = [(r["step"], r[key]) for r in log if key in r]
-                ax.plot(*zip(*pts), "o:", color=f"C{c + 1}",
-                        label=key.replace("val_acc_", "val acc "))
-            ax.set_ylim(0, 1.02)
-            ax.set_title(f"{ROWS[row]} [{d.name}]", fontsize=8)
-            ax.set_xlabel("RL step")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=6)
-    fig.tight_layout()
-    save_fig(fig, path, force)
 
 
 def better_rl(d: Path) -> str:
@@ -346,11 +311,13 @@ def main(argv=None):
     ap.add_argument("--matched-k", metavar="JSONL", help="print the K of the parallel pass for "
                                                          "this sequential judge_<row>.jsonl (the "
                                                          "largest of K_1..K_3), and nothing else")
+    ap.add_argument("--odd", action="store_true", help="with --matched-k: K odd (the second "
+                                                       "experiment's rule: no vote ties)")
     ap.add_argument("--better-rl", metavar="DIR", help="print the RL row chosen on validation in "
                                                        "DIR, and nothing else")
     args = ap.parse_args(argv)
     if args.matched_k:
-        print(max(matched_k(read_jsonl(Path(args.matched_k))).values()))
+        print(max(matched_k(read_jsonl(Path(args.matched_k)), odd=args.odd).values()))
         return
     if args.better_rl:
         print(better_rl(Path(args.better_rl)))
@@ -364,16 +331,21 @@ def main(argv=None):
     # RL curves alone may come before judging
     runs = load(dirs, required=not args.rl_plot or bool(args.plot))
     budgets = sorted({j["budget"] for r in runs.values() for j in r["seq"]})
+    # the second experiment's folders: its protocol's tables, odd K in the parallel ones
+    v2 = any(teacher_version(d) == "v2" for d in dirs)
     if runs:
         sequential_table(runs, budgets)
-        parallel_table(runs, budgets)
+        if v2:
+            results_v2.tables(runs, ROWS)
+        else:
+            parallel_table(runs, budgets)
         gain_differences(runs, budgets)
         grounded_table(runs, dirs, budgets)
         position_table(runs, budgets)
     if args.plot:
-        plot_scaling(runs, budgets, args.plot, args.force)
+        plot_scaling(runs, budgets, args.plot, args.force, ROWS, odd=v2)
     if args.rl_plot:
-        plot_rl(dirs, args.rl_plot, args.force)
+        plot_rl(dirs, args.rl_plot, args.force, ROWS, RL_ROWS)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ the K that matches parallel to sequential compute, majority votes, the paired bo
 difference in scaling gain, and the tables and plots the script writes."""
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import struct
@@ -15,7 +16,8 @@ import pytest
 from j1_min.runs import Log, log_path, read_log
 from j1_min.scaling import (T975, bootstrap_interval, item_scores, item_slopes, matched_k,
                             paired_differences, pool_seeds, seed_pair_bootstrap, t_interval)
-from j1_min.tasks import make_pairs
+from j1_min import teacher_v2
+from j1_min.tasks import Difficulty, make_pairs
 from j1_min.teacher import teacher_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -278,3 +280,124 @@ def test_read_log_drops_what_a_killed_run_wrote_after_the_step_it_resumed_from(t
     log.write({"step": 3, "reward": 0.5})
     steps = [(r.get("step"), r.get("reward")) for r in read_log(out)]
     assert steps == [(1, 0.1), (2, 0.2), (None, None), (3, 0.5)]
+
+
+# scripts/results.py on the second experiment's folders (scripts/reproduce_v2.sh)
+
+def v2_right(s: int):
+    """Seed s's judges: J1-SFT right on the same pairs at every budget (gain 0); J1-SFT +
+    REINFORCE++ also right on pairs i % 20 < (s + 1) * b at budget b (a gain that differs by
+    seed)."""
+    base = lambda i: random.Random(i * 7 + s).random() < 0.7  # noqa: E731
+    return base, lambda i, b, k: base(i) or i % 20 < (s + 1) * b
+
+
+@pytest.fixture
+def v2_seeds(tmp_path):
+    """Three v2 seed folders (settings.txt names teacher v2): the greedy judgments of J1-SFT
+    gzipped, J1-SFT + REINFORCE++'s plain; J1-SFT's parallel pass of 3 samples, sample 0 wrong on
+    every pair, samples 1 and 2 right where its greedy budget 0 is (thinking 50, 100, 160, 190
+    tokens: odd K = 3 at every budget)."""
+    dirs = []
+    for s in range(3):
+        d = tmp_path / f"v2seed{s}"
+        d.mkdir()
+        (d / "settings.txt").write_text("TEACHER_VERSION=v2\nSEED=%d\n" % s)
+        base, rpp = v2_right(s)
+        (d / "judge_j1_sft.jsonl.gz").write_bytes(gzip.compress("".join(
+            json.dumps(r) + "\n" for r in judgments(lambda i, b, k: base(i))).encode()))
+        write(d / "judge_j1_rpp.jsonl", judgments(rpp))
+        write(d / "parallel_j1_sft.jsonl",
+              judgments(lambda i, b, k: k > 0 and base(i), samples=3, budgets=(0,)))
+        dirs.append(d)
+    return dirs
+
+
+def lead(cell: str) -> float:
+    """The number a table cell 'x [lo, hi]' starts with."""
+    return float(cell.split("[")[0])
+
+
+def bounds(cell: str) -> tuple[float, float]:
+    """The interval of a table cell 'x [lo, hi]'."""
+    lo, hi = cell.split("[")[1].split("]")[0].split(",")
+    return float(lo), float(hi)
+
+
+def test_results_v2_gives_each_seeds_gain_and_slope_and_intervals_over_seeds(v2_seeds):
+    r = results(*v2_seeds)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    gains, slopes = [], []
+    for s in range(3):
+        base, rpp = v2_right(s)
+        score = {b: [float(rpp(i, b, 0)) for i in range(200)] for b in range(4)}
+        gains.append(sum(score[3][i] - score[0][i] for i in range(200)) / 200)
+        w = (-0.3, -0.1, 0.1, 0.3)  # least-squares weights of budgets 0-3
+        slopes.append(sum(w[b] * score[b][i] for b in range(4) for i in range(200)) / 200)
+        line = next(ln for ln in out if ln.count("[") == 2
+                    and ln.startswith(f"| J1-SFT + REINFORCE++ (v2) | v2seed{s} | "))
+        assert lead(line.split("|")[3]) == pytest.approx(gains[-1], abs=6e-4)
+        assert lead(line.split("|")[4]) == pytest.approx(slopes[-1], abs=6e-4)
+    assert len(set(gains)) == 3 and min(gains) > 0  # seeds differ, so the t-interval is wide
+    primary = next(ln for ln in out if "**primary**" in ln).split("|")
+    # J1-SFT's gain is 0: d_s is the RL row's gain; the t-interval over the three seeds
+    m, lo, hi = t_interval(gains)
+    assert [float(x) for x in primary[5].split(",")] == pytest.approx(gains, abs=6e-4)
+    assert [lead(primary[6]), *bounds(primary[6])] == pytest.approx([m, lo, hi], abs=6e-4)
+    b_lo, b_hi = bounds(primary[7])  # the seed-then-pair bootstrap
+    p_lo, p_hi = bounds(primary[8])  # pairs only, pooled over seeds: narrower than either
+    assert p_hi - p_lo < (b_hi - b_lo) / 1.5 and p_hi - p_lo < (hi - lo) / 2
+    secondary = next(ln for ln in out if "| slope | secondary |" in ln).split("|")
+    assert [float(x) for x in secondary[5].split(",")] == pytest.approx(slopes, abs=6e-4)
+
+
+def test_results_v2_parallel_table_has_odd_k_and_both_k1_controls(v2_seeds):
+    out = results(*v2_seeds).stdout
+    base, _ = v2_right(0)
+    greedy = sum(base(i) for i in range(200)) / 200
+    table = out[out.index("\nparallel (majority of K sampled traces at budget 0, K odd"):]
+    line = next(ln for ln in table.splitlines()
+                if ln.startswith("| J1-SFT (reflection traces) | v2seed0 | "))
+    cells = [c.strip() for c in line.split("|")[3:-1]]
+    assert cells[0] == f"{greedy:.3f} (50)"  # greedy K = 1: budget 0 of the greedy pass
+    assert cells[1] == "0.000 (50)"  # sampled K = 1: the parallel pass's sample 0
+    # K = 3 everywhere (odd): the majority of samples 0-2 is right where samples 1, 2 are
+    assert [c.split(",")[0] for c in cells[2:]] == ["3", "3", "3"]
+    assert cells[4].startswith(f"3, {greedy:.3f} (190), {greedy:.3f} (150), +0.000 [")
+
+
+def test_matched_k_odd_prints_the_odd_k_of_the_parallel_pass(seeds):
+    # think 50, 100, 160, 190: ratios 2, 3.2, 3.8 -> K 2, 3, 4; odd: 3, 3, 3
+    assert results("--matched-k", seeds[0] / "judge_j1_sft.jsonl", "--odd").stdout.strip() == "3"
+
+
+def test_results_v2_counts_grounded_by_teacher_v2s_rule(tmp_path):
+    """Table 5 in a v2 folder uses teacher_v2.grounded: the second teacher's traces of 12 test
+    pairs, four of them with their verdict flipped (the verdict no longer follows the tally, so
+    right ones among them are not grounded)."""
+    d = tmp_path / "v2seed0"
+    d.mkdir()
+    (d / "settings.txt").write_text("TEACHER_VERSION=v2\n")
+    pairs = make_pairs(12, "test", seed=0, diff=Difficulty(wrong_kinds=("carry", "digit")))
+    write(d / "test.jsonl", pairs)
+    rows = []
+    for i, it in enumerate(pairs):
+        t = teacher_v2.teacher_trace(it["question"], it["response_a"], it["response_b"],
+                                     random.Random(i), slip_rate=0.0)
+        text, verdict = t["completion"], t["verdict"]
+        if i < 4:  # the verdict written no longer follows the tally: right but not grounded
+            other = "B" if verdict == "A" else "A"
+            text, verdict = text.replace(f"[[{verdict}]]", f"[[{other}]]"), other
+        rows.append({"item": i, "id": it["id"], "order": "AB", "budget": 0, "sample": 0,
+                     "label": it["label"], "verdict": verdict, "correct": verdict == it["label"],
+                     "completion": text, "think_tokens": 50, "num_waits": 0, "tokens": 60})
+    write(d / "judge_j1_sft.jsonl", rows)
+    r = results(d)
+    assert r.returncode == 0, r.stderr
+    right = sum(x["correct"] for x in rows)
+    # slip-free teacher traces: pairs 4-11 right and grounded; 0-3 wrong (flipped from right)
+    assert right == 8
+    assert f"| J1-SFT (reflection traces) | v2seed0 | {8 / 12:.3f} (100%) |" in r.stdout
+    (d / "settings.txt").unlink()  # read as v1: the first teacher's rule finds none grounded
+    assert f"| J1-SFT (reflection traces) | v2seed0 | {0:.3f} (0%) |" in results(d).stdout
