@@ -3,7 +3,6 @@ validation points without a new best at --eval-budget, --keep-best writes the be
 both survive a kill and --resume, and under torchrun every rank decides alike on counts summed over
 the ranks' shares of the validation pairs. End to end through main() on the planted teacher of
 test_train_grpo.py."""
-# ruff: noqa: F811  (the tests take test_train_grpo's fixture `setup`, imported by name)
 from __future__ import annotations
 
 import os
