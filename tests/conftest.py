@@ -2,6 +2,8 @@
 downloads)."""
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,17 @@ def judge(request):
     model, tok = overfit_judge(request.param)
     assert (tok.token_id(THINK_END) is None) == (request.param == "qwen2.5")
     return model, tok
+
+
+@contextlib.contextmanager
+def process_group(backend: str):
+    """A one-process torch.distributed group on a file store ("gloo", or "cuda:gloo" for NCCL's
+    device map: a backend for CUDA tensors only), for code that runs under torchrun."""
+    import torch.distributed as dist
+    with tempfile.TemporaryDirectory() as d:
+        dist.init_process_group(backend, store=dist.FileStore(f"{d}/store", 1), rank=0,
+                                world_size=1)
+        try:
+            yield
+        finally:
+            dist.destroy_process_group()

@@ -9,13 +9,13 @@ CPU tensor raises there as under NCCL), moves what it is given to the process's 
 from __future__ import annotations
 
 import ast
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 
+from conftest import process_group
 from j1_min import collective, runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,13 +96,8 @@ def test_no_collective_is_called_outside_the_helper():
 @pytest.fixture
 def nccl_device_map():
     """A one-process group with NCCL's device map: a backend for CUDA tensors only."""
-    with tempfile.TemporaryDirectory() as d:
-        dist.init_process_group("cuda:gloo", store=dist.FileStore(f"{d}/store", 1), rank=0,
-                                world_size=1)
-        try:
-            yield
-        finally:
-            dist.destroy_process_group()
+    with process_group("cuda:gloo"):
+        yield
 
 
 def test_under_nccls_device_map_a_cpu_tensor_given_to_a_collective_raises(nccl_device_map):

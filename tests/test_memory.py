@@ -5,15 +5,14 @@ and the trainers' master weights and AdamW state are float32 whatever the checkp
 from __future__ import annotations
 
 import copy
-import tempfile
 import weakref
 
 import pytest
 import torch
-import torch.distributed as dist
 
 import train_grpo
 import train_sft
+from conftest import process_group
 from j1_min import rl, runs, shard
 from j1_min.checkpoint import load_model, read_pt, save_hf
 from j1_min.model import ModelConfig, Transformer
@@ -72,13 +71,8 @@ def test_a_sharded_run_loads_on_the_cpu_and_shards_the_policy_before_loading_the
 
 @pytest.fixture
 def one_process_group():
-    with tempfile.TemporaryDirectory() as d:
-        dist.init_process_group("gloo", store=dist.FileStore(f"{d}/store", 1), rank=0,
-                                world_size=1)
-        try:
-            yield
-        finally:
-            dist.destroy_process_group()
+    with process_group("gloo"):
+        yield
 
 
 def test_a_sharded_models_root_is_resharded_after_a_forward_without_backward(one_process_group,
