@@ -39,8 +39,10 @@ t-interval over seeds and the seed-then-pair bootstrap beside the paired bootstr
 primary comparison marked, odd K with the greedy and sampled K = 1 controls) in place of table 3,
 and table 5 by teacher_v2.grounded. The plots are drawn by scripts/results_plots.py.
 
---plot: accuracy against mean thinking tokens, sequential and parallel, one panel per row (a line
-per seed). --rl-plot: a panel per RL row (down) and seed folder (across), the reward per step (and
+--plot: accuracy against mean thinking tokens, sequential and parallel; for the first experiment
+one panel per row (a line per seed), for the second a 2 x 2 grid, a panel per comparison (the RL
+row beside the SFT it started from, J1-SFT beside the ordinary judge), each row's mean over seeds
+with its seed-level band (the t-interval over seeds). --rl-plot: a panel per RL row (down) and seed folder (across), the reward per step (and
 its 10-step mean), the share of flat groups per step (groups whose rewards are all equal carry no
 signal) and the validation accuracy at each evaluation, from <row>.log.jsonl (runs.read_log: lines a
 resume superseded are dropped).
@@ -66,7 +68,7 @@ from j1_min.evaluate import item_key, score  # noqa: E402
 from j1_min.runs import cli, log_path, read_log  # noqa: E402
 from j1_min.scaling import (bootstrap_interval, item_scores, matched_k,  # noqa: E402
                             mean_think_tokens, paired_differences, pool_seeds)
-from results_plots import plot_rl, plot_scaling  # noqa: E402
+from results_plots import plot_rl, plot_scaling, plot_v2  # noqa: E402
 import results_v2  # noqa: E402
 
 ROWS = {"plain_sft": "ordinary judge (SFT, plain traces)", "j1_sft": "J1-SFT (reflection traces)",
@@ -342,8 +344,10 @@ def main(argv=None):
         gain_differences(runs, budgets)
         grounded_table(runs, dirs, budgets)
         position_table(runs, budgets)
-    if args.plot:
-        plot_scaling(runs, budgets, args.plot, args.force, ROWS, odd=v2)
+    if args.plot and v2:
+        plot_v2(runs, args.plot, args.force, ROWS)
+    elif args.plot:
+        plot_scaling(runs, budgets, args.plot, args.force, ROWS)
     if args.rl_plot:
         plot_rl(dirs, args.rl_plot, args.force, ROWS, RL_ROWS)
 

@@ -1,7 +1,8 @@
 """scripts/results.py's plots: --plot (accuracy against mean thinking tokens, sequential and
-parallel, one panel per row, a line per seed) and --rl-plot (reward, flat-group share and validation
-accuracy per RL step, a panel per RL row and seed folder). Written atomically, never over an
-existing file without --force."""
+parallel; the first experiment's a panel per row and a line per seed, the second's a 2 x 2 grid of
+comparisons, each row's mean over seeds with its seed-level band) and --rl-plot (reward,
+flat-group share and validation accuracy per RL step, a panel per RL row and seed folder). Written
+atomically, never over an existing file without --force."""
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,7 @@ def save_fig(fig, path: str, force: bool) -> None:
     print(f"wrote {path}")
 
 
-def plot_scaling(runs: dict, budgets: list[int], path: str, force: bool, names: dict,
-                 odd: bool = False) -> None:
+def plot_scaling(runs: dict, budgets: list[int], path: str, force: bool, names: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -39,7 +39,7 @@ def plot_scaling(runs: dict, budgets: list[int], path: str, force: bool, names: 
                            [t[b]["accuracy"] for b in budgets], "o-", label=f"{seed} sequential")[0]
             if r["par"]:
                 n_par = 1 + max(j["sample"] for j in r["par"])
-                ks = [1] + [k for k in matched_k(r["seq"], budgets[1:], odd=odd).values()
+                ks = [1] + [k for k in matched_k(r["seq"], budgets[1:]).values()
                             if k <= n_par]
                 par = [item_scores(r["par"], 0, k) for k in ks]
                 ax.plot([mean_think_tokens(r["par"], 0, k) for k in ks],
@@ -96,3 +96,81 @@ def plot_rl(dirs: list[Path], path: str, force: bool, names: dict, rl_rows) -> N
     save_fig(fig, path, force)
 
 
+
+
+# the second experiment's plot: one panel per comparison, the later row in colour, the row it is
+# compared with in grey, so that each panel's picture is the comparison
+V2_PANELS = (("j1_rpp", "j1_sft", "primary: J1-SFT + REINFORCE++ against J1-SFT"),
+             ("j1_rpp_budget", "j1_sft", "budget-forced rollouts against J1-SFT"),
+             ("plain_rpp", "plain_sft", "plain SFT + REINFORCE++ against plain SFT"),
+             ("j1_sft", "plain_sft", "J1-SFT against the ordinary judge"))
+
+
+def v2_curves(runs: dict, row: str, budgets=(0, 1, 2, 3)) -> dict:
+    """A row's curves over its seeds: {"sequential": [(x, y, lo, hi) per budget], "parallel":
+    [(x, y, lo, hi) per point], "seeds": n}. x is the mean over seeds of the mean thinking tokens,
+    y the mean over seeds of the accuracy, [lo, hi] the t-interval over seeds (scaling.t_interval;
+    y itself with one seed). Parallel points: the sampled K = 1, then the majority of K_b samples
+    for b = 1..3, K_b each seed's odd matched K (scaling.matched_k(odd=True)), while every seed's
+    parallel pass has K_b samples."""
+    from j1_min.scaling import t_interval
+    seeds = [r for (rw, _), r in runs.items() if rw == row and set(budgets) <= {
+        j["budget"] for j in r["seq"]}]
+
+    def point(xs: list[float], ys: list[float]) -> tuple:
+        m, lo, hi = t_interval(ys) if len(ys) > 1 else (ys[0], ys[0], ys[0])
+        return sum(xs) / len(xs), m, lo, hi
+
+    acc = lambda s: sum(s.values()) / len(s)  # noqa: E731
+    seq = [point([mean_think_tokens(r["seq"], b) for r in seeds],
+                 [acc(item_scores(r["seq"], b)) for r in seeds]) for b in budgets] if seeds else []
+    par = []
+    with_par = [r for r in seeds if r["par"]]
+    if seeds and len(with_par) == len(seeds):
+        n_par = min(1 + max(j["sample"] for j in r["par"]) for r in seeds)
+        ks = [[1] + list(matched_k(r["seq"], budgets[1:], odd=True).values()) for r in seeds]
+        for i in range(len(ks[0])):
+            if any(k[i] > n_par for k in ks) or (i and all(k[i] == k[i - 1] for k in ks)):
+                continue
+            par.append(point([mean_think_tokens(r["par"], 0, k[i]) for r, k in zip(seeds, ks)],
+                             [acc(item_scores(r["par"], 0, k[i])) for r, k in zip(seeds, ks)]))
+    return {"sequential": seq, "parallel": par, "seeds": len(seeds)}
+
+
+def plot_v2(runs: dict, path: str, force: bool, names: dict) -> None:
+    """The second experiment's scaling plot: a 2 x 2 grid, a panel per comparison (V2_PANELS);
+    in each, accuracy on the test pairs against mean thinking tokens, sequential (greedy, budgets
+    0-3, solid) and parallel (majority of K samples, dashed), each row's mean over seeds with its
+    seed-level band (the t-interval over seeds), the compared row in grey."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    present = {row for row, _ in runs}
+    panels = [p for p in V2_PANELS if p[0] in present or p[1] in present]
+    if not panels:
+        raise ValueError("--plot: no row of the second experiment's comparisons was judged")
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), squeeze=False)
+    for ax, (row, base, title) in zip(axes.flat, panels):
+        for r, color in ((base, "0.55"), (row, "C0" if row != "j1_sft" else "C1")):
+            c = v2_curves(runs, r)
+            for kind, style in (("sequential", "o-"), ("parallel", "s--")):
+                pts = c[kind]
+                if not pts:
+                    continue
+                x, y, lo, hi = zip(*pts)
+                ax.plot(x, y, style, color=color, lw=1.6,
+                        label=f"{names[r]}, {kind} ({c['seeds']} seed{'s' * (c['seeds'] > 1)})")
+                if c["seeds"] > 1:
+                    ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("mean thinking tokens")
+        ax.set_ylabel("accuracy (test pairs)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    fig.suptitle("sequential: greedy, budgets 0-3; parallel: majority of K sampled traces "
+                 "(K = 1, then K matched to budgets 1-3); bands: 95% t-interval over seeds",
+                 fontsize=9)
+    fig.tight_layout()
+    save_fig(fig, path, force)

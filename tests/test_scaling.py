@@ -401,3 +401,27 @@ def test_results_v2_counts_grounded_by_teacher_v2s_rule(tmp_path):
     assert f"| J1-SFT (reflection traces) | v2seed0 | {8 / 12:.3f} (100%) |" in r.stdout
     (d / "settings.txt").unlink()  # read as v1: the first teacher's rule finds none grounded
     assert f"| J1-SFT (reflection traces) | v2seed0 | {0:.3f} (0%) |" in results(d).stdout
+
+
+def test_results_v2_plot_gives_each_rows_mean_over_seeds_with_its_t_interval(v2_seeds, tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from results import load
+    from results_plots import v2_curves
+    runs = load(v2_seeds)
+    rpp = v2_curves(runs, "j1_rpp")
+    assert rpp["seeds"] == 3 and rpp["parallel"] == []  # no parallel pass for this row
+    for b, (x, y, lo, hi) in enumerate(rpp["sequential"]):
+        accs = [sum(v2_right(s)[1](i, b, 0) for i in range(200)) / 200 for s in range(3)]
+        assert x == (50, 100, 160, 190)[b]
+        assert (y, lo, hi) == pytest.approx(t_interval(accs))
+        assert lo < y < hi  # the seeds differ
+    sft = v2_curves(runs, "j1_sft")
+    greedy = [sum(v2_right(s)[0](i) for i in range(200)) / 200 for s in range(3)]
+    # the sampled K = 1 (sample 0, wrong everywhere), then K = 3 (odd, matched) once: the majority
+    # of samples 0-2 is right where the greedy pass is
+    assert [(round(p[0]), p[1]) for p in sft["parallel"]] == [
+        (50, 0.0), (150, pytest.approx(sum(greedy) / 3))]
+    r = results(*v2_seeds, "--plot", tmp_path / "v2.png")
+    assert r.returncode == 0, r.stderr
+    w, h = struct.unpack(">II", (tmp_path / "v2.png").read_bytes()[16:24])  # PNG IHDR
+    assert w <= 1400 and h <= 1000  # readable at 100% on a laptop screen
