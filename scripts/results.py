@@ -42,8 +42,9 @@ and table 5 by teacher_v2.grounded. The plots are drawn by scripts/results_plots
 --plot: accuracy against mean thinking tokens, sequential and parallel; for the first experiment
 one panel per row (a line per seed), for the second a 2 x 2 grid, a panel per comparison (the RL
 row beside the SFT it started from, J1-SFT beside the ordinary judge), each row's mean over seeds
-with its seed-level band (the t-interval over seeds). --rl-plot: a panel per RL row (down) and seed folder (across), the reward per step (and
-its 10-step mean), the share of flat groups per step (groups whose rewards are all equal carry no
+with its seed-level band (the t-interval over seeds).
+--rl-plot: a panel per RL row (down) and seed folder (across), the reward per step (and its 10-step
+mean), the share of flat groups per step (groups whose rewards are all equal carry no
 signal) and the validation accuracy at each evaluation, from <row>.log.jsonl (runs.read_log: lines a
 resume superseded are dropped).
 --better-rl: of the J1-SFT RL rows, the one whose last validation line has the highest mean of
