@@ -44,6 +44,9 @@ SFT_EVAL_EVERY=${SFT_EVAL_EVERY:-250}; SFT_EVAL_ITEMS=${SFT_EVAL_ITEMS:-100}; SF
 RL_LR=${RL_LR:-1e-5}; RL_PROMPTS=${RL_PROMPTS:-8}; RL_GROUP=${RL_GROUP:-8}; RL_STEPS=${RL_STEPS:-1000}
 RL_EVAL_EVERY=${RL_EVAL_EVERY:-25}; RL_EVAL_ITEMS=${RL_EVAL_ITEMS:-300}; RL_PATIENCE=${RL_PATIENCE:-4}
 RL_MIN_IMPROVEMENT=${RL_MIN_IMPROVEMENT:-2}; RL_MAX_HOURS=${RL_MAX_HOURS:-4}; RL_BUDGETS=${RL_BUDGETS:-0-3}
+# bf16 autocast for the update (float32 master weights; rollouts stay float32): 1.68x the update and
+# 1.40x the step on this AVX512-BF16 CPU (docs/performance.md, bench/grpo.py --dtype both)
+RL_DTYPE=${RL_DTYPE:-bfloat16}
 # teacher v2's budget-3 traces: 476 tokens on average, 99th percentile 854; the tiny model's context is 1,024 tokens
 # and a prompt about 140-155 (the smoke run's BPE; a longer one is refused by name, never skipped): 850 new tokens
 MAX_NEW=${MAX_NEW:-850}
@@ -61,7 +64,7 @@ SFT_STEPS=$SFT_STEPS SFT_BATCH=$SFT_BATCH SFT_LR=$SFT_LR SFT_EVAL_EVERY=$SFT_EVA
 SFT_MAX_NEW=$SFT_MAX_NEW
 RL_LR=$RL_LR RL_PROMPTS=$RL_PROMPTS RL_GROUP=$RL_GROUP RL_STEPS=$RL_STEPS RL_EVAL_EVERY=$RL_EVAL_EVERY
 RL_EVAL_ITEMS=$RL_EVAL_ITEMS RL_PATIENCE=$RL_PATIENCE RL_MIN_IMPROVEMENT=$RL_MIN_IMPROVEMENT RL_MAX_HOURS=$RL_MAX_HOURS
-RL_BUDGETS=$RL_BUDGETS MAX_NEW=$MAX_NEW PAR_TEMPERATURE=$PAR_TEMPERATURE"
+RL_BUDGETS=$RL_BUDGETS RL_DTYPE=$RL_DTYPE MAX_NEW=$MAX_NEW PAR_TEMPERATURE=$PAR_TEMPERATURE"
 if [ -e "$OUT/settings.txt" ]; then
   if [ "$(cat "$OUT/settings.txt")" != "$SETTINGS" ]; then
     echo "error: $OUT was run with other settings (diff $OUT/settings.txt against these):" >&2
@@ -103,6 +106,7 @@ stop_here sft
 
 RL=(--algo reinforce_pp --data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --steps "$RL_STEPS"
     --prompts "$RL_PROMPTS" --group "$RL_GROUP" --lr "$RL_LR" --max-new-tokens "$MAX_NEW" --seed "$SEED"
+    --dtype "$RL_DTYPE"
     --eval-every "$RL_EVAL_EVERY" --eval-items "$RL_EVAL_ITEMS" --eval-budget 3 --save-every 10
     --patience "$RL_PATIENCE" --min-improvement "$RL_MIN_IMPROVEMENT" --max-hours "$RL_MAX_HOURS" --keep-best)
 declare -A START=([j1_rpp]=j1_sft [j1_rpp_budget]=j1_sft [plain_rpp]=plain_sft)
