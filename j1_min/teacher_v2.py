@@ -277,3 +277,54 @@ def grounded(question: str, response_a: str, response_b: str, completion: str) -
         if seg[at] != line or rest != ([f"So {decision} is right."] if decision else []):
             return False
     return decision is not None and answer == f"[[{decision}]]"
+
+
+def _tally_value(text: str) -> int | None:
+    """The inverse of `lead`: "even" -> 0, "A+k" -> k, "B+k" -> -k; None for anything else."""
+    if text == "even":
+        return 0
+    side, plus, k = text[:1], text[1:2], text[2:]
+    if side in ("A", "B") and plus == "+" and k.isdigit() and int(k) > 0:
+        return int(k) if side == "A" else -int(k)
+    return None
+
+
+def rule_checks(question: str, response_a: str, response_b: str, completion: str) -> list[dict]:
+    """Where a trace keeps and breaks the second teacher's rules, one dict per thinking segment
+    that has a vote line (the first pass, then each reflection, prompted or forced): `check` (its
+    lines are a check of this pair whose comparison follows from the result they wrote), `vote`
+    (the vote written is that check's vote; None when `check` is False), `update` (the tally after
+    is the tally before plus the vote written), `chain` (the tally before is the previous segment's
+    tally after; None for the first), `decision` (a lead is followed by `So X is right.` naming it,
+    an even tally by no decision), and `before` and `after` (the tallies as written: "B+3"). The
+    diagnosis `grounded` folds into one bit: which rule a judge has not learned, and at which
+    tallies."""
+    pair = parse_pair(question, response_a, response_b)
+    thinking = completion.partition("\n</think>\n")[0]
+    if pair is None:
+        return []
+    a, op, b, ns = pair
+    out, prev = [], None
+    for seg in (s.split("\n") for s in thinking.split("\nWait, ")):
+        at = next((i for i, x in enumerate(seg) if x.startswith("Vote ")), None)
+        if at is None:
+            continue
+        words = seg[at].rstrip(".").replace(";", "").split()  # Vote X tally L -> L'
+        before, after = (_tally_value(words[i]) if len(words) == 6 else None for i in (3, 5))
+        if None in (before, after) or words[1] not in ("A", "B", "none") or words[2:5:2] != [
+                "tally", "->"]:
+            out.append({"check": False, "vote": None, "update": False,
+                        "chain": None if prev is None else False, "decision": False,
+                        "before": None, "after": None})
+            prev = None
+            continue
+        written = None if words[1] == "none" else words[1]
+        vote = _segment_vote(seg[:at], a, op, b, ns)
+        decision = lead(after)[0] if after else None
+        out.append({"check": vote is not False, "vote": None if vote is False else vote == written,
+                    "update": after == before + {"A": 1, "B": -1, None: 0}[written],
+                    "chain": None if prev is None else before == prev,
+                    "decision": seg[at + 1:] == ([f"So {decision} is right."] if decision else []),
+                    "before": words[3], "after": words[5]})
+        prev = after
+    return out

@@ -339,7 +339,8 @@ def main(argv=None):
     if runs:
         sequential_table(runs, budgets)
         if v2:
-            results_v2.tables(runs, ROWS)
+            results_v2.tables(runs, ROWS, {d.name: read_pairs(d / "test.jsonl") for d in dirs
+                                           if (d / "test.jsonl").exists()})
         else:
             parallel_table(runs, budgets)
         gain_differences(runs, budgets)

@@ -15,7 +15,12 @@ B. the comparisons of gains and slopes: per seed s, d_s = endpoint(row) - endpoi
 C. parallel against sequential with odd K (scaling.matched_k(odd=True): no vote ties): per row and
    seed, the greedy K = 1 control (budget 0 of the greedy pass), the sampled K = 1 control (sample 0
    of the parallel pass), and for b = 1..3 the majority of K_b samples against the greedy budget b,
-   both with mean thinking tokens, and their paired difference.
+   both with mean thinking tokens, and their paired difference;
+D. (with the test pairs) which of teacher v2's rules the judges keep, per row and budget pooled
+   over seeds (teacher_v2.rule_checks): the share of checks that are checks of the pair with the
+   comparison their result gives, of votes that are their check's, of tallies that add the vote,
+   of tallies that start where the last ended (overall, and after a lead of 3 or more), and of
+   decisions that follow the tally.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from j1_min import teacher_v2  # noqa: E402
 from j1_min.scaling import (bootstrap_interval, item_scores, item_slopes,  # noqa: E402
                             matched_k, mean_think_tokens, pool_seeds, seed_pair_bootstrap,
                             t_interval)
@@ -144,7 +150,51 @@ def parallel_odd_table(runs: dict, names: dict) -> None:
         print(f"| {names[row]} | {seed} | " + " | ".join(cells) + " |")
 
 
-def tables(runs: dict, names: dict) -> None:
-    """Tables A, B and C."""
+def rules_table(runs: dict, pairs: dict, names: dict) -> None:
+    """Table D: pairs maps a seed folder's name to its test pairs (judge.py's items)."""
+    rules = ("check", "vote", "update", "chain", "decision")
+    kept: dict = {}
+    for (row, seed), r in runs.items():
+        if seed not in pairs:
+            continue
+        for j in r["seq"]:
+            if j["sample"]:
+                continue
+            it = pairs[seed][j["item"]]
+            a, b = (it["response_a"], it["response_b"])[::1 if j["order"] == "AB" else -1]
+            c = kept.setdefault((row, j["budget"]), {k: [0, 0] for k in (*rules, "late", "n")})
+            c["n"][0] += 1
+            last = None  # the previous segment's tally after, as written
+            for seg in teacher_v2.rule_checks(it["question"], a, b, j["completion"]):
+                for k in rules:
+                    if seg[k] is not None:
+                        c[k][0] += seg[k]
+                        c[k][1] += 1
+                if seg["chain"] is not None and last not in (None, "even") and int(last[2:]) >= 3:
+                    c["late"][0] += seg["chain"]
+                    c["late"][1] += 1
+                last = seg["after"]
+    if not kept:
+        return
+    print("\nteacher v2's rules kept by the judges' greedy traces (exploratory; segments: the "
+          "first pass and each reflection, prompted or forced; pooled over seeds): check (the "
+          "lines are a check of this pair, its comparison the one its result gives), vote (the "
+          "check's), update (the tally adds the vote), chain (the tally starts where the last "
+          "ended; in brackets, after a lead of 3 or more), decision (follows the tally)\n")
+    print("| row | budget | segments per trace | " + " | ".join(rules) + " |")
+    print("|---" * (len(rules) + 3) + "|")
+    share = lambda k: f"{k[0] / k[1]:.3f}" if k[1] else "-"  # noqa: E731
+    for (row, b), c in sorted(kept.items(), key=lambda kv: (list(names).index(kv[0][0]),
+                                                            kv[0][1])):
+        cells = [share(c[k]) for k in rules]
+        cells[3] += f" ({share(c['late'])})"
+        print(f"| {names[row]} | {b} | {(c['check'][1]) / c['n'][0]:.2f} | "
+              + " | ".join(cells) + " |")
+
+
+def tables(runs: dict, names: dict, pairs: dict | None = None) -> None:
+    """Tables A, B, C and (given the test pairs) D."""
     comparison_table(endpoint_table(runs, names), names)
     parallel_odd_table(runs, names)
+    if pairs:
+        rules_table(runs, pairs, names)

@@ -399,6 +399,23 @@ def test_results_v2_counts_grounded_by_teacher_v2s_rule(tmp_path):
     # slip-free teacher traces: pairs 4-11 right and grounded; 0-3 wrong (flipped from right)
     assert right == 8
     assert f"| J1-SFT (reflection traces) | v2seed0 | {8 / 12:.3f} (100%) |" in r.stdout
+    # table D: every rule kept (only the answers were flipped, after the thinking)
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("| J1-SFT (reflection "
+                                                                    "traces) | 0 | "))
+    cells = [c.strip() for c in line.split("|")[3:-1]]
+    assert cells[1:4] + cells[5:] == ["1.000"] * 4 and cells[4].startswith("1.000")
+    # pair 5's first vote flipped: one vote not its check's, one tally that does not add it
+    segs = sum(len(teacher_v2.rule_checks(it["question"], it["response_a"], it["response_b"],
+                                          x["completion"])) for it, x in zip(pairs, rows))
+    assert float(cells[0]) == pytest.approx(segs / 12, abs=0.005)
+    c = rows[5]["completion"]
+    vote = c[c.index("Vote ") + 5]
+    rows[5]["completion"] = c.replace(f"Vote {vote};", f"Vote {'AB'[vote == 'A']};", 1)
+    write(d / "judge_j1_sft.jsonl", rows)
+    line = next(ln for ln in results(d).stdout.splitlines()
+                if ln.startswith("| J1-SFT (reflection traces) | 0 | "))
+    cells = [c.strip() for c in line.split("|")[3:-1]]
+    assert cells[2:4] == [f"{1 - 1 / segs:.3f}"] * 2 and cells[1] == "1.000"
     (d / "settings.txt").unlink()  # read as v1: the first teacher's rule finds none grounded
     assert f"| J1-SFT (reflection traces) | v2seed0 | {0:.3f} (0%) |" in results(d).stdout
 

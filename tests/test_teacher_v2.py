@@ -15,7 +15,7 @@ import pytest
 
 from j1_min.scaling import bootstrap_interval
 from j1_min.tasks import make_pairs, parse_difficulty
-from j1_min.teacher_v2 import grounded, lead, tally_line, teacher_trace, vote_of
+from j1_min.teacher_v2 import grounded, lead, rule_checks, tally_line, teacher_trace, vote_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import oracle_curve  # noqa: E402
@@ -192,6 +192,34 @@ def test_teacher_traces_are_grounded_and_tampered_ones_are_not(pairs, traces):
             assert not grounded(*q(it), cut)
     # another pair's numbers are not this pair's evidence
     assert not grounded(*q(pairs[0]), traces[1]["completion"])
+
+
+def test_rule_checks_finds_the_one_rule_a_tampered_trace_breaks(pairs, traces):
+    rules = ("check", "vote", "update", "chain", "decision")
+
+    def broken(it, c):
+        """rule -> how many segments break it."""
+        return {r: sum(seg[r] is False for seg in rule_checks(*q(it), c)) for r in rules}
+
+    for it, t in list(zip(pairs, traces))[:200]:
+        c = t["completion"]
+        segs = rule_checks(*q(it), c)
+        assert len(segs) == 1 + c.count("\nWait, ")  # the first pass and every reflection
+        assert segs[0]["chain"] is None and segs[0]["before"] == "even"
+        assert broken(it, c) == dict.fromkeys(rules, 0)
+        # the last vote line: the vote flipped, its tally kept (a vote that is not its check's)
+        m = list(re.finditer(r"Vote (A|B); tally (\S+) -> (\S+)\.", c))[-1]
+        flip = {"A": "B", "B": "A"}[m.group(1)]
+        assert broken(it, c[:m.start()] + f"Vote {flip}" + c[m.start() + 6:]) == {
+            **dict.fromkeys(rules, 0), "vote": 1, "update": 1}
+        # the last tally before rewritten: the chain breaks there, and its update
+        before = m.group(2)
+        other = "A+7" if before != "A+7" else "B+7"
+        t2 = c[:m.start(2)] + other + c[m.end(2):]
+        assert broken(it, t2) == {**dict.fromkeys(rules, 0), "chain": int(len(segs) > 1),
+                                  "update": 1}
+    # another pair's numbers: no check of this pair
+    assert all(seg["check"] is False for seg in rule_checks(*q(pairs[0]), traces[1]["completion"]))
 
 
 def test_plain_coin_decisions_and_the_last_vote_rule_are_not_grounded(pairs):
