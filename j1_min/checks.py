@@ -87,6 +87,17 @@ def unit_interval(s: str) -> float:
     return v
 
 
+def weights(s: str) -> tuple[float, ...]:
+    """Comma-separated weights, each finite and >= 0, not all 0 (e.g. 0.45,0.2,0.1)."""
+    try:
+        w = tuple(_finite(x) for x in s.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected weights like 0.3,0.5,0.2, got {s!r}") from None
+    if min(w) < 0 or sum(w) <= 0:
+        raise argparse.ArgumentTypeError(f"weights must be >= 0 and not all 0, got {s!r}")
+    return w
+
+
 def device(s: str) -> str:
     """A device this torch can use: 'cpu', 'cuda', 'cuda:1', 'mps', ... (a CPU-only torch refuses
     cuda here, not with an AssertionError at the first tensor)."""

@@ -60,7 +60,7 @@ def curve(items, judge, budgets=BUDGETS) -> dict:
 def teachers(args) -> dict:
     """name -> judge(item, rng, extra)."""
     q = lambda it: (it["question"], it["response_a"], it["response_b"])  # noqa: E731
-    v2 = dict(slip_rate=args.slip_rate, land=args.land)
+    v2 = dict(slip_rate=args.slip_rate, land=args.land, reflections=args.reflections)
     shift = lambda k: (0.0,) * k + teacher_v2.REFLECTIONS  # v1's weights too  # noqa: E731
     return {
         "v2 (tally)": lambda it, rng, k: teacher_v2.teacher_trace(*q(it), rng, extra=k, **v2),
@@ -69,7 +69,7 @@ def teachers(args) -> dict:
         "v1 as written (reflections never slip)": lambda it, rng, k: teacher.teacher_trace(
             *q(it), rng, args.slip_rate, shift(k)),
         "plain v2 (first pass only)": lambda it, rng, k: teacher_v2.teacher_trace(
-            *q(it), rng, reflections=(1.0,), **v2),
+            *q(it), rng, **{**v2, "reflections": (1.0,)}),
     }
 
 
@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--land", type=checks.unit_interval, default=teacher_v2.LAND,
                     help="chance that a slipped check lands on the wrong response's number "
                          f"(default {teacher_v2.LAND})")
+    ap.add_argument("--reflections", type=checks.weights, default=teacher_v2.REFLECTIONS,
+                    help="teacher v2's weights of 0, 1, 2, ... unprompted reflections (default "
+                         f"{','.join(map(str, teacher_v2.REFLECTIONS))}; scripts/reproduce_v2.sh "
+                         "uses 0.45,0.2,0.1,0.1,0.1,0.05)")
     ap.add_argument("--wrong-kinds", default=WRONG_KINDS,
                     help=f"how wrong responses are wrong (default {WRONG_KINDS})")
     ap.add_argument("--out", help="also write the report to this Markdown file")

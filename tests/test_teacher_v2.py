@@ -256,3 +256,20 @@ def test_oracle_curve_refuses_the_test_split(capsys):
     with pytest.raises(SystemExit) as e:
         oracle_curve.build_parser().parse_args(["--split", "test"])
     assert e.value.code == 2 and "test" in capsys.readouterr().err
+
+
+def test_oracle_curve_takes_the_reflection_weights_and_refuses_bad_ones(capsys):
+    args = oracle_curve.build_parser().parse_args(["--reflections", "0.45,0.2,0.1,0.1,0.1,0.05"])
+    assert args.reflections == (0.45, 0.2, 0.1, 0.1, 0.1, 0.05)
+    for bad in ("0.3,-1", "0,0", "a,b", "0.3,nan"):
+        with pytest.raises(SystemExit):
+            oracle_curve.build_parser().parse_args(["--reflections", bad])
+        assert "--reflections" in capsys.readouterr().err
+    # the weights reach teacher v2 (not the plain teacher, which never reflects)
+    items = make_pairs(200, "val", seed=0, diff=parse_difficulty(wrong_kinds="carry,digit"))
+    many = oracle_curve.teachers(oracle_curve.build_parser().parse_args(
+        ["--reflections", "0,0,0,0,1"]))
+    t = many["v2 (tally)"](items[0], random.Random(0), 0)
+    assert t["num_reflections"] >= 4
+    assert many["plain v2 (first pass only)"](items[0], random.Random(0), 0)[
+        "num_reflections"] == 0
