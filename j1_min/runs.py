@@ -97,9 +97,10 @@ def begin(args, flag: str, rows: int) -> tuple[Dist, Path]:
 
 
 def finish(d: Dist, out, step: int, interrupted: bool, save, final_evaluation) -> None:
-    """The end of a training run, both trainers: after Ctrl-C, save(step) and say how to resume;
-    after the last step, final_evaluation() (None: there is none) and its metrics printed; then
-    teardown."""
+    """The end of a training run, both trainers: after Ctrl-C, save(step), say how to resume, and
+    exit with status 130 (128 + SIGINT, as judge.py does), so that a script running the trainer
+    (scripts/stages.sh) stops there instead of taking the saved step for a finished run; after the
+    last step, final_evaluation() (None: there is none) and its metrics printed; then teardown."""
     if interrupted:
         save(step)
         if d.main:
@@ -109,6 +110,8 @@ def finish(d: Dist, out, step: int, interrupted: bool, save, final_evaluation) -
         if d.main:
             print(json.dumps(metrics))
     teardown(d)
+    if interrupted:
+        sys.exit(130)
 
 
 # ------------------------------------------------------------------------------------------------

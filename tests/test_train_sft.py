@@ -122,7 +122,9 @@ def test_ctrl_c_saves_the_step_it_finished_and_resume_goes_on_to_the_same_weight
     monkeypatch.setattr(train_sft.runs, "ctrl_c", ctrl_c)
     monkeypatch.setattr(train_sft, "train_step", step_then_ctrl_c)
     out = tmp_path / "part.pt"
-    run(files, out)
+    with pytest.raises(SystemExit) as stop:  # a script running it must not go on
+        run(files, out)
+    assert stop.value.code == 130
     said = capsys.readouterr().out
     assert f"interrupted: saved step 1 to {out}; continue with --resume {out}" in said
     monkeypatch.undo()
@@ -310,3 +312,29 @@ def test_a_trace_too_long_is_named_by_file_and_line_or_skipped_counted_and_logge
     assert "skipped 1 bad line (first: " in capsys.readouterr().out
     config = json.loads((tmp_path / "b.log.jsonl").read_text().splitlines()[0])["config"]
     assert config["skipped_lines"] == 1 and config["train_items"] == 2
+
+
+def test_ctrl_c_under_the_stage_script_stops_it_before_the_run_counts_as_finished(files, tmp_path):
+    """scripts/stages.sh's `train` marks a run finished (<out>.done) when the trainer exits 0; a
+    trainer stopped by Ctrl-C saves and exits 130, so the script stops and a rerun resumes."""
+    import signal
+    import time
+    out = tmp_path / "sft.pt"
+    args = " ".join(["--data", str(files / "train.jsonl"), "--init", str(files / "init"),
+                     "--batch", "8", "--micro", "8", "--steps", "100000", "--warmup", "2",
+                     "--eval-every", "0", "--save-every", "1000"])
+    script = (f"set -euo pipefail; OUT={tmp_path}; source {ROOT}/scripts/stages.sh; "
+              f"train {out} {ROOT}/train_sft.py {args}; echo went-on")
+    p = subprocess.Popen(["bash", "-c", script], cwd=ROOT, start_new_session=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    log = tmp_path / "sft.log.jsonl"
+    t0 = time.time()
+    while not (log.exists() and '"loss"' in log.read_text()):  # the loop runs: Ctrl-C now
+        assert p.poll() is None and time.time() - t0 < 120, p.stdout.read()
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    said = p.communicate(timeout=120)[0]
+    assert p.returncode != 0 and "went-on" not in said, said
+    assert "interrupted: saved step" in said
+    assert out.exists() and not (tmp_path / "sft.pt.done").exists()
