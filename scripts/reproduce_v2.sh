@@ -29,10 +29,13 @@ OUT=${OUT:-runs/v2seed$SEED}
 # the task (data_gen.py --help): carry and digit slips only, so a slipped check can land on the wrong response
 DIGITS=${DIGITS:-2-3}; MUL_DIGITS=${MUL_DIGITS:-2-3x1}; OPS=${OPS:-+-*}; WRONG_KINDS=${WRONG_KINDS:-carry,digit}
 SLIP_RATE=${SLIP_RATE:-0.3}; LAND=${LAND:-0.6}       # teacher v2, chosen on validation seed 0 (docs/experiment.md)
-# J1 traces: weights of 0, 1, ..., 5 unprompted reflections. The first guess, 0.3,0.5,0.2, wrote tallies up to 3 only,
-# and a J1-SFT trained on it (1,000 steps) broke the tally's chain at 87% of the checks forced after a tally of 3,
-# which it had never seen (docs/logs/experiment_v2/sft_reflections.md): forcing must stay within the tallies trained
-REFLECTIONS=${REFLECTIONS:-0.45,0.2,0.1,0.1,0.1,0.05}
+# J1 traces: weights of 0, 1, ..., 5 unprompted reflections (docs/logs/experiment_v2/sft_reflections/). Two rules,
+# both learned from seed 0's validation pairs: (1) the data must hold the tallies forcing reaches (0.3,0.5,0.2 stopped
+# at a lead of 3, and its J1-SFT broke the tally's chain past it); (2) greedy decoding stops at the first reflection
+# where the chance to stop exceeds 1/2 (0.45,0.2,0.1,0.1,0.1,0.05 stops after 4: its J1-SFT thought 463 tokens at
+# budget 0, and 21% of its budget-3 traces ran out of tokens). Here the chance to stop is 0.3 after the first pass and
+# 0.57 after one reflection, as with the first weights, and 10% of the traces hold 4 or 5 reflections
+REFLECTIONS=${REFLECTIONS:-0.3,0.4,0.1,0.1,0.05,0.05}
 TRACES_N=${TRACES_N:-10000}; RL_N=${RL_N:-10000}; VAL_N=${VAL_N:-300}
 TEST_N=${TEST_N:-1000}; TEST_SEED=${TEST_SEED:-2032}  # drawn once for v2, never used before
 # SFT: the same steps for both SFTs, chosen on validation (J1-SFT's budget-0 validation accuracy): 1,000 (about 3
