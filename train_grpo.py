@@ -358,6 +358,7 @@ def main(argv=None):
             t0 = time.time()
             metrics = train_step(ddp, ref, opt, tok, template, data, prompts, step, cfg, forcing,
                                  args, d)
+            runs.release_memory()  # rollouts and micro-batches of every length would grow the heap
             step += 1
             # a non-finite policy would break the next rollout; stop before it
             saver.check(policy, step)

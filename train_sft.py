@@ -269,6 +269,7 @@ def main(argv=None):
         while step < args.steps and not interrupted[0]:
             m = train_step(ddp, opt, examples, step, args, d, autocast, saver,
                            tok.token_id("<|endoftext|>") or 0)
+            runs.release_memory()  # micro-batches of every length would grow the heap
             step += 1
             log.write({"step": step, **m})
             bar.update(1)

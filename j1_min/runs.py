@@ -51,6 +51,36 @@ class Dist:
         return self.rank == 0
 
 
+_LIBC = []  # glibc, loaded once by release_memory (empty list: not tried yet; [None]: not glibc)
+
+
+def release_memory() -> bool:
+    """Give the C allocator's free memory back to the system: glibc's malloc_trim(0), once per
+    training step; True when it was called (Linux with glibc), False elsewhere (a no-op).
+
+    glibc keeps freed blocks in its heap, and after a large tensor is freed it raises its mmap
+    threshold so that later large tensors come from the heap too; tensors whose sizes change every
+    step (SFT micro-batches cut to their longest row, RL rollouts of every length) then leave the
+    heap growing. Seed 0's J1-SFT of the second experiment (1,000 steps, bf16 autocast, 4.6M
+    parameters) ended at 21.6 GB of resident memory on a 24 GB machine. On 40 steps of the tiny
+    model at random lengths 100-900 under bf16 autocast, one thread: 2.4 GB without, 1.0 GB with a
+    trim after each step (the same as MALLOC_TRIM_THRESHOLD_=0; MALLOC_ARENA_MAX=1 alone: 2.5 GB;
+    a trim every 5 or 10 steps: 2.2-2.4 GB, the heap grows back within a few steps). The cost is
+    the pages faulted in again: those 40 steps took 10-15% longer with a trim each (47.1 s against
+    51.6 s; 36.0-36.4 s against 40.4-42.1 s over 30 steps, a shared machine)."""
+    if not _LIBC:
+        import ctypes
+        try:
+            _LIBC.append(ctypes.CDLL("libc.so.6") if sys.platform == "linux" else None)
+            _LIBC[0].malloc_trim  # noqa: B018  (musl and others have no malloc_trim)
+        except (OSError, AttributeError):
+            _LIBC[:] = [None]
+    if _LIBC[0] is None:
+        return False
+    _LIBC[0].malloc_trim(0)
+    return True
+
+
 def setup_dist(device: str) -> Dist:
     """One process, or one of torchrun's (RANK / WORLD_SIZE / LOCAL_RANK set): gloo on CPU, NCCL on
     GPU."""

@@ -1,7 +1,8 @@
 """What the memory plan (scripts/memory_plan.py) and docs/scaling_out.md rely on: the gathered
 rollout copy is freed before the update, a sharded run loads on the CPU and shards before anything
 reaches the device, a sharded model's root does not stay gathered after a forward without backward,
-and the trainers' master weights and AdamW state are float32 whatever the checkpoint holds."""
+the trainers' master weights and AdamW state are float32 whatever the checkpoint holds, and the C
+allocator's freed memory goes back to the system after each training step."""
 from __future__ import annotations
 
 import copy
@@ -169,3 +170,28 @@ def test_the_plan_prints_each_phases_peak_and_counts_the_rollout_copy_in_the_rol
     out = capsys.readouterr().out
     for phase in ("load:", "rollout:", "update:", "save:"):
         assert phase in out, phase
+
+
+def rss_mb() -> float:
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+
+
+@pytest.mark.skipif(not runs.release_memory(), reason="not Linux with glibc: release_memory is a "
+                                                      "no-op")
+def test_release_memory_gives_the_freed_heap_back():
+    """Tensors of changing sizes (1-8 MB, as micro-batches cut to their longest row are), all freed:
+    glibc keeps much of that heap until it is trimmed."""
+    import random
+    runs.release_memory()
+    start = rss_mb()
+    rng, live = random.Random(0), []
+    for _ in range(400):
+        live.append(torch.ones(rng.randint(1, 8) * 2**18))
+        if len(live) > 20:
+            live.pop(rng.randrange(len(live)))
+    live.clear()
+    kept = rss_mb() - start
+    if kept < 50:
+        pytest.skip(f"this allocator kept only {kept:.0f} MB of the freed tensors: nothing to test")
+    assert runs.release_memory()
+    assert rss_mb() - start < kept / 2
