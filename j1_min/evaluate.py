@@ -110,6 +110,19 @@ def item_key(judgment: dict):
     return judgment["item"] if "item" in judgment else judgment["id"]
 
 
+def shown_pair(items: list[dict], judgment: dict) -> tuple[str, str, str]:
+    """(question, first response, second response) as `judgment` was shown them: items are the
+    pairs judge.py read, judgment["item"] its line there, order "BA" the responses swapped. A
+    judgment whose id is not its line's is refused: not the pairs it judged."""
+    i = judgment["item"]
+    if i >= len(items) or items[i]["id"] != judgment["id"]:
+        raise ValueError(f"judgment of item {i} (id {judgment['id']!r}) does not match the "
+                         f"{len(items)} pairs given: not the pairs it judged")
+    it = items[i]
+    a, b = (it["response_a"], it["response_b"])[::1 if judgment["order"] == "AB" else -1]
+    return it["question"], a, b
+
+
 def score(judgments: list[dict], ties: str = "wrong") -> dict:
     """Per budget: accuracy, its 95% interval, and the means a scaling table needs.
 

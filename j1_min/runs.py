@@ -6,6 +6,7 @@ model: no DDP wrapper, and a run checkpoint is a folder written by every rank.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -51,7 +52,16 @@ class Dist:
         return self.rank == 0
 
 
-_LIBC = []  # glibc, loaded once by release_memory (empty list: not tried yet; [None]: not glibc)
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None (not Linux, or a C library without it, such as musl)."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def release_memory() -> bool:
@@ -62,22 +72,15 @@ def release_memory() -> bool:
     threshold so that later large tensors come from the heap too; tensors whose sizes change every
     step (SFT micro-batches cut to their longest row, RL rollouts of every length) then leave the
     heap growing. Seed 0's J1-SFT of the second experiment (1,000 steps, bf16 autocast, 4.6M
-    parameters) ended at 21.6 GB of resident memory on a 24 GB machine. On 40 steps of the tiny
-    model at random lengths 100-900 under bf16 autocast, one thread: 2.4 GB without, 1.0 GB with a
-    trim after each step (the same as MALLOC_TRIM_THRESHOLD_=0; MALLOC_ARENA_MAX=1 alone: 2.5 GB;
-    a trim every 5 or 10 steps: 2.2-2.4 GB, the heap grows back within a few steps). The cost is
-    the pages faulted in again: those 40 steps took 10-15% longer with a trim each (47.1 s against
-    51.6 s; 36.0-36.4 s against 40.4-42.1 s over 30 steps, a shared machine)."""
-    if not _LIBC:
-        import ctypes
-        try:
-            _LIBC.append(ctypes.CDLL("libc.so.6") if sys.platform == "linux" else None)
-            _LIBC[0].malloc_trim  # noqa: B018  (musl and others have no malloc_trim)
-        except (OSError, AttributeError):
-            _LIBC[:] = [None]
-    if _LIBC[0] is None:
+    parameters) ended at 21.6 GB of resident memory on a 24 GB machine (its /proc VmRSS). The cost
+    is the pages faulted in again. `python bench/heap.py --steps 40 --threads 1` (the tiny model, 40
+    bf16 steps at random lengths 100-900, each side in its own process, 2 rounds, beside a 2-thread
+    training run): 2,540 MB resident without, 1,053 MB with a trim after each step (2.41x), at 1.21x
+    the time."""
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    _LIBC[0].malloc_trim(0)
+    trim(0)
     return True
 
 

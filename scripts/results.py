@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from j1_min import checks, teacher, teacher_v2  # noqa: E402
 from j1_min.data import read_pairs  # noqa: E402
-from j1_min.evaluate import item_key, score  # noqa: E402
+from j1_min.evaluate import item_key, score, shown_pair  # noqa: E402
 from j1_min.runs import cli, log_path, read_log  # noqa: E402
 from j1_min.scaling import (bootstrap_interval, item_scores, matched_k,  # noqa: E402
                             mean_think_tokens, paired_differences, pool_seeds)
@@ -251,14 +251,9 @@ GROUNDED = {"v1": teacher.grounded, "v2": teacher_v2.grounded}
 
 
 def is_grounded(items, j: dict, rule=teacher.grounded) -> bool:
-    """rule (a teacher's grounded) on judgment j's trace and the pair it was shown (j["item"] is its
-    line in test.jsonl, as judge.py read it; "BA" shows the responses swapped)."""
-    if j["item"] >= len(items) or items[j["item"]]["id"] != j["id"]:
-        raise ValueError(f"judgment of item {j['item']} (id {j['id']!r}) does not match "
-                         f"test.jsonl's {len(items)} pairs: not the pairs it judged")
-    it = items[j["item"]]
-    a, b = (it["response_a"], it["response_b"])[::1 if j["order"] == "AB" else -1]
-    return rule(it["question"], a, b, j["completion"])
+    """rule (a teacher's grounded) on judgment j's trace and the pair it was shown (items: the
+    lines of test.jsonl, as judge.py read them; evaluate.shown_pair)."""
+    return rule(*shown_pair(items, j), j["completion"])
 
 
 def gain_differences(runs: dict, budgets: list[int]) -> None:

@@ -14,7 +14,7 @@ from j1_min import checks  # noqa: E402
 from j1_min.evaluate import score  # noqa: E402
 from j1_min.files import atomic_write  # noqa: E402
 from j1_min.runs import log_path, read_log  # noqa: E402
-from j1_min.scaling import item_scores, matched_k, mean_think_tokens  # noqa: E402
+from j1_min.scaling import item_scores, matched_k, mean_think_tokens, t_interval  # noqa: E402
 
 
 def save_fig(fig, path: str, force: bool) -> None:
@@ -96,8 +96,6 @@ def plot_rl(dirs: list[Path], path: str, force: bool, names: dict, rl_rows) -> N
     save_fig(fig, path, force)
 
 
-
-
 # the second experiment's plot: one panel per comparison, the later row in colour, the row it is
 # compared with in grey, so that each panel's picture is the comparison
 V2_PANELS = (("j1_rpp", "j1_sft", "primary: J1-SFT + REINFORCE++ against J1-SFT"),
@@ -113,7 +111,6 @@ def v2_curves(runs: dict, row: str, budgets=(0, 1, 2, 3)) -> dict:
     y itself with one seed). Parallel points: the sampled K = 1, then the majority of K_b samples
     for b = 1..3, K_b each seed's odd matched K (scaling.matched_k(odd=True)), while every seed's
     parallel pass has K_b samples."""
-    from j1_min.scaling import t_interval
     seeds = [r for (rw, _), r in runs.items() if rw == row and set(budgets) <= {
         j["budget"] for j in r["seq"]}]
 

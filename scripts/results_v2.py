@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from j1_min import teacher_v2  # noqa: E402
+from j1_min.evaluate import shown_pair  # noqa: E402
 from j1_min.scaling import (bootstrap_interval, item_scores, item_slopes,  # noqa: E402
                             matched_k, mean_think_tokens, pool_seeds, seed_pair_bootstrap,
                             t_interval)
@@ -160,12 +161,10 @@ def rules_table(runs: dict, pairs: dict, names: dict) -> None:
         for j in r["seq"]:
             if j["sample"]:
                 continue
-            it = pairs[seed][j["item"]]
-            a, b = (it["response_a"], it["response_b"])[::1 if j["order"] == "AB" else -1]
             c = kept.setdefault((row, j["budget"]), {k: [0, 0] for k in (*rules, "late", "n")})
             c["n"][0] += 1
             last = None  # the previous segment's tally after, as written
-            for seg in teacher_v2.rule_checks(it["question"], a, b, j["completion"]):
+            for seg in teacher_v2.rule_checks(*shown_pair(pairs[seed], j), j["completion"]):
                 for k in rules:
                     if seg[k] is not None:
                         c[k][0] += seg[k]
