@@ -33,7 +33,7 @@ from j1_min.checkpoint import load_judge
 from j1_min.data import fit, read_pairs, step_order
 from j1_min.evaluate import eval_accuracy
 from j1_min.judge_format import build_prompt
-from j1_min.model import TINY, ModelConfig, Transformer
+from j1_min.model import TINY, TINY_4X, ModelConfig, Transformer
 from j1_min.sft import sft_batches, sft_example, sft_loss, sft_nll
 from j1_min.tokenizer import train_bpe
 
@@ -53,7 +53,7 @@ EVAL_EVERY = 100       # steps between evaluations (0: only at the end)
 EVAL_ITEMS = 200       # held-out items judged by generation for verdict accuracy
 SAVE_EVERY = 100       # steps between checkpoints
 MAX_NEW_TOKENS = 512   # generation length at evaluation
-# BPE vocabulary trained on the data for --init tiny (architecture: j1_min/model.py:TINY)
+# BPE vocabulary trained on the data for --init tiny and tiny4x (architectures: j1_min/model.py)
 TINY_VOCAB = 512
 # --resume with these changed goes on with a warning (logged); any other changed setting is refused,
 # since the continued run would be another run (the data's content is compared through its checksum,
@@ -70,8 +70,9 @@ def parse_args(argv=None):
     ap.add_argument("--val", help="held-out JSONL: verdict accuracy by generation on its pairs, "
                                   "and eval loss on those that carry a completion (traces)")
     ap.add_argument("--init", default="tiny", help="a Hugging Face model directory, a .pt "
-                                                   "checkpoint, or 'tiny' (a new ~4.6M model with "
-                                                   "a BPE tokenizer trained on --data)")
+                                                   "checkpoint, 'tiny' (a new ~4.6M model with a "
+                                                   "BPE tokenizer trained on --data) or 'tiny4x' "
+                                                   "(the same, four times larger: ~18.4M)")
     ap.add_argument("--out", required=True, help="checkpoint to write (.pt); its log is "
                                                  "<out>.log.jsonl")
     ap.add_argument("--template", help=f"the judge's prompt and verdicts: a shipped template "
@@ -131,19 +132,20 @@ def parse_args(argv=None):
 def build_init(args, records):
     """(model, tokenizer, template) from --init: a checkpoint, or a new tiny model with a tokenizer
     trained on the data's prompts and completions (the template's text is learned too)."""
-    if args.init == "tiny":
+    if args.init in ("tiny", "tiny4x"):
         template = templates.load(args.template or templates.DEFAULT)
         if template.chat == "model":
             raise ValueError(f"--template {template.name} applies the model's own chat template; "
-                             f"--init tiny has none (use a chatml template)")
+                             f"--init {args.init} has none (use a chatml template)")
         tok = train_bpe([build_prompt(r["question"], r["response_a"], r["response_b"], template)
                          + r["completion"]
                          for r in records], TINY_VOCAB)
-        model = Transformer(ModelConfig(vocab_size=tok.vocab_size, **TINY))
+        size = TINY if args.init == "tiny" else TINY_4X
+        model = Transformer(ModelConfig(vocab_size=tok.vocab_size, **size))
         model.init_weights(seed=args.seed)
         return model, tok, templates.for_model(args.template, None, {}, tok)
     if not Path(args.init).exists():
-        raise ValueError(f"--init {args.init}: no such checkpoint (or use 'tiny')")
+        raise ValueError(f"--init {args.init}: no such checkpoint (or use 'tiny' or 'tiny4x')")
     # refuses a tokenizer larger than the model's embedding; float32 master weights whatever the
     # checkpoint holds (--dtype is the compute dtype)
     return load_judge(args.init, args.template, dtype=torch.float32, device="cpu")

@@ -16,6 +16,9 @@ import torch.nn.functional as F
 TINY = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_attention_heads=8,
             num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, rope_theta=10000.0,
             tie_word_embeddings=True, qkv_bias=True, model_type="qwen2")
+# train_sft.py --init tiny4x: TINY four times larger (~18.4M with a 512-token vocabulary): hidden
+# 512, MLP 1,536, heads of 64; the same depth, heads, context and layout
+TINY_4X = {**TINY, "hidden_size": 512, "intermediate_size": 1536, "head_dim": 64}
 
 
 @dataclass

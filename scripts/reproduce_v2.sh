@@ -58,6 +58,9 @@ RL_DTYPE=${RL_DTYPE:-bfloat16}
 # and a prompt about 140-155 (the smoke run's BPE; a longer one is refused by name, never skipped): 850 new tokens
 MAX_NEW=${MAX_NEW:-850}
 PAR_TEMPERATURE=${PAR_TEMPERATURE:-1.0}  # parallel scaling's sampling temperature (RL's rollout temperature)
+# the judge's size: tiny (~4.6M, every row) or tiny4x (~18.4M: the larger-model check if the primary comparison is
+# null, one seed; train_sft.py --init)
+MODEL=${MODEL:-tiny}
 STOP_AFTER=${STOP_AFTER:-}  # "j1_sft" (the SFT length search), "sft" (both SFTs), or an RL row's name
 mkdir -p "$OUT"
 
@@ -72,6 +75,9 @@ SFT_MAX_NEW=$SFT_MAX_NEW
 RL_LR=$RL_LR RL_PROMPTS=$RL_PROMPTS RL_GROUP=$RL_GROUP RL_STEPS=$RL_STEPS RL_EVAL_EVERY=$RL_EVAL_EVERY
 RL_EVAL_ITEMS=$RL_EVAL_ITEMS RL_PATIENCE=$RL_PATIENCE RL_MIN_IMPROVEMENT=$RL_MIN_IMPROVEMENT RL_MAX_HOURS=$RL_MAX_HOURS
 RL_BUDGETS=$RL_BUDGETS RL_DTYPE=$RL_DTYPE MAX_NEW=$MAX_NEW PAR_TEMPERATURE=$PAR_TEMPERATURE"
+# MODEL is recorded only when it is not tiny (the folders written before it existed hold tiny models)
+if [ "$MODEL" != tiny ]; then SETTINGS="$SETTINGS
+MODEL=$MODEL"; fi
 if [ -e "$OUT/settings.txt" ]; then
   if [ "$(cat "$OUT/settings.txt")" != "$SETTINGS" ]; then
     echo "error: $OUT was run with other settings (diff $OUT/settings.txt against these):" >&2
@@ -103,7 +109,7 @@ once "$OUT/traces_plain.jsonl" python data_gen.py traces --n "$TRACES_N" --split
 
 # micro-batches of 8 (the step's sequences sorted by length): the same gradient as one batch of 32 (float32: 7e-7
 # apart), with 18% of the computed tokens padding instead of 50%: 1.9x faster (bench/sft_micro.py); not a setting
-SFT=(--init tiny --steps "$SFT_STEPS" --batch "$SFT_BATCH" --micro 8 --lr "$SFT_LR" --warmup 20
+SFT=(--init "$MODEL" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --micro 8 --lr "$SFT_LR" --warmup 20
      --dtype bfloat16 --seed "$SEED" --val "$OUT/val.jsonl" --eval-items "$SFT_EVAL_ITEMS"
      --eval-every "$SFT_EVAL_EVERY" --save-every 50 --max-new-tokens "$SFT_MAX_NEW" --skip-bad)
 step "SFT on reflection traces (J1-SFT)"

@@ -168,6 +168,20 @@ def test_tiny_init_trains_a_tokenizer_and_evaluates_by_generation(files, tmp_pat
     assert ck["run_config"]["init"] == "tiny" and ck["tokenizer"]
 
 
+def test_tiny4x_init_is_the_tiny_architecture_four_times_larger(files):
+    records = [trace(i) for i in range(40)]
+    sizes = {}
+    for init in ("tiny", "tiny4x"):
+        model, tok, _ = train_sft.build_init(train_sft.parse_args(
+            ["--data", "x", "--out", "y", "--init", init]), records)
+        c = model.config
+        sizes[init] = sum(p.numel() for p in model.parameters())
+        assert (c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads,
+                c.max_position_embeddings) == (6, 8, 2, 1024)
+        assert c.hidden_size == {"tiny": 256, "tiny4x": 512}[init]
+    assert 3.8 < sizes["tiny4x"] / sizes["tiny"] < 4.2
+
+
 @pytest.mark.parametrize("case,message", [
     ("empty", "no records"), ("bad_json", "line 2"), ("vocab", "do not belong together"),
     ("no_folder", "does not exist"), ("exists", "--force"),
