@@ -32,10 +32,11 @@ SLIP_RATE=${SLIP_RATE:-0.3}; LAND=${LAND:-0.6}       # teacher v2, chosen on val
 # J1 traces: weights of 0, 1, ..., 5 unprompted reflections (docs/logs/experiment_v2/sft_reflections/). Two rules,
 # both learned from seed 0's validation pairs: (1) the data must hold the tallies forcing reaches (0.3,0.5,0.2 stopped
 # at a lead of 3, and its J1-SFT broke the tally's chain past it); (2) greedy decoding stops at the first reflection
-# where the chance to stop exceeds 1/2 (0.45,0.2,0.1,0.1,0.1,0.05 stops after 4: its J1-SFT thought 463 tokens at
-# budget 0, and 21% of its budget-3 traces ran out of tokens). Here the chance to stop is 0.3 after the first pass and
-# 0.57 after one reflection, as with the first weights, and 10% of the traces hold 4 or 5 reflections
-REFLECTIONS=${REFLECTIONS:-0.3,0.4,0.1,0.1,0.05,0.05}
+# where the chance to stop exceeds 1/2, after every reflection, forced ones included (0.45,0.2,0.1,0.1,0.1,0.05 stops
+# after 4 at budget 0; 0.3,0.4,0.1,0.1,0.05,0.05 stops after 1, but after a forced second goes on to 5, so 9% of its
+# budget-3 traces ran out of tokens). Here the chance to stop is 0.3 after the first pass and 0.6-0.64 after each
+# reflection (about geometric), and 11% of the traces hold 3 or more reflections, 4% 4 or 5
+REFLECTIONS=${REFLECTIONS:-0.3,0.42,0.17,0.07,0.025,0.015}
 TRACES_N=${TRACES_N:-10000}; RL_N=${RL_N:-10000}; VAL_N=${VAL_N:-300}
 TEST_N=${TEST_N:-1000}; TEST_SEED=${TEST_SEED:-2032}  # drawn once for v2, never used before
 # SFT: the same steps for both SFTs, chosen on validation (J1-SFT's budget-0 validation accuracy): 1,000 (about 3
