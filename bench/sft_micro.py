@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from j1_min.checkpoint import load_judge
-from j1_min.data import read_pairs, step_order
-from j1_min.sft import sft_batches, sft_example, sft_nll
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from j1_min.checkpoint import load_judge  # noqa: E402
+from j1_min.data import read_pairs, step_order  # noqa: E402
+from j1_min.sft import sft_batches, sft_example, sft_nll  # noqa: E402
 
 
 def step(model, examples, micro: int, pad_id: int, autocast) -> tuple[float, float, torch.Tensor]:
@@ -76,12 +80,12 @@ def main(argv=None):
         ref = grads[sizes[0]]
         for m in sizes:
             diffs[m] = max(diffs[m], ((grads[m] - ref).norm() / ref.norm()).item())
-    base = sorted(times[sizes[0]])[len(times[sizes[0]]) // 2]
+    base = statistics.median(times[sizes[0]])
     print(f"{len(examples)} traces, batch {args.batch}, {args.dtype}, {args.threads} threads, "
           f"{args.reps} steps")
     print("micro  median s/step  padded  vs first  max |grad diff|/|grad|")
     for m in sizes:
-        med = sorted(times[m])[len(times[m]) // 2]
+        med = statistics.median(times[m])
         print(f"{m:5d}  {med:13.2f}  {sum(pads[m]) / len(pads[m]):6.1%}  {base / med:7.2f}x  "
               f"{diffs[m]:.1e}")
 

@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--reflections", type=checks.weights, default=teacher_v2.REFLECTIONS,
                     help="teacher v2's weights of 0, 1, 2, ... unprompted reflections (default "
                          f"{','.join(map(str, teacher_v2.REFLECTIONS))}; scripts/reproduce_v2.sh "
-                         "uses 0.3,0.4,0.1,0.1,0.05,0.05)")
+                         "uses 0.3,0.42,0.17,0.07,0.025,0.015)")
     ap.add_argument("--wrong-kinds", default=WRONG_KINDS,
                     help=f"how wrong responses are wrong (default {WRONG_KINDS})")
     ap.add_argument("--out", help="also write the report to this Markdown file")

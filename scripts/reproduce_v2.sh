@@ -109,7 +109,8 @@ once "$OUT/traces_plain.jsonl" python data_gen.py traces --n "$TRACES_N" --split
   "${TEACHER[@]}" --no-reflection --out "$OUT/traces_plain.jsonl"
 
 # micro-batches of 8 (the step's sequences sorted by length): the same gradient as one batch of 32 (float32: 7e-7
-# apart), with 18% of the computed tokens padding instead of 50%: 1.9x faster (bench/sft_micro.py); not a setting
+# apart), 18% of the computed tokens padding instead of 50%: 1.9x faster at 1 thread, about 1.2x at 2
+# (bench/sft_micro.py, docs/performance.md); not a setting
 SFT=(--init "$MODEL" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --micro 8 --lr "$SFT_LR" --warmup 20
      --dtype bfloat16 --seed "$SEED" --val "$OUT/val.jsonl" --eval-items "$SFT_EVAL_ITEMS"
      --eval-every "$SFT_EVAL_EVERY" --save-every 50 --max-new-tokens "$SFT_MAX_NEW" --skip-bad)
