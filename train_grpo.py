@@ -29,8 +29,9 @@ val_acc_budget0 and val_acc_budget<--eval-budget> (and at the last step). `pytho
 --rl-plot` draws the reward curve, the flat share and the validation points.
 
 Stopping (j1_min/stopping.py, the second experiment's rule): --patience N stops the run once N
-consecutive validation points (step 0's included) bring no budget---eval-budget count at least
---min-improvement pairs above the best so far; --max-hours stops it after that much training time
+consecutive validation points of the trained policy bring no budget---eval-budget count at least
+--min-improvement pairs above the best so far (step 0, the start, is validated and logged as the
+reference, never a candidate); --max-hours stops it after that much training time
 (summed over resumes); --keep-best writes the best point's weights to <out>.best.pt (its run config
 records best_step). The counter, the best so far and the time are in the run state, so they
 survive --resume; under torchrun every rank judges a share of the validation pairs and the counts
@@ -176,15 +177,17 @@ def parse_args(argv=None):
     ap.add_argument("--save-every", type=int, default=SAVE_EVERY, help="steps between checkpoints")
     ap.add_argument("--patience", type=int, help="stop after this many validation points in a row "
                                                  "without a new best at --eval-budget (needs "
-                                                 "--val; default: run all --steps)")
+                                                 "--val; step 0 is the reference, not a "
+                                                 "candidate; default: run all --steps)")
     ap.add_argument("--min-improvement", type=int, default=1,
                     help="pairs right at --eval-budget by which a validation point must beat the "
                          "best so far to be the new best (a tie keeps the earlier point)")
     ap.add_argument("--max-hours", type=float, help="stop after this many hours of training, "
                                                     "summed over resumes")
     ap.add_argument("--keep-best", action="store_true",
-                    help="write the best validated step's weights to <out>.best.pt (its run "
-                         "config records best_step); --out keeps the last, resumable state")
+                    help="write the best validated trained step's weights (never step 0's) to "
+                         "<out>.best.pt (its run config records best_step); --out keeps the "
+                         "last, resumable state")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="float32, or bfloat16 autocast for the training forwards and backward "
                          "(weights and AdamW state stay float32, so small updates are not lost to "
@@ -332,8 +335,9 @@ def main(argv=None):
         saver.save(policy, tok, config, opt, at_step, {"step": at_step}, stopping=stopper.state)
 
     def validate_and_log(at_step):
-        """Validation at budget 0 and --eval-budget (counts summed over ranks), the patience
-        update, and with --keep-best the new best's weights."""
+        """Validation at budget 0 and --eval-budget (counts summed over ranks); after step 0 (the
+        reference, not a candidate) the patience update, and with --keep-best the new best's
+        weights."""
         counts = validate(policy, tok, template, val, args.eval_items,
                           sorted({0, args.eval_budget}), args.max_new_tokens,
                           args.max_think_tokens, d)
@@ -341,11 +345,14 @@ def main(argv=None):
         for b, (right, none, n) in counts.items():
             metrics.update({f"val_acc_budget{b}": right / n, f"val_no_verdict_budget{b}": none / n,
                             f"val_right_budget{b}": right, "val_n": n})
-        if stopper.update(at_step, counts[args.eval_budget][0]) and args.keep_best and d.main:
-            save_pt(best_path(out), policy, tok, run_config={**config, "best_step": at_step,
-                                                             "best_val": metrics})
-        metrics.update(best_step=stopper.state["best_step"],
-                       since_best=stopper.state["since_best"])
+        if at_step == 0:
+            metrics["reference"] = True
+        else:
+            if stopper.update(at_step, counts[args.eval_budget][0]) and args.keep_best and d.main:
+                save_pt(best_path(out), policy, tok, run_config={**config, "best_step": at_step,
+                                                                 "best_val": metrics})
+            metrics.update(best_step=stopper.state["best_step"],
+                           since_best=stopper.state["since_best"])
         log.write(metrics)
         return metrics
 
@@ -368,12 +375,16 @@ def main(argv=None):
                             len=f"{metrics['completion_len']:.0f}", flat=metrics["flat_groups"],
                             dlogp=f"{metrics['logp_diff_max']:.1e}")
             # validated before the save, so a checkpoint holds its step's patience state
-            if val and (step == args.steps or args.eval_every and step % args.eval_every == 0):
+            validated = val and (step == args.steps
+                                 or args.eval_every and step % args.eval_every == 0)
+            if validated:
                 bar.write(json.dumps(validate_and_log(step)))
             # the mean over ranks: every rank decides on the same time
             stopper.add_time(runs.all_sum(torch.tensor(time.time() - t0, dtype=torch.float64),
                                           d).item() / d.world)
             why = stopper.reason()
+            if why == "max_hours" and val and not validated:  # the last policy is a candidate too
+                bar.write(json.dumps(validate_and_log(step)))
             if why:
                 log.write({"step": step, "stopped": why, **stopper.state})
             if (step % args.save_every == 0 or step == args.steps or step == args.stop_after

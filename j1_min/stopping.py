@@ -6,11 +6,15 @@ budget 3 stops improving"), and the validation it rests on.
   right-verdict counts are summed over ranks (collective.all_sum), so every rank sees the same
   counts and takes the same decision.
 * Patience (Patience): the score of a validation point is c, the number of pairs right at
-  --eval-budget. The best so far is c* (the first point's c: step 0, the starting policy, is a
-  point). A point improves when c >= c* + m, m = --min-improvement pairs (>= 1, so a tie keeps the
-  earlier point); the run stops once --patience consecutive points have not improved (early
-  stopping with patience, Prechelt 1998, "Early stopping - but when?"), or once --max-hours of the
-  run's training time (summed over resumes) have passed.
+  --eval-budget. Step 0, the starting policy, is validated and logged as the reference, but it is
+  not a candidate: the candidates are the trained points (steps --eval-every, 2 * --eval-every,
+  ...), so the kept checkpoint is always a policy that RL has changed (a run whose start could win
+  would return its SFT checkpoint, and a comparison of that row with its start would be zero by
+  construction). The best so far is c* (the first trained point's c). A point improves when
+  c >= c* + m, m = --min-improvement pairs (>= 1, so a tie keeps the earlier point); the run stops
+  once --patience consecutive points have not improved (early stopping with patience, Prechelt
+  1998, "Early stopping - but when?"), or once --max-hours of the run's training time (summed over
+  resumes) have passed.
 * The best point's weights (--keep-best) are written to `<out>.best.pt`, a model checkpoint whose
   run config records best_step and its validation; `--out` keeps the last step's resumable state.
 

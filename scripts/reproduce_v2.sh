@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The second experiment (issue 32, docs/experiment.md: DRAFT protocol), one seed end to end on CPU, in stages that
-# resume after a kill:
+# The second experiment (issue 32, docs/experiment.md: the frozen protocol), one seed end to end on CPU, in stages
+# that resume after a kill:
 #   data_gen (teacher v2: RL pairs and validation pairs of this seed; the test pairs of the fixed test seed 2032,
 #   excluding the first experiment's test questions; J1 and plain traces from the same teacher draws)
 #   -> train_sft (J1-SFT, then the ordinary judge on plain traces; SFT_STEPS chosen on validation)
@@ -13,6 +13,7 @@
 #
 #   bash scripts/reproduce_v2.sh                       # seed 0; outputs under runs/v2seed0/
 #   SEED=1 bash scripts/reproduce_v2.sh                # another seed: data, initialisation, sampling; same test pairs
+#   SEED=3 RL_ROWS=j1_rpp bash scripts/reproduce_v2.sh # seeds 3 and 4: the primary pair's RL row only (the protocol)
 #   SEED=0 OUT=runs/v2seed0 STOP_AFTER=j1_sft bash scripts/reproduce_v2.sh   # the SFT length search: J1-SFT only,
 #       its validation curve in runs/v2seed0/j1_sft.log.jsonl (val_acc every SFT_EVAL_EVERY steps)
 #   python scripts/results.py runs/v2seed0 runs/v2seed1 ... --plot scaling.png --rl-plot rl.png
@@ -45,10 +46,12 @@ TEST_N=${TEST_N:-1000}; TEST_SEED=${TEST_SEED:-2032}  # drawn once for v2, never
 # accuracy is 0.866): the end of the cosine schedule is where it stops gaining (docs/logs/experiment_v2/)
 SFT_STEPS=${SFT_STEPS:-1000}; SFT_BATCH=${SFT_BATCH:-32}; SFT_LR=${SFT_LR:-1e-3}
 SFT_EVAL_EVERY=${SFT_EVAL_EVERY:-250}; SFT_EVAL_ITEMS=${SFT_EVAL_ITEMS:-100}; SFT_MAX_NEW=${SFT_MAX_NEW:-600}
-# RL: REINFORCE++ (J1-7B's algorithm). Learning rate and prompts per step are chosen on seed 0's validation pairs
-# (not yet: v1's 1e-5 and 8 x 8 until then). The stopping rule (docs/experiment.md): validate every 25 steps on 300
-# pairs at budgets 0 and 3; stop after 4 points without 2 more pairs right at budget 3 than the best, or at 1,000
-# steps, or after 4 hours; the best point's weights are the row's checkpoint (<row>.best.pt).
+# RL: REINFORCE++ (J1-7B's algorithm). The learning rate was chosen on seed 0's validation pairs, J1-SFT + RL: 1e-5
+# (budget-3 validation 253-259 of 300 at steps 25-100) over 3e-5 (229-241, and more traces without a verdict);
+# prompts per step: the first experiment's 8 x 8, not tuned. The stopping rule (docs/experiment.md): validate every
+# 25 steps on 300 pairs at budgets 0 and 3; step 0 (the SFT model) is the reference, not a candidate; stop after 4
+# points without 2 more pairs right at budget 3 than the best trained point, or at 1,000 steps, or after 4 hours;
+# the best trained point's weights are the row's checkpoint (<row>.best.pt).
 RL_LR=${RL_LR:-1e-5}; RL_PROMPTS=${RL_PROMPTS:-8}; RL_GROUP=${RL_GROUP:-8}; RL_STEPS=${RL_STEPS:-1000}
 RL_EVAL_EVERY=${RL_EVAL_EVERY:-25}; RL_EVAL_ITEMS=${RL_EVAL_ITEMS:-300}; RL_PATIENCE=${RL_PATIENCE:-4}
 RL_MIN_IMPROVEMENT=${RL_MIN_IMPROVEMENT:-2}; RL_MAX_HOURS=${RL_MAX_HOURS:-4}; RL_BUDGETS=${RL_BUDGETS:-0-3}
@@ -58,11 +61,19 @@ RL_DTYPE=${RL_DTYPE:-bfloat16}
 # teacher v2's budget-3 traces: 476 tokens on average, 99th percentile 854; the tiny model's context is 1,024 tokens
 # and a prompt about 140-155 (the smoke run's BPE; a longer one is refused by name, never skipped): 850 new tokens
 MAX_NEW=${MAX_NEW:-850}
+# no cap on thinking (s1's other half, --max-think-tokens): a trace that runs out of tokens has no verdict and scores 0
 PAR_TEMPERATURE=${PAR_TEMPERATURE:-1.0}  # parallel scaling's sampling temperature (RL's rollout temperature)
 # the judge's size: tiny (~4.6M, every row) or tiny4x (~18.4M: the larger-model check if the primary comparison is
 # null, one seed; train_sft.py --init)
 MODEL=${MODEL:-tiny}
 STOP_AFTER=${STOP_AFTER:-}  # "j1_sft" (the SFT length search), "sft" (both SFTs), or an RL row's name
+# the RL rows trained and judged (not a setting: it says which rows, not how): all three for seeds 0-2, the primary
+# row j1_rpp alone for seeds 3 and 4 (the protocol: 5 seeds for the primary pair, 3 for the other rows)
+RL_ROWS=${RL_ROWS:-j1_rpp j1_rpp_budget plain_rpp}
+for row in $RL_ROWS; do  # checked before any stage runs
+  case $row in j1_rpp|j1_rpp_budget|plain_rpp) ;;
+    *) echo "error: RL_ROWS: unknown row '$row' (j1_rpp, j1_rpp_budget, plain_rpp)" >&2; exit 2;; esac
+done
 mkdir -p "$OUT"
 
 # the resolved settings: written once, compared on every rerun (STOP_AFTER may differ)
@@ -109,7 +120,7 @@ once "$OUT/traces_plain.jsonl" python data_gen.py traces --n "$TRACES_N" --split
   "${TEACHER[@]}" --no-reflection --out "$OUT/traces_plain.jsonl"
 
 # micro-batches of 8 (the step's sequences sorted by length): the same gradient as one batch of 32 (float32: 7e-7
-# apart), 18% of the computed tokens padding instead of 50%: 1.9x faster at 1 thread, about 1.2x at 2
+# apart), 15-18% of the computed tokens padding instead of 47-50%: 1.92x faster at 1 thread, 1.58x at 2
 # (bench/sft_micro.py, docs/performance.md); not a setting
 SFT=(--init "$MODEL" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --micro 8 --lr "$SFT_LR" --warmup 20
      --dtype bfloat16 --seed "$SEED" --val "$OUT/val.jsonl" --eval-items "$SFT_EVAL_ITEMS"
@@ -128,7 +139,7 @@ RL=(--algo reinforce_pp --data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --st
     --patience "$RL_PATIENCE" --min-improvement "$RL_MIN_IMPROVEMENT" --max-hours "$RL_MAX_HOURS" --keep-best)
 declare -A START=([j1_rpp]=j1_sft [j1_rpp_budget]=j1_sft [plain_rpp]=plain_sft)
 declare -A RL_FLAGS=([j1_rpp]="" [j1_rpp_budget]="--budget $RL_BUDGETS" [plain_rpp]="")
-for row in j1_rpp j1_rpp_budget plain_rpp; do
+for row in $RL_ROWS; do
   step "RL: $row (REINFORCE++ from ${START[$row]} ${RL_FLAGS[$row]})"
   # shellcheck disable=SC2086  # the flags are words
   train "$OUT/$row.pt" train_grpo.py --ckpt "$OUT/${START[$row]}.pt" "${RL[@]}" ${RL_FLAGS[$row]}
@@ -138,7 +149,7 @@ done
 step "evaluation on $TEST_N test pairs: budgets 0-3 greedy, then K sampled traces at budget 0 (K odd, matched)"
 declare -A CKPT=([plain_sft]=plain_sft.pt [j1_sft]=j1_sft.pt [j1_rpp]=j1_rpp.best.pt
                  [j1_rpp_budget]=j1_rpp_budget.best.pt [plain_rpp]=plain_rpp.best.pt)
-for row in plain_sft j1_sft j1_rpp j1_rpp_budget plain_rpp; do
+for row in plain_sft j1_sft $RL_ROWS; do
   judged "$OUT/judge_$row.jsonl" --ckpt "$OUT/${CKPT[$row]}" --data "$OUT/test.jsonl" --budgets 0,1,2,3 \
     --max-new-tokens "$MAX_NEW"
   K=$(python scripts/results.py --matched-k "$OUT/judge_$row.jsonl" --odd)

@@ -21,7 +21,7 @@ from test_train_grpo import args, log_of, setup  # noqa: F401 (setup: that modul
 
 ROOT = Path(__file__).resolve().parents[1]
 # every step validated on 8 pairs at budgets 0 and 1; 1000 pairs of improvement never come, so
-# only step 0 is ever the best
+# only step 1, the first trained point, is ever the best (step 0 is the reference, not a candidate)
 NEVER_BETTER = ["--eval-every", "1", "--eval-items", "8", "--eval-budget", "1",
                 "--min-improvement", "1000"]
 
@@ -72,21 +72,25 @@ def test_patience_stops_the_run_after_n_points_without_a_new_best(setup, tmp_pat
     out = tmp_path / "p.pt"
     train_grpo.main(val_args(setup, out, "--steps", "10", "--patience", "2", *NEVER_BETTER))
     log = log_of(out)
-    assert [r["step"] for r in log if "reward" in r] == [1, 2]
+    assert [r["step"] for r in log if "reward" in r] == [1, 2, 3]  # best at 1, then 2 without
     stop = [r for r in log if "stopped" in r]
-    assert stop == [stop[0]] and stop[0]["stopped"] == "patience" and stop[0]["best_step"] == 0
-    assert torch.load(out, weights_only=True)["train_state"]["step"] == 2  # saved where it stopped
+    assert stop == [stop[0]] and stop[0]["stopped"] == "patience" and stop[0]["best_step"] == 1
+    assert torch.load(out, weights_only=True)["train_state"]["step"] == 3  # saved where it stopped
+    ref = [r for r in log if r.get("step") == 0]
+    assert ref == [ref[0]] and ref[0]["reference"] and "best_step" not in ref[0]
 
 
 def test_keep_best_writes_the_best_steps_weights_and_out_stays_the_last_state(setup, tmp_path):
     out = tmp_path / "kb.pt"
     train_grpo.main(val_args(setup, out, "--steps", "3", "--keep-best", *NEVER_BETTER))
     best = torch.load(best_path(out), weights_only=True)
-    assert best["run_config"]["best_step"] == 0 and "train_state" not in best
-    assert same(weights(best_path(out)), weights(setup / "teacher"))  # step 0: the start
-    assert not same(weights(out), weights(setup / "teacher"))  # --out: step 3, resumable
+    assert best["run_config"]["best_step"] == 1 and "train_state" not in best
+    train_grpo.main(val_args(setup, tmp_path / "one.pt", "--steps", "1", *NEVER_BETTER))
+    assert same(weights(best_path(out)), weights(tmp_path / "one.pt"))  # step 1's weights
+    assert not same(weights(best_path(out)), weights(setup / "teacher"))  # never the start's
+    assert not same(weights(out), weights(best_path(out)))  # --out: step 3, resumable
     assert torch.load(out, weights_only=True)["train_state"]["step"] == 3
-    assert [r["best_step"] for r in log_of(out) if "kept" in r] == [0]
+    assert [r["best_step"] for r in log_of(out) if "kept" in r] == [1]
 
 
 def test_keep_best_holds_the_weights_of_the_step_it_names(setup, tmp_path):
@@ -96,13 +100,23 @@ def test_keep_best_holds_the_weights_of_the_step_it_names(setup, tmp_path):
     common = ["--eval-every", "1", "--eval-items", "16", "--eval-budget", "1"]
     train_grpo.main(val_args(setup, out, "--steps", "4", "--keep-best", *common))
     b = torch.load(best_path(out), weights_only=True)["run_config"]["best_step"]
-    vals = [r["val_right_budget1"] for r in log_of(out) if "val_right_budget1" in r]
-    assert vals[b] == max(vals) and vals.index(max(vals)) == b  # the first of the best
-    if b == 0:
-        assert same(weights(best_path(out)), weights(setup / "teacher"))
-    else:
-        train_grpo.main(val_args(setup, tmp_path / "at_b.pt", "--steps", b, *common))
-        assert same(weights(best_path(out)), weights(tmp_path / "at_b.pt"))
+    vals = {r["step"]: r["val_right_budget1"] for r in log_of(out) if "val_right_budget1" in r}
+    trained = [vals[s] for s in (1, 2, 3, 4)]  # step 0 is the reference, not a candidate
+    assert vals[b] == max(trained) and trained.index(max(trained)) + 1 == b  # the first best
+    train_grpo.main(val_args(setup, tmp_path / "at_b.pt", "--steps", b, *common))
+    assert same(weights(best_path(out)), weights(tmp_path / "at_b.pt"))
+
+
+def test_a_max_hours_stop_between_validation_points_validates_the_last_policy(setup, tmp_path):
+    # stopped on time at step 1 with validation due every 5 steps: step 1 is validated, so the run
+    # keeps a trained point (without it --keep-best would have no candidate)
+    out = tmp_path / "mh.pt"
+    train_grpo.main(val_args(setup, out, "--steps", "10", "--eval-every", "5", "--eval-items", "8",
+                             "--eval-budget", "1", "--max-hours", "1e-9", "--keep-best"))
+    log = log_of(out)
+    assert [r["step"] for r in log if "val_right_budget1" in r] == [0, 1]
+    assert [r["stopped"] for r in log if "stopped" in r] == ["max_hours"]
+    assert torch.load(best_path(out), weights_only=True)["run_config"]["best_step"] == 1
 
 
 def test_kill_and_resume_keeps_the_patience_counter_and_the_best(setup, tmp_path):
@@ -112,10 +126,10 @@ def test_kill_and_resume_keeps_the_patience_counter_and_the_best(setup, tmp_path
     train_grpo.main(val_args(setup, part, "--stop-after", "1", *common))
     train_grpo.main(val_args(setup, part, "--resume", part, *common))
     train_grpo.main(val_args(setup, tmp_path / "full.pt", *common))
-    assert [r["step"] for r in log_of(part) if "stopped" in r] == [2]
-    assert [r["step"] for r in log_of(part) if "kept" in r] == [2]  # at the end, not at the kill
-    assert torch.load(part, weights_only=True)["train_state"]["step"] == 2
-    assert torch.load(best_path(part), weights_only=True)["run_config"]["best_step"] == 0
+    assert [r["step"] for r in log_of(part) if "stopped" in r] == [3]
+    assert [r["step"] for r in log_of(part) if "kept" in r] == [3]  # at the end, not at the kill
+    assert torch.load(part, weights_only=True)["train_state"]["step"] == 3
+    assert torch.load(best_path(part), weights_only=True)["run_config"]["best_step"] == 1
     assert same(weights(part), weights(tmp_path / "full.pt"))
 
 
@@ -157,5 +171,5 @@ def test_under_torchrun_ranks_sum_their_shares_and_stop_together(setup, tmp_path
     assert v0["val_n"] == 8 and 0 < s0["val_right_budget1"] < 8
     assert (v0["val_right_budget0"], v0["val_right_budget1"]) == (s0["val_right_budget0"],
                                                                   s0["val_right_budget1"])
-    assert [r["step"] for r in log if "stopped" in r] == [2]
-    assert torch.load(best_path(out), weights_only=True)["run_config"]["best_step"] == 0
+    assert [r["step"] for r in log if "stopped" in r] == [3]
+    assert torch.load(best_path(out), weights_only=True)["run_config"]["best_step"] == 1
