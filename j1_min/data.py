@@ -18,6 +18,7 @@ completion, verdict, has_reflection, num_reflections, source.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import random
@@ -138,7 +139,8 @@ def _parse_line(raw: bytes, where: str, need_completion: bool) -> tuple[dict | N
 def read_pairs(path, seed: int = 0, skip_bad: bool = False,
                need_completion: bool = False) -> Records:
     """Read a JSONL file of preference pairs in any of the formats above (blank lines are ignored);
-    '-' reads standard input, named `<stdin>` in messages.
+    '-' reads standard input, named `<stdin>` in messages; a name ending in `.gz` is read through
+    gzip (a damaged one is a ValueError naming the file).
 
     A malformed line (not UTF-8, bad or too deeply nested JSON, not an object, unknown format,
     missing field, wrong type, empty text, a lone surrogate, bad label; no completion when
@@ -151,23 +153,27 @@ def read_pairs(path, seed: int = 0, skip_bad: bool = False,
     else:
         if not Path(path).is_file():
             raise ValueError(f"{path}: no such file")
-        name, f = str(path), open(path, "rb")
+        name = str(path)
+        f = gzip.open(path, "rb") if name.endswith(".gz") else open(path, "rb")
     out, pending = Records(), []
-    with f as lines:
-        for lineno, raw in enumerate(lines, 1):
-            where = f"{name}, line {lineno}"
-            try:
-                rec, is_rb = _parse_line(raw, where, need_completion)
-            except ValueError as e:
-                if not skip_bad:
-                    raise
-                out.skipped.append(str(e))
-                continue
-            if rec is not None:
-                if is_rb:
-                    pending.append(len(out))
-                out.append(rec)
-                out.where.append(where)
+    try:
+        with f as lines:
+            for lineno, raw in enumerate(lines, 1):
+                where = f"{name}, line {lineno}"
+                try:
+                    rec, is_rb = _parse_line(raw, where, need_completion)
+                except ValueError as e:
+                    if not skip_bad:
+                        raise
+                    out.skipped.append(str(e))
+                    continue
+                if rec is not None:
+                    if is_rb:
+                        pending.append(len(out))
+                    out.append(rec)
+                    out.where.append(where)
+    except (gzip.BadGzipFile, EOFError) as e:  # a damaged or truncated .gz
+        raise ValueError(f"{name}: {e}") from None
     sides = ["A", "B"] * (len(pending) // 2 + 1)
     sides = sides[:len(pending)]
     random.Random(f"ab:{seed}").shuffle(sides)

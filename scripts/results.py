@@ -25,11 +25,12 @@ Markdown:
 4. the difference in scaling gain between every two rows, the later row in ROWS minus the earlier
    (an RL row minus the SFT row it started from), pooled over seeds and per seed, with paired
    bootstrap intervals over test pairs (finding 3 is the RL rows' gain against J1-SFT's);
-5. where the folder holds the test pairs (test.jsonl), per row and seed and budget, the share of
-   test pairs judged right for the right reason: the verdict is right and its trace's last check is
-   true and decides it (j1_min.teacher.grounded, the test the SFT data passed), and in brackets the
-   share of right verdicts that are grounded. A judge that is right by a shortcut (a position bias,
-   a check that ignores its digits) scores lower here than in table 1;
+5. where the folder holds the test pairs (test.jsonl, or test.jsonl.gz), per row and seed and
+   budget, the share of test pairs judged right for the right reason: the verdict is right and its
+   trace's last check is true and decides it (j1_min.teacher.grounded, the test the SFT data
+   passed), and in brackets the share of right verdicts that are grounded. A judge that is right
+   by a shortcut (a position bias, a check that ignores its digits) scores lower here than in
+   table 1;
 6. per row and seed and budget, the accuracy when the right verdict is A and when it is B (as
    shown; a position bias is a gap between the two), and the share of traces with no verdict.
 
@@ -95,13 +96,20 @@ def read_jsonl(path: Path) -> list[dict]:
         raise ValueError(f"{path}: {e}") from None
 
 
-def judgments_file(d: Path, name: str) -> Path | None:
-    """d/name.jsonl, else the gzipped d/name.jsonl.gz that scripts/reproduce_v2.sh leaves for
-    committing, else None."""
+def jsonl_file(d: Path, name: str) -> Path | None:
+    """d/name.jsonl, else the gzipped d/name.jsonl.gz (scripts/reproduce_v2.sh leaves the
+    judgments gzipped for committing; docs/logs/experiment_v2 holds the test pairs so), else
+    None."""
     for f in (d / f"{name}.jsonl", d / f"{name}.jsonl.gz"):
         if f.exists():
             return f
     return None
+
+
+def test_pairs(dirs: list[Path]) -> dict:
+    """Seed folder's name -> its test pairs (test.jsonl or test.jsonl.gz), for the folders that
+    hold them."""
+    return {d.name: read_pairs(f) for d in dirs if (f := jsonl_file(d, "test"))}
 
 
 def teacher_version(d: Path) -> str:
@@ -123,9 +131,9 @@ def load(dirs: list[Path], required: bool = True) -> dict:
         if not d.is_dir():
             raise ValueError(f"{d}: not a folder")
         for row in ROWS:
-            f = judgments_file(d, f"judge_{row}")
+            f = jsonl_file(d, f"judge_{row}")
             if f:
-                par = judgments_file(d, f"parallel_{row}")
+                par = jsonl_file(d, f"parallel_{row}")
                 runs[row, d.name] = {"seq": read_jsonl(f), "par": read_jsonl(par) if par
                                      else None}
     if not runs and required:
@@ -206,7 +214,7 @@ def greedy(judgments: list[dict], budget: int) -> list[dict]:
 def grounded_table(runs: dict, dirs: list[Path], budgets: list[int]) -> None:
     """Table 5: right and grounded, per budget (greedy first samples, the order each was shown), by
     the grounded rule of the folder's teacher (teacher_version)."""
-    pairs = {d.name: read_pairs(d / "test.jsonl") for d in dirs if (d / "test.jsonl").exists()}
+    pairs = test_pairs(dirs)
     have = {k: r for k, r in runs.items() if k[1] in pairs}
     if not have:
         return
@@ -334,8 +342,7 @@ def main(argv=None):
     if runs:
         sequential_table(runs, budgets)
         if v2:
-            results_v2.tables(runs, ROWS, {d.name: read_pairs(d / "test.jsonl") for d in dirs
-                                           if (d / "test.jsonl").exists()})
+            results_v2.tables(runs, ROWS, test_pairs(dirs))
         else:
             parallel_table(runs, budgets)
         gain_differences(runs, budgets)

@@ -2,6 +2,7 @@
 name the file and line, atomic writes, and the seeded order of training items."""
 from __future__ import annotations
 
+import gzip
 import json
 from collections import Counter
 from pathlib import Path
@@ -46,6 +47,20 @@ def test_judgebench_and_j1_min_records(tmp_path):
     assert jb == {"id": "p1", "question": "Q?", "response_a": "ra", "response_b": "rb",
                   "label": "B", "origin": "judgebench", "subset": "mmlu"}
     assert j1 == J1  # the j1_min form comes back as it is, extra fields included
+
+
+def test_gzipped_pairs_read_as_the_plain_file_and_a_damaged_one_is_named(tmp_path):
+    p = jsonl(tmp_path, [JB, J1])
+    gz = tmp_path / "d.jsonl.gz"
+    gz.write_bytes(gzip.compress(p.read_bytes()))
+    assert read_pairs(gz) == read_pairs(p)
+    assert read_pairs(gz).where == [f"{gz}, line 1", f"{gz}, line 2"]
+    gz.write_bytes(gzip.compress(p.read_bytes())[:-12])  # truncated
+    with pytest.raises(ValueError, match=r"d\.jsonl\.gz: "):
+        read_pairs(gz)
+    gz.write_bytes(b"not gzip at all")
+    with pytest.raises(ValueError, match=r"d\.jsonl\.gz: "):
+        read_pairs(gz)
 
 
 def test_missing_ids_are_file_and_line(tmp_path):

@@ -408,6 +408,14 @@ def test_results_v2_counts_grounded_by_teacher_v2s_rule(tmp_path):
     segs = sum(len(teacher_v2.rule_checks(it["question"], it["response_a"], it["response_b"],
                                           x["completion"])) for it, x in zip(pairs, rows))
     assert float(cells[0]) == pytest.approx(segs / 12, abs=0.005)
+    # the committed form (docs/logs/experiment_v2): test pairs and judgments gzipped, same tables
+    for name in ("test.jsonl", "judge_j1_sft.jsonl"):
+        (d / f"{name}.gz").write_bytes(gzip.compress((d / name).read_bytes()))
+        (d / name).unlink()
+    gz = results(d)
+    assert gz.returncode == 0, gz.stderr
+    assert gz.stdout == r.stdout
+
     c = rows[5]["completion"]
     vote = c[c.index("Vote ") + 5]
     rows[5]["completion"] = c.replace(f"Vote {vote};", f"Vote {'AB'[vote == 'A']};", 1)
