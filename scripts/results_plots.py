@@ -155,19 +155,22 @@ def plot_v2(runs: dict, path: str, force: bool, names: dict) -> None:
                 if not pts:
                     continue
                 x, y, lo, hi = zip(*pts)
-                ax.plot(x, y, style, color=color, lw=1.6,
-                        label=f"{names[r]}, {kind} ({c['seeds']} seed{'s' * (c['seeds'] > 1)})")
+                # a legend line per row (the colour); the line style is the figure's title
+                label = (f"{names[r]} ({c['seeds']} seed{'s' * (c['seeds'] > 1)})"
+                         if kind == "sequential" else None)
+                ax.plot(x, y, style, color=color, lw=1.6, label=label)
                 if c["seeds"] > 1:
                     ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("mean thinking tokens")
         ax.set_ylabel("accuracy (test pairs)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=8, loc="best")  # the least covered corner: curves rise or fall
     for ax in axes.flat[len(panels):]:
         ax.set_axis_off()
-    fig.suptitle("sequential: greedy, budgets 0-3; parallel: majority of K sampled traces "
-                 "(K = 1, then K matched to budgets 1-3); bands: 95% t-interval over seeds",
+    fig.suptitle("solid, circles: sequential (greedy, budgets 0-3); dashed, squares: parallel "
+                 "(majority of K sampled traces,\nK = 1, then K matched to budgets 1-3); bands: "
+                 "95% t-interval over seeds",
                  fontsize=9)
     fig.tight_layout()
     save_fig(fig, path, force)
