@@ -209,7 +209,8 @@ def measure(cfg: ModelConfig, dtype: str, rows: int = 2, length: int = 64) -> di
     """Under torchrun: shard a random model as train_*.py --shard does, take one AdamW step, and
     return this rank's actual bytes (params, grads, AdamW state, a sharded reference), each
     parameter's local element count, and the activation bytes per token that saved_tensors_hooks
-    sees on an unsharded copy (float32)."""
+    sees on an unsharded copy (float32). It joins torchrun's process group and leaves it joined
+    (collective.teardown is the caller's)."""
     from j1_min import collective, shard
     from j1_min.logprobs import selected_logprobs
     collective.init(torch.device("cpu"))
@@ -247,8 +248,7 @@ def measure(cfg: ModelConfig, dtype: str, rows: int = 2, length: int = 64) -> di
         out["activations_per_token"
             + ("_checkpointed" if ac else "")] = sum(saved.values()) / (rows * length)
     out["rank"] = collective.rank()
-    collective.teardown()
-    return out
+    return out  # the process group stays up: main prints the ranks' reports in turn
 
 
 def main(argv=None):
@@ -281,7 +281,14 @@ def main(argv=None):
         # kept
         want["activations_per_token_checkpointed"] = activation_bytes_per_token(
             cfg, 4, True, rows=2)
-        print(json.dumps({"planned": want, "measured": got}))
+        from j1_min import collective
+        # one rank at a time: a report is over 4 kB, more than a pipe writes at once, so two ranks
+        # printing together could interleave their lines
+        for r in range(int(os.environ["WORLD_SIZE"])):
+            if collective.rank() == r:
+                print(json.dumps({"planned": want, "measured": got}), flush=True)
+            collective.barrier()
+        collective.teardown()
         return
     show(args.config, plan(cfg, args.world, args.dtype, args.tokens, args.rollout_tokens,
                            not args.no_reference),
