@@ -106,7 +106,7 @@ def jsonl_file(d: Path, name: str) -> Path | None:
     return None
 
 
-def test_pairs(dirs: list[Path]) -> dict:
+def pairs_by_seed(dirs: list[Path]) -> dict:
     """Seed folder's name -> its test pairs (test.jsonl or test.jsonl.gz), for the folders that
     hold them."""
     return {d.name: read_pairs(f) for d in dirs if (f := jsonl_file(d, "test"))}
@@ -214,7 +214,7 @@ def greedy(judgments: list[dict], budget: int) -> list[dict]:
 def grounded_table(runs: dict, dirs: list[Path], budgets: list[int]) -> None:
     """Table 5: right and grounded, per budget (greedy first samples, the order each was shown), by
     the grounded rule of the folder's teacher (teacher_version)."""
-    pairs = test_pairs(dirs)
+    pairs = pairs_by_seed(dirs)
     have = {k: r for k, r in runs.items() if k[1] in pairs}
     if not have:
         return
@@ -342,7 +342,7 @@ def main(argv=None):
     if runs:
         sequential_table(runs, budgets)
         if v2:
-            results_v2.tables(runs, ROWS, test_pairs(dirs))
+            results_v2.tables(runs, ROWS, pairs_by_seed(dirs))
         else:
             parallel_table(runs, budgets)
         gain_differences(runs, budgets)
