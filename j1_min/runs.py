@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import hashlib
 import json
 import math
@@ -173,13 +174,24 @@ def log_path(out) -> Path:
     return Path(out).with_suffix(".log.jsonl")
 
 
-def read_log(out) -> list[dict]:
-    """The lines of --out's log that stand: a resumed run goes back to its checkpoint's step, so
-    the lines a killed run wrote after that step (before the `resumed_at` line) are dropped."""
+def logged(out) -> Path | None:
+    """--out's log: `<name>.log.jsonl`, else its gzipped copy `<name>.log.jsonl.gz` (the form
+    docs/logs commits), else None."""
     path = log_path(out)
+    gz = path.with_name(path.name + ".gz")
+    return path if path.exists() else gz if gz.exists() else None
+
+
+def read_log(out) -> list[dict]:
+    """The lines of --out's log (or of its gzipped copy, `logged`) that stand: a resumed run goes
+    back to its checkpoint's step, so the lines a killed run wrote after that step (before the
+    `resumed_at` line) are dropped."""
+    path = logged(out) or log_path(out)
     try:
-        lines = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-    except (OSError, json.JSONDecodeError) as e:
+        raw = path.read_bytes()
+        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode()
+        lines = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: {e}") from None
     kept = []
     for r in lines:

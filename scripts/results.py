@@ -46,8 +46,9 @@ row beside the SFT it started from, J1-SFT beside the ordinary judge), each row'
 with its seed-level band (the t-interval over seeds).
 --rl-plot: a panel per RL row (down) and seed folder (across), the reward per step (and its 10-step
 mean), the share of flat groups per step (groups whose rewards are all equal carry no
-signal) and the validation accuracy at each evaluation, from <row>.log.jsonl (runs.read_log: lines a
-resume superseded are dropped).
+signal), the validation accuracy at each evaluation and, where the stopping rule kept one, the kept
+step (a dashed line), from <row>.log.jsonl or its gzipped copy (runs.read_log: lines a resume
+superseded are dropped).
 --better-rl: of the J1-SFT RL rows, the one whose last validation line has the highest mean of
 val_acc_budget0 and val_acc_budget<eval budget> (ties: the first in ROWS); the test pairs are never
 read.
@@ -67,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from j1_min import checks, teacher, teacher_v2  # noqa: E402
 from j1_min.data import read_pairs  # noqa: E402
 from j1_min.evaluate import item_key, score, shown_pair  # noqa: E402
-from j1_min.runs import cli, log_path, read_log  # noqa: E402
+from j1_min.runs import cli, logged, read_log  # noqa: E402
 from j1_min.scaling import (bootstrap_interval, item_scores, matched_k,  # noqa: E402
                             mean_think_tokens, paired_differences, pool_seeds)
 from results_plots import plot_rl, plot_scaling, plot_v2  # noqa: E402
@@ -288,8 +289,8 @@ def better_rl(d: Path) -> str:
     """The J1-SFT RL row with the best last validation line (module docstring)."""
     best = None
     for row in BETTER_RL_CANDIDATES:
-        f = log_path(d / f"{row}.pt")
-        if not f.exists():
+        f = logged(d / f"{row}.pt")
+        if f is None:
             continue
         vals = [r for r in read_log(d / f"{row}.pt") if any(k.startswith("val_acc_") for k in r)]
         if not vals:

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from j1_min import checks  # noqa: E402
 from j1_min.evaluate import score  # noqa: E402
 from j1_min.files import atomic_write  # noqa: E402
-from j1_min.runs import log_path, read_log  # noqa: E402
+from j1_min.runs import logged, read_log  # noqa: E402
 from j1_min.scaling import item_scores, matched_k, mean_think_tokens, t_interval  # noqa: E402
 
 
@@ -58,16 +58,16 @@ def plot_rl(dirs: list[Path], path: str, force: bool, names: dict, rl_rows) -> N
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = [row for row in rl_rows if any(log_path(d / f"{row}.pt").exists() for d in dirs)]
+    rows = [row for row in rl_rows if any(logged(d / f"{row}.pt") for d in dirs)]
     if not rows:
-        raise ValueError(f"--rl-plot: no <row>.log.jsonl of an RL row ({', '.join(rl_rows)}) in "
-                         "the folders")
+        raise ValueError(f"--rl-plot: no <row>.log.jsonl(.gz) of an RL row "
+                         f"({', '.join(rl_rows)}) in the folders")
     # one panel per RL row (down) and seed folder (across); a panel without a log stays blank
     fig, axes = plt.subplots(len(rows), len(dirs), figsize=(3.6 * len(dirs), 3.2 * len(rows)),
                              squeeze=False)
     for row, panels in zip(rows, axes):
         for d, ax in zip(dirs, panels):
-            if not log_path(d / f"{row}.pt").exists():
+            if not logged(d / f"{row}.pt"):
                 ax.set_axis_off()
                 continue
             log = read_log(d / f"{row}.pt")
@@ -87,6 +87,9 @@ def plot_rl(dirs: list[Path], path: str, force: bool, names: dict, rl_rows) -> N
                 pts = [(r["step"], r[key]) for r in log if key in r]
                 ax.plot(*zip(*pts), "o:", color=f"C{c + 1}",
                         label=key.replace("val_acc_", "val acc "))
+            kept = next((r["best_step"] for r in log if "kept" in r), None)
+            if kept is not None:  # the stopping rule's choice: the row's checkpoint
+                ax.axvline(kept, color="0.3", ls="--", lw=0.9, label=f"kept: step {kept}")
             ax.set_ylim(0, 1.02)
             ax.set_title(f"{names[row]} [{d.name}]", fontsize=8)
             ax.set_xlabel("RL step")
@@ -159,8 +162,9 @@ def plot_v2(runs: dict, path: str, force: bool, names: dict) -> None:
                 label = (f"{names[r]} ({c['seeds']} seed{'s' * (c['seeds'] > 1)})"
                          if kind == "sequential" else None)
                 ax.plot(x, y, style, color=color, lw=1.6, label=label)
-                if c["seeds"] > 1:
-                    ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+                if c["seeds"] > 1:  # an accuracy's interval, clipped to where accuracy can be
+                    ax.fill_between(x, [max(v, 0.0) for v in lo], [min(v, 1.0) for v in hi],
+                                    color=color, alpha=0.18, lw=0)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("mean thinking tokens")
         ax.set_ylabel("accuracy (test pairs)")
@@ -170,7 +174,7 @@ def plot_v2(runs: dict, path: str, force: bool, names: dict) -> None:
         ax.set_axis_off()
     fig.suptitle("solid, circles: sequential (greedy, budgets 0-3); dashed, squares: parallel "
                  "(majority of K sampled traces,\nK = 1, then K matched to budgets 1-3); bands: "
-                 "95% t-interval over seeds",
+                 "95% t-interval over seeds (clipped to [0, 1])",
                  fontsize=9)
     fig.tight_layout()
     save_fig(fig, path, force)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from j1_min.runs import Log, log_path, read_log
+from j1_min.runs import Log, log_path, logged, read_log
 from j1_min.scaling import (T975, bootstrap_interval, item_scores, item_slopes, matched_k,
                             paired_differences, pool_seeds, seed_pair_bootstrap, t_interval)
 from j1_min import teacher_v2
@@ -176,7 +176,7 @@ def seeds(tmp_path):
     """Two seed folders: J1-SFT gains nothing from forcing, J1-SFT + GRPO's third Wait fixes a tenth
     of its wrong verdicts; parallel passes of 4 samples (the first always right, so a 2-vote ties
     and scores half); an RL log whose validation says GRPO, though REINFORCE++'s last training
-    reward is higher."""
+    reward is higher (seed 1's logs gzipped)."""
     dirs = []
     for s in range(2):
         d = tmp_path / f"seed{s}"
@@ -189,13 +189,14 @@ def seeds(tmp_path):
             write(d / f"parallel_{row}.jsonl",
                   judgments(lambda i, b, k: base(i) or k == 0, samples=4, budgets=(0,)))
         for row, val, reward in (("j1_grpo", 0.8, 0.7), ("j1_reinforce_pp", 0.7, 0.9)):
-            # the name the trainers write (runs.Log)
-            write(log_path(d / f"{row}.pt"),
-                  [{"config": {"prompts": 8}}, {"step": 0, "val_acc_budget0": 0.6},
-                                               *({"step": t, "reward": reward, "flat_groups": 4}
-                                                 for t in (1, 2)),
-                                               {"step": 2, "val_acc_budget0": val,
-                                                "val_acc_budget2": val}])
+            # the name the trainers write (runs.Log); seed 1's gzipped, as docs/logs commits them
+            log = log_path(d / f"{row}.pt")
+            write(log, [{"config": {"prompts": 8}}, {"step": 0, "val_acc_budget0": 0.6},
+                        *({"step": t, "reward": reward, "flat_groups": 4} for t in (1, 2)),
+                        {"step": 2, "val_acc_budget0": val, "val_acc_budget2": val}])
+            if s == 1:
+                log.with_name(log.name + ".gz").write_bytes(gzip.compress(log.read_bytes()))
+                log.unlink()
         dirs.append(d)
     return dirs
 
@@ -280,6 +281,16 @@ def test_read_log_drops_what_a_killed_run_wrote_after_the_step_it_resumed_from(t
     log.write({"step": 3, "reward": 0.5})
     steps = [(r.get("step"), r.get("reward")) for r in read_log(out)]
     assert steps == [(1, 0.1), (2, 0.2), (None, None), (3, 0.5)]
+    # its gzipped copy (docs/logs commits logs so) reads the same; a damaged one is named
+    gz = tmp_path / "row.log.jsonl.gz"
+    gz.write_bytes(gzip.compress(log.path.read_bytes()))
+    log.path.unlink()
+    assert logged(out) == gz and [(r.get("step"), r.get("reward")) for r in read_log(out)] == steps
+    gz.write_bytes(gz.read_bytes()[:-9])
+    with pytest.raises(ValueError, match="row.log.jsonl.gz"):
+        read_log(out)
+    gz.unlink()
+    assert logged(out) is None
 
 
 # scripts/results.py on the second experiment's folders (scripts/reproduce_v2.sh)
