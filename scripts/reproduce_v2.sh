@@ -14,6 +14,8 @@
 #   bash scripts/reproduce_v2.sh                       # seed 0; outputs under runs/v2seed0/
 #   SEED=1 bash scripts/reproduce_v2.sh                # another seed: data, initialisation, sampling; same test pairs
 #   SEED=3 RL_ROWS=j1_rpp bash scripts/reproduce_v2.sh # seeds 3 and 4: the primary pair's RL row only (the protocol)
+#   MODEL=tiny4x OUT=runs/v2seed0_tiny4x SFT_ROWS=j1_sft RL_ROWS=j1_rpp bash scripts/reproduce_v2.sh  # the larger-
+#       model check (docs/experiment.md): seed 0's data, a judge four times larger, the primary pair only
 #   SEED=0 OUT=runs/v2seed0 STOP_AFTER=j1_sft bash scripts/reproduce_v2.sh   # the SFT length search: J1-SFT only,
 #       its validation curve in runs/v2seed0/j1_sft.log.jsonl (val_acc every SFT_EVAL_EVERY steps)
 #   python scripts/results.py runs/v2seed0 runs/v2seed1 ... --plot scaling.png --rl-plot rl.png
@@ -70,9 +72,19 @@ STOP_AFTER=${STOP_AFTER:-}  # "j1_sft" (the SFT length search), "sft" (both SFTs
 # the RL rows trained and judged (not a setting: it says which rows, not how): all three for seeds 0-2, the primary
 # row j1_rpp alone for seeds 3 and 4 (the protocol: 5 seeds for the primary pair, 3 for the other rows)
 RL_ROWS=${RL_ROWS:-j1_rpp j1_rpp_budget plain_rpp}
-for row in $RL_ROWS; do  # checked before any stage runs
+# the SFT rows trained and judged: both for every seed of the protocol; the larger-model check (MODEL=tiny4x, one
+# seed, the primary pair) needs only j1_sft (SFT_ROWS=j1_sft RL_ROWS=j1_rpp)
+SFT_ROWS=${SFT_ROWS:-j1_sft plain_sft}
+for row in $SFT_ROWS; do  # checked before any stage runs
+  case $row in j1_sft|plain_sft) ;;
+    *) echo "error: SFT_ROWS: unknown row '$row' (j1_sft, plain_sft)" >&2; exit 2;; esac
+done
+declare -A START=([j1_rpp]=j1_sft [j1_rpp_budget]=j1_sft [plain_rpp]=plain_sft)
+for row in $RL_ROWS; do
   case $row in j1_rpp|j1_rpp_budget|plain_rpp) ;;
     *) echo "error: RL_ROWS: unknown row '$row' (j1_rpp, j1_rpp_budget, plain_rpp)" >&2; exit 2;; esac
+  case " $SFT_ROWS " in *" ${START[$row]} "*) ;;
+    *) echo "error: RL_ROWS: $row starts from ${START[$row]}, which SFT_ROWS leaves out" >&2; exit 2;; esac
 done
 mkdir -p "$OUT"
 
@@ -128,8 +140,10 @@ SFT=(--init "$MODEL" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --micro 8 --lr "$
 step "SFT on reflection traces (J1-SFT)"
 train "$OUT/j1_sft.pt" train_sft.py --data "$OUT/traces_j1.jsonl" "${SFT[@]}"
 stop_here j1_sft
-step "SFT on plain traces (the ordinary judge)"
-train "$OUT/plain_sft.pt" train_sft.py --data "$OUT/traces_plain.jsonl" "${SFT[@]}"
+if [[ " $SFT_ROWS " == *" plain_sft "* ]]; then
+  step "SFT on plain traces (the ordinary judge)"
+  train "$OUT/plain_sft.pt" train_sft.py --data "$OUT/traces_plain.jsonl" "${SFT[@]}"
+fi
 stop_here sft
 
 RL=(--algo reinforce_pp --data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --steps "$RL_STEPS"
@@ -137,7 +151,6 @@ RL=(--algo reinforce_pp --data "$OUT/rl_pairs.jsonl" --val "$OUT/val.jsonl" --st
     --dtype "$RL_DTYPE"
     --eval-every "$RL_EVAL_EVERY" --eval-items "$RL_EVAL_ITEMS" --eval-budget 3 --save-every 10
     --patience "$RL_PATIENCE" --min-improvement "$RL_MIN_IMPROVEMENT" --max-hours "$RL_MAX_HOURS" --keep-best)
-declare -A START=([j1_rpp]=j1_sft [j1_rpp_budget]=j1_sft [plain_rpp]=plain_sft)
 declare -A RL_FLAGS=([j1_rpp]="" [j1_rpp_budget]="--budget $RL_BUDGETS" [plain_rpp]="")
 for row in $RL_ROWS; do
   step "RL: $row (REINFORCE++ from ${START[$row]} ${RL_FLAGS[$row]})"
@@ -149,7 +162,7 @@ done
 step "evaluation on $TEST_N test pairs: budgets 0-3 greedy, then K sampled traces at budget 0 (K odd, matched)"
 declare -A CKPT=([plain_sft]=plain_sft.pt [j1_sft]=j1_sft.pt [j1_rpp]=j1_rpp.best.pt
                  [j1_rpp_budget]=j1_rpp_budget.best.pt [plain_rpp]=plain_rpp.best.pt)
-for row in plain_sft j1_sft $RL_ROWS; do
+for row in $SFT_ROWS $RL_ROWS; do
   judged "$OUT/judge_$row.jsonl" --ckpt "$OUT/${CKPT[$row]}" --data "$OUT/test.jsonl" --budgets 0,1,2,3 \
     --max-new-tokens "$MAX_NEW"
   K=$(python scripts/results.py --matched-k "$OUT/judge_$row.jsonl" --odd)
