@@ -1,10 +1,11 @@
-"""README's table and plot of the first experiment: each row's accuracy at budgets 0-3, the mean
-over seeds, read from the per-seed tables committed in docs/logs/experiment/seedN/results.md (which
-`scripts/results.py runs/seedN` printed). The per-pair judgments of that experiment were not
-committed, so this reads the tables; nothing here is recomputed from judgments.
+"""The first experiment's mean table and plot (docs/first_experiment.md): each row's accuracy at
+budgets 0-3, the mean over seeds, read from the per-seed tables committed in
+docs/logs/experiment/seedN/results.md (which `scripts/results.py runs/seedN` printed). The per-pair
+judgments of that experiment were not committed, so this reads the tables; nothing here is
+recomputed from judgments.
 
     python scripts/first_experiment_table.py
-        # the Markdown table README shows
+        # the Markdown table docs/first_experiment.md shows
     python scripts/first_experiment_table.py --plot docs/first_experiment.png --force
         # and its plot: mean over seeds, a band from the lowest to the highest seed
 """

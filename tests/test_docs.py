@@ -119,9 +119,9 @@ def test_every_link_section_and_figure_the_docs_cite_exists():
     assert not bad, "\n".join(bad)
 
 
-def test_readme_first_experiment_table_is_what_its_command_prints():
+def test_the_first_experiments_mean_table_is_what_its_command_prints():
     from first_experiment_table import read_seeds, table
-    assert table(read_seeds()) in (ROOT / "README.md").read_text()
+    assert table(read_seeds()) in (ROOT / "docs" / "first_experiment.md").read_text()
 
 
 def test_readme_forced_wait_excerpt_is_the_walkthroughs_checked_trace():
