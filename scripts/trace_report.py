@@ -115,6 +115,13 @@ def share(k: int, n: int) -> str:
     return f"{k / n:.3f} ({k}/{n})" if n else "-"
 
 
+def add(stats: dict, key, counts: dict) -> None:
+    """Sum `counts` into stats[key] (pooling folders)."""
+    old = stats.setdefault(key, dict.fromkeys(counts, 0))
+    for k, v in counts.items():
+        old[k] += v
+
+
 def report(dirs: list[Path], rows: list[str], with_teacher: bool = True) -> str:
     """The Markdown report over the seed folders `dirs` (pooled)."""
     stats = {}  # (row, budget) -> counts, summed over folders
@@ -128,17 +135,12 @@ def report(dirs: list[Path], rows: list[str], with_teacher: bool = True) -> str:
                 continue
             js = [j for j in read_jsonl(f) if j.get("sample", 0) == 0]
             for b in BUDGETS:
-                got = trace_stats([j for j in js if j["budget"] == b])
-                old = stats.setdefault((row, b), dict.fromkeys(got, 0))
-                for k, v in got.items():
-                    old[k] += v
+                add(stats, (row, b), trace_stats([j for j in js if j["budget"] == b]))
             if with_teacher and d.name in pairs:
-                shown = [j for j in js if j["budget"] == 0]
+                shown, settings = [j for j in js if j["budget"] == 0], read_settings(d)
                 for b in BUDGETS:
-                    got = trace_stats(teacher_judgments(pairs[d.name], shown, read_settings(d), b))
-                    old = stats.setdefault((TEACHER, b), dict.fromkeys(got, 0))
-                    for k, v in got.items():
-                        old[k] += v
+                    add(stats, (TEACHER, b),
+                        trace_stats(teacher_judgments(pairs[d.name], shown, settings, b)))
                 with_teacher = False  # once: the test pairs and their order are the same
     if not stats:
         raise ValueError(f"no judge_<row>.jsonl for rows {', '.join(rows)} in "
