@@ -112,8 +112,8 @@ def v2_curves(runs: dict, row: str, budgets=(0, 1, 2, 3)) -> dict:
     [(x, y, lo, hi) per point], "seeds": n}. x is the mean over seeds of the mean thinking tokens,
     y the mean over seeds of the accuracy, [lo, hi] the t-interval over seeds (scaling.t_interval;
     y itself with one seed). Parallel points: the sampled K = 1, then the majority of K_b samples
-    for b = 1..3, K_b each seed's odd matched K (scaling.matched_k(odd=True)), while every seed's
-    parallel pass has K_b samples."""
+    for b = 1..3, K_b each seed's odd matched K (scaling.matched_k(odd=True)), while each seed's
+    parallel pass has its K_b samples (a seed whose K_3 is 1 has a pass of one sample)."""
     seeds = [r for (rw, _), r in runs.items() if rw == row and set(budgets) <= {
         j["budget"] for j in r["seq"]}]
 
@@ -127,10 +127,11 @@ def v2_curves(runs: dict, row: str, budgets=(0, 1, 2, 3)) -> dict:
     par = []
     with_par = [r for r in seeds if r["par"]]
     if seeds and len(with_par) == len(seeds):
-        n_par = min(1 + max(j["sample"] for j in r["par"]) for r in seeds)
+        n_par = [1 + max(j["sample"] for j in r["par"]) for r in seeds]  # samples per seed
         ks = [[1] + list(matched_k(r["seq"], budgets[1:], odd=True).values()) for r in seeds]
         for i in range(len(ks[0])):
-            if any(k[i] > n_par for k in ks) or (i and all(k[i] == k[i - 1] for k in ks)):
+            if any(k[i] > n for k, n in zip(ks, n_par)) or (
+                    i and all(k[i] == k[i - 1] for k in ks)):
                 continue
             par.append(point([mean_think_tokens(r["par"], 0, k[i]) for r, k in zip(seeds, ks)],
                              [acc(item_scores(r["par"], 0, k[i])) for r, k in zip(seeds, ks)]))

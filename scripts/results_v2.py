@@ -1,6 +1,8 @@
 """scripts/results.py's tables for the second experiment's protocol (docs/experiment.md), printed
 for every folder set, as Markdown:
 
+0. accuracy by budget over seeds: per row and budget 0-3, the mean over seeds of the greedy
+   accuracy with its t-interval over seeds, and the mean thinking tokens (README's table);
 A. the endpoints per row and seed: the gain acc(3) - acc(0) and the least-squares slope of accuracy
    over budgets 0-3 (per budget point; the mean of the per-pair slopes, scaling.item_slopes), each
    with its paired bootstrap interval over test pairs; and per row over seeds, the mean with the
@@ -63,6 +65,32 @@ def over_seeds(per_seed: list[dict]) -> str:
         return "- | -"
     means = [sum(d.values()) / len(d) for d in per_seed]
     return f"{ci(t_interval(means))} | {ci(seed_pair_bootstrap(per_seed, N_BOOT))}"
+
+
+def accuracy_table(runs: dict, names: dict) -> None:
+    """Table 0: each row's greedy accuracy at budgets 0-3, the mean over its seeds [t-interval
+    over seeds] (mean thinking tokens); the seed's own value with one seed."""
+    lines = []
+    for row in names:
+        per = [r["seq"] for (rw, _), r in runs.items() if rw == row
+               and set(BUDGETS) <= {j["budget"] for j in r["seq"]}]
+        if not per:
+            continue
+        cells = []
+        for b in BUDGETS:
+            accs = [sum(s.values()) / len(s) for s in (item_scores(j, b) for j in per)]
+            think = sum(mean_think_tokens(j, b) for j in per) / len(per)
+            m, lo, hi = t_interval(accs) if len(per) > 1 else (accs[0],) * 3
+            cells.append(f"{m:.3f} [{lo:.3f}, {hi:.3f}] ({think:.0f})" if len(per) > 1
+                         else f"{m:.3f} ({think:.0f})")
+        lines.append(f"| {names[row]} | {len(per)} | " + " | ".join(cells) + " |")
+    if not lines:
+        return
+    print("\naccuracy by budget (greedy, test pairs): the mean over seeds [95% t-interval over "
+          "seeds] (mean thinking tokens)\n")
+    print("| row | seeds | " + " | ".join(f"acc @ {b}" for b in BUDGETS) + " |")
+    print("|---" * (2 + len(BUDGETS)) + "|")
+    print("\n".join(lines))
 
 
 def endpoint_table(runs: dict, names: dict) -> dict:
@@ -192,7 +220,8 @@ def rules_table(runs: dict, pairs: dict, names: dict) -> None:
 
 
 def tables(runs: dict, names: dict, pairs: dict | None = None) -> None:
-    """Tables A, B, C and (given the test pairs) D."""
+    """Tables 0, A, B, C and (given the test pairs) D."""
+    accuracy_table(runs, names)
     comparison_table(endpoint_table(runs, names), names)
     parallel_odd_table(runs, names)
     if pairs:

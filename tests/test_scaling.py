@@ -361,6 +361,12 @@ def test_results_v2_gives_each_seeds_gain_and_slope_and_intervals_over_seeds(v2_
     assert p_hi - p_lo < (b_hi - b_lo) / 1.5 and p_hi - p_lo < (hi - lo) / 2
     secondary = next(ln for ln in out if "| slope | secondary |" in ln).split("|")
     assert [float(x) for x in secondary[5].split(",")] == pytest.approx(slopes, abs=6e-4)
+    # table 0: accuracy by budget, the mean over seeds with its t-interval (README's table)
+    line = next(ln for ln in out if ln.startswith("| J1-SFT + REINFORCE++ (v2) | 3 | "))
+    for b, cell in enumerate(line.split("|")[3:-1]):
+        accs = [sum(v2_right(s)[1](i, b, 0) for i in range(200)) / 200 for s in range(3)]
+        assert [lead(cell), *bounds(cell)] == pytest.approx(t_interval(accs), abs=6e-4)
+        assert cell.strip().endswith(f"({(50, 100, 160, 190)[b]})")
 
 
 def test_results_v2_parallel_table_has_odd_k_and_both_k1_controls(v2_seeds):
@@ -463,3 +469,22 @@ def test_results_v2_plot_gives_each_rows_mean_over_seeds_with_its_t_interval(v2_
     assert r.returncode == 0, r.stderr
     w, h = struct.unpack(">II", (tmp_path / "v2.png").read_bytes()[16:24])  # PNG IHDR
     assert w <= 1400 and h <= 1000  # readable at 100% on a laptop screen
+
+
+def test_results_v2_plot_keeps_a_parallel_point_where_a_seeds_matched_k_is_1():
+    """A seed whose thinking barely grows (K = 1 at every budget) has a parallel pass of one
+    sample; the K = 3 point of the other seeds is still drawn, that seed entering it at its K = 1
+    (each seed at its own matched K)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from results_plots import v2_curves
+    runs = {}
+    for s, think, samples in ((0, (50, 100, 120, 150), 3), (1, (50, 60, 70, 80), 1)):
+        seq = judgments(lambda i, b, k: i % 4 > 0, think=think)
+        par = judgments(lambda i, b, k: (i + k) % 4 > 0, think=(60,), samples=samples,
+                        budgets=(0,))
+        runs["j1_sft", f"seed{s}"] = {"seq": seq, "par": par}
+    par = v2_curves(runs, "j1_sft")["parallel"]
+    # seed 0's K: 1, 1, 3, 3 (ratios 2, 2.4, 3); seed 1's: 1 at every budget
+    accs_k3 = [sum(sum((i + k) % 4 > 0 for k in range(3)) >= 2 for i in range(200)) / 200, 0.75]
+    assert [(p[0], p[1]) for p in par] == [(60, 0.75), (
+        pytest.approx((180 + 60) / 2), pytest.approx(sum(accs_k3) / 2))]
