@@ -36,6 +36,7 @@ from j1_min.evaluate import shown_pair  # noqa: E402
 from j1_min.scaling import (bootstrap_interval, item_scores, item_slopes,  # noqa: E402
                             matched_k, mean_think_tokens, pool_seeds, seed_pair_bootstrap,
                             t_interval)
+from results_plots import v2_curves  # noqa: E402
 
 BUDGETS = (0, 1, 2, 3)
 PRIMARY = ("j1_rpp", "j1_sft")  # (row, the row it is compared with): the primary comparison
@@ -69,21 +70,16 @@ def over_seeds(per_seed: list[dict]) -> str:
 
 def accuracy_table(runs: dict, names: dict) -> None:
     """Table 0: each row's greedy accuracy at budgets 0-3, the mean over its seeds [t-interval
-    over seeds] (mean thinking tokens); the seed's own value with one seed."""
+    over seeds] (mean thinking tokens); the seed's own value with one seed. The numbers are the
+    v2 plot's sequential points (results_plots.v2_curves)."""
     lines = []
     for row in names:
-        per = [r["seq"] for (rw, _), r in runs.items() if rw == row
-               and set(BUDGETS) <= {j["budget"] for j in r["seq"]}]
-        if not per:
+        c = v2_curves(runs, row, BUDGETS)
+        if not c["seeds"]:
             continue
-        cells = []
-        for b in BUDGETS:
-            accs = [sum(s.values()) / len(s) for s in (item_scores(j, b) for j in per)]
-            think = sum(mean_think_tokens(j, b) for j in per) / len(per)
-            m, lo, hi = t_interval(accs) if len(per) > 1 else (accs[0],) * 3
-            cells.append(f"{m:.3f} [{lo:.3f}, {hi:.3f}] ({think:.0f})" if len(per) > 1
-                         else f"{m:.3f} ({think:.0f})")
-        lines.append(f"| {names[row]} | {len(per)} | " + " | ".join(cells) + " |")
+        cells = [f"{y:.3f} [{lo:.3f}, {hi:.3f}] ({x:.0f})" if c["seeds"] > 1 else
+                 f"{y:.3f} ({x:.0f})" for x, y, lo, hi in c["sequential"]]
+        lines.append(f"| {names[row]} | {c['seeds']} | " + " | ".join(cells) + " |")
     if not lines:
         return
     print("\naccuracy by budget (greedy, test pairs): the mean over seeds [95% t-interval over "
