@@ -70,20 +70,21 @@ def over_seeds(per_seed: list[dict]) -> str:
 
 def accuracy_table(runs: dict, names: dict) -> None:
     """Table 0: each row's greedy accuracy at budgets 0-3, the mean over its seeds [t-interval
-    over seeds] (mean thinking tokens); the seed's own value with one seed. The numbers are the
-    v2 plot's sequential points (results_plots.v2_curves)."""
+    over seeds, clipped to [0, 1]] (mean thinking tokens); the seed's own value with one seed. The
+    numbers are the v2 plot's sequential points (results_plots.v2_curves)."""
     lines = []
     for row in names:
         c = v2_curves(runs, row, BUDGETS)
         if not c["seeds"]:
             continue
-        cells = [f"{y:.3f} [{lo:.3f}, {hi:.3f}] ({x:.0f})" if c["seeds"] > 1 else
-                 f"{y:.3f} ({x:.0f})" for x, y, lo, hi in c["sequential"]]
+        # an accuracy's interval clipped to where accuracy can be, as the plot's bands are
+        cells = [f"{y:.3f} [{max(lo, 0.0):.3f}, {min(hi, 1.0):.3f}] ({x:.0f})"
+                 if c["seeds"] > 1 else f"{y:.3f} ({x:.0f})" for x, y, lo, hi in c["sequential"]]
         lines.append(f"| {names[row]} | {c['seeds']} | " + " | ".join(cells) + " |")
     if not lines:
         return
     print("\naccuracy by budget (greedy, test pairs): the mean over seeds [95% t-interval over "
-          "seeds] (mean thinking tokens)\n")
+          "seeds, clipped to [0, 1]] (mean thinking tokens)\n")
     print("| row | seeds | " + " | ".join(f"acc @ {b}" for b in BUDGETS) + " |")
     print("|---" * (2 + len(BUDGETS)) + "|")
     print("\n".join(lines))
