@@ -110,16 +110,18 @@ V2_PANELS = (("j1_rpp", "j1_sft", "primary: J1-SFT + REINFORCE++ against J1-SFT"
 def v2_curves(runs: dict, row: str, budgets=(0, 1, 2, 3)) -> dict:
     """A row's curves over its seeds: {"sequential": [(x, y, lo, hi) per budget], "parallel":
     [(x, y, lo, hi) per point], "seeds": n}. x is the mean over seeds of the mean thinking tokens,
-    y the mean over seeds of the accuracy, [lo, hi] the t-interval over seeds (scaling.t_interval;
-    y itself with one seed). Parallel points: the sampled K = 1, then the majority of K_b samples
-    for b = 1..3, K_b each seed's odd matched K (scaling.matched_k(odd=True)), while each seed's
-    parallel pass has its K_b samples (a seed whose K_3 is 1 has a pass of one sample)."""
+    y the mean over seeds of the accuracy, [lo, hi] the t-interval over seeds (scaling.t_interval,
+    clipped to [0, 1]; y itself with one seed). Parallel points: the sampled K = 1, then the
+    majority of K_b samples for b = 1..3, K_b each seed's odd matched K
+    (scaling.matched_k(odd=True)), while each seed's parallel pass has its K_b samples (a seed
+    whose K_3 is 1 has a pass of one sample)."""
     seeds = [r for (rw, _), r in runs.items() if rw == row and set(budgets) <= {
         j["budget"] for j in r["seq"]}]
 
     def point(xs: list[float], ys: list[float]) -> tuple:
         m, lo, hi = t_interval(ys) if len(ys) > 1 else (ys[0], ys[0], ys[0])
-        return sum(xs) / len(xs), m, lo, hi
+        # an accuracy's interval, clipped to where accuracy can be
+        return sum(xs) / len(xs), m, max(lo, 0.0), min(hi, 1.0)
 
     acc = lambda s: sum(s.values()) / len(s)  # noqa: E731
     seq = [point([mean_think_tokens(r["seq"], b) for r in seeds],
@@ -163,9 +165,8 @@ def plot_v2(runs: dict, path: str, force: bool, names: dict) -> None:
                 label = (f"{names[r]} ({c['seeds']} seed{'s' * (c['seeds'] > 1)})"
                          if kind == "sequential" else None)
                 ax.plot(x, y, style, color=color, lw=1.6, label=label)
-                if c["seeds"] > 1:  # an accuracy's interval, clipped to where accuracy can be
-                    ax.fill_between(x, [max(v, 0.0) for v in lo], [min(v, 1.0) for v in hi],
-                                    color=color, alpha=0.18, lw=0)
+                if c["seeds"] > 1:
+                    ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("mean thinking tokens")
         ax.set_ylabel("accuracy (test pairs)")

@@ -77,9 +77,8 @@ def accuracy_table(runs: dict, names: dict) -> None:
         c = v2_curves(runs, row, BUDGETS)
         if not c["seeds"]:
             continue
-        # an accuracy's interval clipped to where accuracy can be, as the plot's bands are
-        cells = [f"{y:.3f} [{max(lo, 0.0):.3f}, {min(hi, 1.0):.3f}] ({x:.0f})"
-                 if c["seeds"] > 1 else f"{y:.3f} ({x:.0f})" for x, y, lo, hi in c["sequential"]]
+        cells = [f"{y:.3f} [{lo:.3f}, {hi:.3f}] ({x:.0f})" if c["seeds"] > 1 else
+                 f"{y:.3f} ({x:.0f})" for x, y, lo, hi in c["sequential"]]
         lines.append(f"| {names[row]} | {c['seeds']} | " + " | ".join(cells) + " |")
     if not lines:
         return
